@@ -1,0 +1,637 @@
+/* cfg: INI configuration via inih, table-driven, with file:line errors. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "cfg.h"
+#include "util.h"
+
+enum sect { S_SERVER, S_ENDPOINT, S_STORE, S_API, S_LOG, S_METRICS };
+
+static const char *const sect_names[] = {
+        "server", "endpoint", "store", "api", "log", "metrics",
+};
+
+enum kind { K_STR, K_PATH, K_UINT, K_CUSTOM };
+
+struct parser;
+typedef int (*custom_fn)(struct parser *p, const char *value);
+
+struct key {
+        enum sect sect;
+        const char *name;
+        enum kind kind;
+        size_t off;             /* into struct cfg, or struct cfg_endpoint for S_ENDPOINT */
+        int64_t min, max;
+        custom_fn fn;
+        bool list;              /* may repeat: values accumulate */
+};
+
+struct parser {
+        struct cfg *cfg;
+        FILE *f;
+        int line;
+        int sect;               /* -1 before the first section */
+        struct cfg_endpoint *ep;
+        const struct key *key;
+        char *err;
+        char *allow_text;       /* accumulated lists */
+        char *proxies_text;
+        char *listen_text;
+        uint64_t seen[8];       /* per-section bitmap of keys already given */
+        const char *section_name;
+        char *cur_section;
+};
+
+static int parse_listen(struct parser *p, const char *v);
+static int parse_list(struct parser *p, const char *v);
+static int parse_sync(struct parser *p, const char *v);
+static int parse_backend(struct parser *p, const char *v);
+static int parse_format(struct parser *p, const char *v);
+static int parse_level(struct parser *p, const char *v);
+static int parse_ignored(struct parser *p, const char *v);
+
+#define C(f) offsetof(struct cfg, f)
+#define E(f) offsetof(struct cfg_endpoint, f)
+static const struct key keys[] = {
+        { S_SERVER, "listen", K_CUSTOM, 0, 0, 0, parse_listen, false },
+        { S_SERVER, "tls_cert", K_PATH, C(tls_cert), 0, 0, NULL, false },
+        { S_SERVER, "tls_key", K_PATH, C(tls_key), 0, 0, NULL, false },
+        { S_SERVER, "tls_priorities", K_STR, C(tls_priorities), 0, 0, NULL, false },
+        { S_SERVER, "allow", K_CUSTOM, 0, 0, 0, parse_list, true },
+        { S_SERVER, "trusted_proxies", K_CUSTOM, 0, 0, 0, parse_list, true },
+        { S_SERVER, "max_body", K_UINT, C(max_body), 64, 64 * 1024 * 1024, NULL, false },
+        { S_SERVER, "threads", K_UINT, C(threads), 0, 256, NULL, false },
+        { S_SERVER, "timeout", K_UINT, C(timeout), 1, 3600, NULL, false },
+        { S_SERVER, "max_connections", K_UINT, C(max_connections), 1, 1000000, NULL, false },
+        { S_SERVER, "max_connections_per_ip", K_UINT, C(max_connections_per_ip), 0, 1000000, NULL, false },
+        { S_ENDPOINT, "path", K_STR, E(path), 0, 0, NULL, false },
+        { S_ENDPOINT, "secret_file", K_PATH, E(secret_file), 0, 0, NULL, false },
+        { S_ENDPOINT, "secret", K_STR, E(secret_inline), 0, 0, NULL, false },
+        { S_ENDPOINT, "validation_key", K_STR, E(validation_key), 0, 0, NULL, false },
+        { S_STORE, "database", K_PATH, C(database), 0, 0, NULL, false },
+        { S_STORE, "synchronous", K_CUSTOM, 0, 0, 0, parse_sync, false },
+        { S_STORE, "retention_days", K_UINT, C(retention_days), 0, 100000, NULL, false },
+        { S_STORE, "queue_size", K_UINT, C(queue_size), 1, 1000000, NULL, false },
+        { S_STORE, "backend", K_CUSTOM, 0, 0, 0, parse_backend, false },
+        { S_STORE, "dsn", K_CUSTOM, 0, 0, 0, parse_ignored, false },
+        { S_API, "base_url", K_STR, C(api_base_url), 0, 0, NULL, false },
+        { S_API, "key_file", K_PATH, C(api_key_file), 0, 0, NULL, false },
+        { S_API, "endpoint", K_STR, C(api_endpoint), 0, 0, NULL, false },
+        { S_API, "public_url", K_STR, C(api_public_url), 0, 0, NULL, false },
+        { S_API, "webhook_id", K_STR, C(api_webhook_id), 0, 0, NULL, false },
+        { S_API, "ca_file", K_PATH, C(api_ca_file), 0, 0, NULL, false },
+        { S_API, "self_test_interval", K_UINT, C(api_self_test_interval), 10, 86400 * 7, NULL, false },
+        { S_API, "self_test_timeout", K_UINT, C(api_self_test_timeout), 1, 3600, NULL, false },
+        { S_LOG, "format", K_CUSTOM, 0, 0, 0, parse_format, false },
+        { S_LOG, "level", K_CUSTOM, 0, 0, 0, parse_level, false },
+        { S_METRICS, "listen", K_STR, C(metrics_listen), 0, 0, NULL, false },
+};
+#undef C
+#undef E
+
+static int __attribute__((format(printf, 2, 3)))
+fail(struct parser *p, const char *fmt, ...)
+{
+        va_list ap;
+        char *msg;
+
+        if (p->err)
+                return 0;       /* keep the first error */
+        va_start(ap, fmt);
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        if (p->key)
+                p->err = xasprintf("%s:%d: [%s] %s: %s", p->cfg->file, p->line,
+                                   p->section_name, p->key->name, msg ? msg : "error");
+        else
+                p->err = xasprintf("%s:%d: %s", p->cfg->file, p->line, msg ? msg : "error");
+        free(msg);
+        return 0;
+}
+
+static void __attribute__((format(printf, 2, 3)))
+warn(struct cfg *c, const char *fmt, ...)
+{
+        va_list ap;
+        char *msg;
+
+        va_start(ap, fmt);
+        if (vasprintf(&msg, fmt, ap) < 0)
+                return;
+        va_end(ap);
+        c->warnings = xreallocarray(c->warnings, c->n_warnings + 1, sizeof(char *));
+        c->warnings[c->n_warnings++] = msg;
+}
+
+/* Relative paths are taken relative to the configuration file's folder. */
+static char *
+resolve_path(const char *file, const char *v)
+{
+        const char *slash = strrchr(file, '/');
+
+        if (v[0] == '/' || slash == NULL)
+                return xstrdup(v);
+        return xasprintf("%.*s/%s", (int) (slash - file), file, v);
+}
+
+static int
+parse_listen(struct parser *p, const char *v)
+{
+        const char *colon;
+        int64_t port;
+
+        if (v[0] == '[') {
+                const char *end = strchr(v, ']');
+
+                if (end == NULL || end[1] != ':')
+                        return fail(p, "'%s' is not [v6-address]:port", v);
+                free(p->cfg->listen_host);
+                p->cfg->listen_host = xstrndup(v + 1, (size_t) (end - v - 1));
+                colon = end + 1;
+        } else {
+                colon = strrchr(v, ':');
+                if (colon == NULL || colon == v)
+                        return fail(p, "'%s' is not host:port", v);
+                free(p->cfg->listen_host);
+                p->cfg->listen_host = xstrndup(v, (size_t) (colon - v));
+        }
+        if (str_to_i64(colon + 1, strlen(colon + 1), 0, 65535, &port) < 0)
+                return fail(p, "port in '%s' is not a number from 0 to 65535", v);
+        p->cfg->listen_port = (unsigned) port;
+        return 1;
+}
+
+static int
+parse_list(struct parser *p, const char *v)
+{
+        struct acl *scratch = acl_new();
+        char **text = strcmp(p->key->name, "allow") == 0 ? &p->allow_text : &p->proxies_text;
+        char *err = NULL;
+
+        if (acl_add_list(scratch, v, &err) < 0) {
+                fail(p, "%s", err);
+                free(err);
+        } else {
+                char *joined = xasprintf("%s %s", *text ? *text : "", v);
+
+                free(*text);
+                *text = joined;
+        }
+        acl_free(scratch);
+        return 1;
+}
+
+static int
+parse_sync(struct parser *p, const char *v)
+{
+        if (strcasecmp(v, "full") == 0)
+                p->cfg->synchronous_full = true;
+        else if (strcasecmp(v, "normal") == 0)
+                p->cfg->synchronous_full = false;
+        else
+                return fail(p, "'%s' is not full or normal", v);
+        return 1;
+}
+
+static int
+parse_backend(struct parser *p, const char *v)
+{
+        if (strcasecmp(v, "sqlite") == 0)
+                return 1;
+        if (strcasecmp(v, "postgresql") == 0)
+                return fail(p, "the postgresql backend is not available in this build");
+        return fail(p, "'%s' is not sqlite or postgresql", v);
+}
+
+static int
+parse_format(struct parser *p, const char *v)
+{
+        static const char *const names[] = { "auto", "journal", "json", "text" };
+        size_t i;
+
+        for (i = 0; i < ARRAY_SIZE(names); i++)
+                if (strcasecmp(v, names[i]) == 0) {
+                        p->cfg->log_format = (enum log_format) i;
+                        return 1;
+                }
+        return fail(p, "'%s' is not auto, journal, json or text", v);
+}
+
+static int
+parse_level(struct parser *p, const char *v)
+{
+        int l = log_level_from_string(v);
+
+        if (l < 0)
+                return fail(p, "'%s' is not error, warning, notice, info or debug", v);
+        p->cfg->log_level = l;
+        return 1;
+}
+
+static int
+parse_ignored(struct parser *p, const char *v)
+{
+        (void) p;
+        (void) v;
+        return 1;
+}
+
+static int
+start_section(struct parser *p, const char *section)
+{
+        size_t i;
+
+        p->key = NULL;
+        p->ep = NULL;
+        p->section_name = section;
+        if (strncmp(section, "endpoint", 8) == 0 && (section[8] == ' ' || section[8] == '\0')) {
+                const char *name = section + 8;
+                struct cfg *c = p->cfg;
+
+                while (*name == ' ')
+                        name++;
+                if (*name == '\0')
+                        return fail(p, "[endpoint] needs a name: [endpoint NAME]");
+                for (i = 0; name[i]; i++)
+                        if (!(name[i] == '-' || name[i] == '_' || name[i] == '.' ||
+                              (name[i] >= '0' && name[i] <= '9') ||
+                              (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z')))
+                                return fail(p, "endpoint name '%s' may use only letters, digits, '-', '_' and '.'", name);
+                for (i = 0; i < c->n_endpoints; i++)
+                        if (strcmp(c->endpoints[i].name, name) == 0)
+                                return fail(p, "[endpoint %s] is defined twice (first at line %d)",
+                                            name, c->endpoints[i].line);
+                c->endpoints = xreallocarray(c->endpoints, c->n_endpoints + 1, sizeof(*c->endpoints));
+                p->ep = &c->endpoints[c->n_endpoints++];
+                memset(p->ep, 0, sizeof(*p->ep));
+                p->ep->name = xstrdup(name);
+                p->ep->line = p->line;
+                p->sect = S_ENDPOINT;
+                p->seen[S_ENDPOINT] = 0;
+                return 1;
+        }
+        for (i = 0; i < ARRAY_SIZE(sect_names); i++)
+                if (i != S_ENDPOINT && strcmp(section, sect_names[i]) == 0) {
+                        p->sect = (int) i;
+                        if (i == S_API)
+                                p->cfg->api = true;
+                        return 1;
+                }
+        p->sect = -2;
+        return fail(p, "unknown section [%s] (expected server, endpoint NAME, store, api, log or metrics)",
+                    section);
+}
+
+static int
+handler(void *user, const char *section, const char *name, const char *value)
+{
+        struct parser *p = user;
+        const struct key *k = NULL;
+        size_t i;
+        char *v;
+
+        if (p->err)
+                return 1;
+        if (section[0] == '\0')
+                return fail(p, "'%s' is outside any [section]", name);
+        if (p->cur_section == NULL || strcmp(p->cur_section, section) != 0) {
+                free(p->cur_section);
+                p->cur_section = xstrdup(section);
+                start_section(p, p->cur_section);
+                if (p->err)
+                        return 1;
+        }
+        if (p->sect < 0)
+                return 1;
+        for (i = 0; i < ARRAY_SIZE(keys); i++)
+                if ((int) keys[i].sect == p->sect && strcmp(keys[i].name, name) == 0) {
+                        k = &keys[i];
+                        break;
+                }
+        p->key = NULL;
+        if (k == NULL)
+                return fail(p, "[%s] unknown key '%s'", section, name);
+        p->key = k;
+        if (!k->list && (p->seen[k->sect] & (1ull << (k - keys) % 64)))
+                return fail(p, "given twice");
+        p->seen[k->sect] |= 1ull << (k - keys) % 64;
+
+        v = str_trim(xstrdup(value));
+        if (v[0] == '\0' && k->kind != K_CUSTOM) {
+                free(v);
+                return fail(p, "empty value");
+        }
+        switch (k->kind) {
+        case K_STR:
+        case K_PATH: {
+                char **dst = (char **) ((char *) (k->sect == S_ENDPOINT ? (void *) p->ep : (void *) p->cfg) + k->off);
+
+                free(*dst);
+                *dst = k->kind == K_PATH ? resolve_path(p->cfg->file, v) : xstrdup(v);
+                break;
+        }
+        case K_UINT: {
+                int64_t n;
+
+                if (str_to_i64(v, strlen(v), k->min, k->max, &n) < 0)
+                        fail(p, "'%s' is not a whole number from %lld to %lld", v,
+                             (long long) k->min, (long long) k->max);
+                else if (k->off == offsetof(struct cfg, max_body))
+                        p->cfg->max_body = (size_t) n;
+                else
+                        *(unsigned *) ((char *) p->cfg + k->off) = (unsigned) n;
+                break;
+        }
+        case K_CUSTOM:
+                if (v[0] == '\0')
+                        fail(p, "empty value");
+                else
+                        k->fn(p, v);
+                break;
+        }
+        if (k->sect == S_ENDPOINT && k->off == offsetof(struct cfg_endpoint, secret_inline))
+                explicit_bzero(v, strlen(v));
+        free(v);
+        return 1;
+}
+
+/* inih reader that counts lines, so the handler knows where it is. */
+static char *
+reader(char *str, int num, void *stream)
+{
+        struct parser *p = stream;
+        char *r = fgets(str, num, p->f);
+        size_t n;
+
+        if (r == NULL)
+                return NULL;
+        n = strlen(r);
+        if (n > 0 && r[n - 1] == '\n') {
+                p->line++;
+        } else if (!feof(p->f)) {
+                int ch;
+
+                /* Over-long line: remember, skip its rest, report from the handler. */
+                p->line++;
+                p->key = NULL;
+                if (!p->err)
+                        fail(p, "line longer than %d characters", num - 2);
+                while ((ch = fgetc(p->f)) != EOF && ch != '\n')
+                        ;
+        } else
+                p->line++;
+        return r;
+}
+
+static int
+load_secrets(struct cfg *c, struct cfg_endpoint *ep, char **reterr)
+{
+        char *data = NULL, *save = NULL, *line;
+        size_t len;
+        int r;
+
+        if (ep->secret_inline) {
+                warn(c, "%s:%d: [endpoint %s] secret: a secret written in the configuration file "
+                     "is readable by anyone who can read the file; prefer secret_file",
+                     c->file, ep->line, ep->name);
+                ep->secrets = xreallocarray(ep->secrets, ep->n_secrets + 1, sizeof(char *));
+                ep->secrets[ep->n_secrets++] = xstrdup(ep->secret_inline);
+        }
+        if (ep->secret_file == NULL)
+                return 0;
+        r = file_read(ep->secret_file, 1024 * 1024, &data, &len);
+        if (r == -ENOENT && c->api)
+                return 0;       /* the management thread may generate it */
+        if (r < 0) {
+                *reterr = xasprintf("%s:%d: [endpoint %s] secret_file: cannot read '%s': %s",
+                                    c->file, ep->line, ep->name, ep->secret_file, strerror(-r));
+                return r;
+        }
+        for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                str_trim(line);
+                if (line[0] == '\0' || line[0] == '#')
+                        continue;
+                ep->secrets = xreallocarray(ep->secrets, ep->n_secrets + 1, sizeof(char *));
+                ep->secrets[ep->n_secrets++] = xstrdup(line);
+        }
+        freezero(data, len + 1);
+        return 0;
+}
+
+static int
+validate(struct parser *p, char **reterr)
+{
+        struct cfg *c = p->cfg;
+        size_t i, j;
+        char *err = NULL;
+
+        c->allow = acl_new();
+        if (acl_add_list(c->allow, p->allow_text ? p->allow_text : CFG_DEFAULT_ALLOW, &err) < 0)
+                goto bad;
+        if (acl_count(c->allow) == 0) {
+                err = xstrdup("[server] allow: the allow list is empty; use \"*\" to accept anyone");
+                goto bad;
+        }
+        c->trusted_proxies = acl_new();
+        if (p->proxies_text && acl_add_list(c->trusted_proxies, p->proxies_text, &err) < 0)
+                goto bad;
+        if (c->n_endpoints == 0) {
+                err = xstrdup("no [endpoint NAME] section: at least one webhook endpoint is needed");
+                goto bad;
+        }
+        for (i = 0; i < c->n_endpoints; i++) {
+                struct cfg_endpoint *ep = &c->endpoints[i];
+
+                if (ep->path == NULL) {
+                        *reterr = xasprintf("%s:%d: [endpoint %s] path: missing (e.g. path = /socketlabs/events)",
+                                            c->file, ep->line, ep->name);
+                        return -EINVAL;
+                }
+                if (ep->path[0] != '/') {
+                        *reterr = xasprintf("%s:%d: [endpoint %s] path: '%s' must start with '/'",
+                                            c->file, ep->line, ep->name, ep->path);
+                        return -EINVAL;
+                }
+                for (j = 0; j < i; j++)
+                        if (strcmp(c->endpoints[j].path, ep->path) == 0) {
+                                *reterr = xasprintf("%s:%d: [endpoint %s] path: '%s' is already the path of [endpoint %s]",
+                                                    c->file, ep->line, ep->name, ep->path, c->endpoints[j].name);
+                                return -EINVAL;
+                        }
+                if (load_secrets(c, ep, reterr) < 0)
+                        return -EINVAL;
+                if (ep->n_secrets == 0 && !(c->api && c->api_endpoint && strcmp(c->api_endpoint, ep->name) == 0)) {
+                        *reterr = xasprintf("%s:%d: [endpoint %s] secret_file: no secret configured%s%s%s",
+                                            c->file, ep->line, ep->name,
+                                            ep->secret_file ? " ('" : "",
+                                            ep->secret_file ? ep->secret_file : "",
+                                            ep->secret_file ? "' holds no secret line)" : "");
+                        return -EINVAL;
+                }
+        }
+        if (c->api) {
+                if (c->api_key_file == NULL) {
+                        err = xstrdup("[api] key_file: missing");
+                        goto bad;
+                }
+                if (c->api_endpoint == NULL && c->n_endpoints == 1)
+                        c->api_endpoint = xstrdup(c->endpoints[0].name);
+                if (c->api_endpoint == NULL) {
+                        err = xstrdup("[api] endpoint: missing (which [endpoint NAME] to register)");
+                        goto bad;
+                }
+                for (i = 0; i < c->n_endpoints; i++)
+                        if (strcmp(c->endpoints[i].name, c->api_endpoint) == 0)
+                                break;
+                if (i == c->n_endpoints) {
+                        err = xasprintf("[api] endpoint: no [endpoint %s] section", c->api_endpoint);
+                        goto bad;
+                }
+                if (c->api_public_url == NULL || strncmp(c->api_public_url, "https://", 8) != 0) {
+                        err = xstrdup("[api] public_url: missing or not an https:// URL");
+                        goto bad;
+                }
+                if (strncmp(c->api_base_url, "https://", 8) != 0) {
+                        err = xasprintf("[api] base_url: '%s' is not an https:// URL", c->api_base_url);
+                        goto bad;
+                }
+        }
+        return 0;
+bad:
+        *reterr = xasprintf("%s: %s", c->file, err);
+        free(err);
+        return -EINVAL;
+}
+
+int
+cfg_load(const char *path, struct cfg **ret, char **reterr)
+{
+        struct parser p = { 0 };
+        struct cfg *c = xcalloc(1, sizeof(*c));
+        long ncpu;
+        int r;
+
+        c->file = xstrdup(path);
+        c->listen_host = xstrdup("0.0.0.0");
+        c->listen_port = 8443;
+        c->tls_cert = xstrdup("/etc/slhookd/tls/cert.pem");
+        c->tls_key = xstrdup("/etc/slhookd/tls/key.pem");
+        c->tls_priorities = xstrdup(CFG_DEFAULT_PRIORITIES);
+        c->max_body = 65536;
+        c->timeout = 30;
+        c->max_connections = 1024;
+        c->database = xstrdup("/var/lib/slhookd/events.db");
+        c->synchronous_full = true;
+        c->queue_size = 4096;
+        c->api_base_url = xstrdup("https://api.socketlabs.com/v2");
+        c->api_self_test_interval = 3600;
+        c->api_self_test_timeout = 60;
+        c->log_format = LOG_FORMAT_AUTO;
+        c->log_level = LOG_INFO;
+        c->metrics_listen = xstrdup("127.0.0.1:9464");
+
+        p.cfg = c;
+        p.sect = -1;
+        p.f = fopen(path, "re");
+        if (p.f == NULL) {
+                r = -errno;
+                *reterr = xasprintf("%s: cannot open configuration file: %s", path, strerror(errno));
+                goto fail;
+        }
+        r = ini_parse_stream(reader, &p, handler, &p);
+        fclose(p.f);
+        if (p.err) {
+                *reterr = p.err;
+                p.err = NULL;
+                r = -EINVAL;
+                goto fail;
+        }
+        if (r != 0) {
+                /* inih's own syntax error (no '=' or ']'): it returns the line. */
+                *reterr = xasprintf("%s:%d: syntax error (expected [section] or key = value)", path, r);
+                r = -EINVAL;
+                goto fail;
+        }
+        r = validate(&p, reterr);
+        if (r < 0)
+                goto fail;
+        if (c->threads == 0) {
+                ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+                c->threads = ncpu > 0 ? (unsigned) ncpu : 1;
+        }
+        free(p.allow_text);
+        free(p.proxies_text);
+        free(p.cur_section);
+        *ret = c;
+        return 0;
+fail:
+        free(p.allow_text);
+        free(p.proxies_text);
+        free(p.cur_section);
+        cfg_free(c);
+        return r;
+}
+
+struct cfg *
+cfg_free(struct cfg *c)
+{
+        size_t i, j;
+
+        if (c == NULL)
+                return NULL;
+        for (i = 0; i < c->n_endpoints; i++) {
+                struct cfg_endpoint *ep = &c->endpoints[i];
+
+                for (j = 0; j < ep->n_secrets; j++)
+                        freezero(ep->secrets[j], strlen(ep->secrets[j]));
+                free(ep->secrets);
+                if (ep->secret_inline)
+                        freezero(ep->secret_inline, strlen(ep->secret_inline));
+                free(ep->name);
+                free(ep->path);
+                free(ep->secret_file);
+                free(ep->validation_key);
+        }
+        free(c->endpoints);
+        for (i = 0; i < c->n_warnings; i++)
+                free(c->warnings[i]);
+        free(c->warnings);
+        acl_free(c->allow);
+        acl_free(c->trusted_proxies);
+        free(c->file);
+        free(c->listen_host);
+        free(c->tls_cert);
+        free(c->tls_key);
+        free(c->tls_priorities);
+        free(c->database);
+        free(c->api_base_url);
+        free(c->api_key_file);
+        free(c->api_endpoint);
+        free(c->api_public_url);
+        free(c->api_webhook_id);
+        free(c->api_ca_file);
+        free(c->metrics_listen);
+        free(c);
+        return NULL;
+}
+
+const struct cfg_endpoint *
+cfg_endpoint_by_path(const struct cfg *c, const char *url)
+{
+        size_t i;
+
+        for (i = 0; i < c->n_endpoints; i++)
+                if (strcmp(c->endpoints[i].path, url) == 0)
+                        return &c->endpoints[i];
+        return NULL;
+}

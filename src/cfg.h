@@ -1,0 +1,86 @@
+/* cfg: the configuration file (INI, parsed with inih) turned into an
+ * immutable struct cfg. Every error names file, line, section and key.
+ * Not thread-safe while loading; the result is read-only and may be shared. */
+#ifndef SLHOOKD_CFG_H
+#define SLHOOKD_CFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "acl.h"
+#include "log.h"
+
+#define CFG_DEFAULT_PATH "/etc/slhookd/slhookd.conf"
+#define CFG_DEFAULT_ALLOW "142.0.176.0/20 52.152.150.178/32 127.0.0.0/8 ::1/128"
+#define CFG_DEFAULT_PRIORITIES \
+        "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"
+
+struct cfg_endpoint {
+        char *name;             /* from "[endpoint NAME]" */
+        char *path;             /* URL path, exact match */
+        char *secret_file;
+        char *secret_inline;    /* "secret = ..." (discouraged; warned about) */
+        char *validation_key;   /* legacy: echoed in every 200 body */
+        char **secrets;         /* loaded: every accepted secret (rotation) */
+        size_t n_secrets;
+        int line;               /* where the section starts */
+};
+
+struct cfg {
+        char *file;
+
+        /* [server] */
+        char *listen_host;
+        unsigned listen_port;
+        char *tls_cert;
+        char *tls_key;
+        char *tls_priorities;
+        struct acl *allow;
+        struct acl *trusted_proxies;
+        size_t max_body;
+        unsigned threads;               /* resolved: never 0 */
+        unsigned timeout;               /* idle connection, seconds */
+        unsigned max_connections;
+        unsigned max_connections_per_ip; /* 0 = no per-address limit */
+
+        struct cfg_endpoint *endpoints;
+        size_t n_endpoints;
+
+        /* [store] */
+        char *database;
+        bool synchronous_full;
+        unsigned retention_days;
+        unsigned queue_size;            /* bounded queue to the writer, in requests */
+
+        /* [api] (used by the management thread) */
+        bool api;
+        char *api_base_url;
+        char *api_key_file;
+        char *api_endpoint;
+        char *api_public_url;
+        char *api_webhook_id;
+        char *api_ca_file;
+        unsigned api_self_test_interval;
+        unsigned api_self_test_timeout;
+
+        /* [log] */
+        enum log_format log_format;
+        int log_level;
+
+        /* [metrics] */
+        char *metrics_listen;
+
+        /* Non-fatal findings ("FILE:LINE: ..."), for the caller to log. */
+        char **warnings;
+        size_t n_warnings;
+};
+
+/* Load and validate path, reading every secret_file. Returns 0 and a new cfg,
+ * or a negative errno with *reterr set to an allocated one-line message. */
+int cfg_load(const char *path, struct cfg **ret, char **reterr);
+/* Free (wiping secrets); NULL-safe; returns NULL. */
+struct cfg *cfg_free(struct cfg *c);
+/* The endpoint whose path equals url, or NULL. */
+const struct cfg_endpoint *cfg_endpoint_by_path(const struct cfg *c, const char *url);
+
+#endif

@@ -1,0 +1,484 @@
+/* http: libmicrohttpd daemon, accept policy, routing, body limit, replies. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "acl.h"
+#include "event.h"
+#include "http.h"
+#include "log.h"
+
+struct http {
+        struct MHD_Daemon *mhd;
+        const struct cfg *cfg;
+        struct store *store;
+        int fd;
+        unsigned port;
+        atomic_uint in_flight;
+        atomic_bool draining;
+        atomic_ullong refused;
+        atomic_llong refused_logged_at;
+};
+
+enum req_state { REQ_READING, REQ_WAITING, REQ_ANSWERED };
+
+struct req {
+        struct http *h;
+        struct MHD_Connection *conn;
+        const struct cfg_endpoint *ep;
+        enum req_state state;
+        int64_t t0;
+        char peer[ACL_ADDR_LEN];
+        char *body;
+        size_t len, cap;
+        bool form;
+        struct event_batch batch;
+        struct store_job job;
+};
+
+static const char *const json_type = "application/json";
+
+static void
+log_request(struct req *r, int status)
+{
+        const struct event *ev = r->batch.n > 0 ? &r->batch.v[0] : NULL;
+        struct log_fields f = {
+                .endpoint = r->ep ? r->ep->name : NULL,
+                .type = ev ? (ev->type ? ev->type : "-") : NULL,
+                .message_id = ev ? ev->str[EVS_MESSAGE_ID] : NULL,
+                .peer = r->peer,
+                .status = status,
+                .latency_us = time_mono_us() - r->t0,
+        };
+
+        if (!log_enabled(LOG_INFO))
+                return;
+        if (r->batch.n > 1)
+                log_full(LOG_INFO, LOG_MID_REQUEST, &f, "%s %d: %zu events (%u stored, %u duplicate, %u quarantined)",
+                         r->ep ? r->ep->path : "-", status, r->batch.n,
+                         r->job.stored, r->job.duplicates, r->job.quarantined);
+        else if (ev && r->state == REQ_WAITING)
+                log_full(LOG_INFO, LOG_MID_REQUEST, &f, "%s %d: %s %s", r->ep->path, status,
+                         ev->kind == EVENT_VALIDATION ? "Validation" : ev->type ? ev->type : "event",
+                         ev->kind == EVENT_VALIDATION ? "answered" :
+                         r->job.quarantined ? "quarantined" : r->job.duplicates ? "duplicate" :
+                         status == 200 ? "stored" : "not stored");
+        else
+                log_full(LOG_INFO, LOG_MID_REQUEST, &f, "%s %d", r->ep ? r->ep->path : "-", status);
+        if (ev && ev->str[EVS_ADDRESS] && log_enabled(LOG_DEBUG))
+                log_full(LOG_DEBUG, LOG_MID_REQUEST, &f, "address %s", ev->str[EVS_ADDRESS]);
+}
+
+/* Queue a response; body is copied. */
+static enum MHD_Result
+reply(struct req *r, unsigned status, const char *content_type, const char *body,
+      const char *h1, const char *v1)
+{
+        struct MHD_Response *resp;
+        enum MHD_Result ret;
+
+        resp = MHD_create_response_from_buffer(strlen(body), (void *) body, MHD_RESPMEM_MUST_COPY);
+        if (resp == NULL)
+                return MHD_NO;
+        if (body[0])
+                (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+        if (h1)
+                (void) MHD_add_response_header(resp, h1, v1);
+        if (atomic_load(&r->h->draining))
+                (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        ret = MHD_queue_response(r->conn, status, resp);
+        MHD_destroy_response(resp);
+        log_request(r, (int) status);
+        r->state = REQ_ANSWERED;
+        return ret;
+}
+
+static enum MHD_Result
+reply_error(struct req *r, unsigned status, const char *msg)
+{
+        struct buf b = { 0 };
+        enum MHD_Result ret;
+        const char *p;
+
+        /* Messages are ours, but escape anyway: JSON must stay JSON. */
+        buf_puts(&b, "{\"error\":\"");
+        for (p = msg; *p; p++) {
+                if (*p == '"' || *p == '\\')
+                        buf_printf(&b, "\\%c", *p);
+                else if ((unsigned char) *p < 0x20)
+                        buf_printf(&b, "\\u%04x", (unsigned char) *p);
+                else
+                        buf_append(&b, p, 1);
+        }
+        buf_puts(&b, "\"}\n");
+        if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+                ret = reply(r, status, json_type, b.data, MHD_HTTP_HEADER_RETRY_AFTER,
+                            r->job.result == -EAGAIN ? "5" : "60");
+        else if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+                ret = reply(r, status, json_type, b.data, MHD_HTTP_HEADER_ALLOW, "POST");
+        else
+                ret = reply(r, status, json_type, b.data, NULL, NULL);
+        buf_done(&b);
+        return ret;
+}
+
+/* Compare against every secret of the endpoint, never stopping early. */
+static bool
+secret_ok(const struct cfg_endpoint *ep, const struct event *ev)
+{
+        bool ok = false;
+        size_t i;
+
+        if (ev->secret == NULL || ev->secret_bad)
+                return false;
+        for (i = 0; i < ep->n_secrets; i++)
+                ok |= str_eq_ct(ev->secret, ev->secret_len, ep->secrets[i], strlen(ep->secrets[i]));
+        return ok;
+}
+
+/* Writer thread: the job's transaction ended; wake its connection. */
+static void
+job_done(struct store_job *job)
+{
+        struct req *r = job->userdata;
+
+        MHD_resume_connection(r->conn);
+}
+
+static enum MHD_Result
+answer_stored(struct req *r)
+{
+        const struct event *v = NULL;
+        size_t i;
+
+        if (r->job.result < 0)
+                return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                   r->job.result == -EAGAIN ? "busy, retry later" : "storage unavailable, retry later");
+        for (i = 0; i < r->batch.n; i++)
+                if (r->batch.v[i].kind == EVENT_VALIDATION) {
+                        v = &r->batch.v[i];
+                        break;
+                }
+        if (r->ep->validation_key)
+                return reply(r, MHD_HTTP_OK, "text/plain", r->ep->validation_key, NULL, NULL);
+        if (v) {
+                /* The caller proved it knows the key: echoing it leaks nothing. */
+                char *echo = xstrndup(v->secret, v->secret_len);
+                enum MHD_Result ret = reply(r, MHD_HTTP_OK, "text/plain", echo, NULL, NULL);
+
+                freezero(echo, v->secret_len);
+                return ret;
+        }
+        return reply(r, MHD_HTTP_OK, "text/plain", "", NULL, NULL);
+}
+
+static bool
+looks_like_json(const char *p, size_t len)
+{
+        size_t i;
+
+        for (i = 0; i < len; i++)
+                if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+                        return p[i] == '{' || p[i] == '[';
+        return false;
+}
+
+/* The whole body is in: parse, authenticate, hand to the writer. */
+static enum MHD_Result
+process(struct req *r)
+{
+        struct http *h = r->h;
+        char *err = NULL;
+        bool validation = false;
+        size_t i;
+        int rc;
+
+        rc = event_parse(r->body ? r->body : "", r->len, r->form && !looks_like_json(r->body, r->len),
+                         &r->batch, &err);
+        if (r->body)
+                explicit_bzero(r->body, r->len);        /* it held the secret */
+        if (rc < 0) {
+                enum MHD_Result ret = reply_error(r, MHD_HTTP_BAD_REQUEST, err);
+
+                free(err);
+                return ret;
+        }
+        for (i = 0; i < r->batch.n; i++)
+                if (!secret_ok(r->ep, &r->batch.v[i]))
+                        return reply_error(r, MHD_HTTP_UNAUTHORIZED, "SecretKey missing or wrong");
+        for (i = 0; i < r->batch.n; i++) {
+                struct event *ev = &r->batch.v[i];
+
+                if (ev->kind == EVENT_VALIDATION) {
+                        validation = true;
+                        continue;
+                }
+                if (strcmp(r->peer, HTTP_TEST_PEER) == 0)
+                        ev->is_test = true;
+                event_digest(ev, r->ep->name);
+        }
+        r->job.batch = &r->batch;
+        r->job.endpoint = r->ep->name;
+        r->job.peer = r->peer;
+        r->job.validation = validation;
+        r->job.done = job_done;
+        r->job.userdata = r;
+        time_now_iso(r->job.received_at);
+
+        r->state = REQ_WAITING;
+        MHD_suspend_connection(r->conn);
+        rc = store_submit(h->store, &r->job);
+        if (rc < 0) {
+                r->job.result = rc == -ESHUTDOWN ? -EIO : rc;
+                MHD_resume_connection(r->conn);
+        }
+        return MHD_YES;
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+           const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+        struct http *h = cls;
+        struct req *r = *con_cls;
+
+        if (r == NULL) {
+                const union MHD_ConnectionInfo *ci;
+                const char *cl, *ct;
+                int64_t n = -1;
+
+                r = xcalloc(1, sizeof(*r));
+                r->h = h;
+                r->conn = conn;
+                r->t0 = time_mono_us();
+                ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+                acl_format_addr(ci ? ci->client_addr : NULL, r->peer);
+                atomic_fetch_add(&h->in_flight, 1);
+                *con_cls = r;
+
+                r->ep = cfg_endpoint_by_path(h->cfg, url);
+                if (r->ep == NULL)
+                        return reply_error(r, MHD_HTTP_NOT_FOUND, "no endpoint at this path");
+                if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+                        return reply_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "only POST is allowed");
+                cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+                if (cl && str_to_i64(cl, strlen(cl), 0, INT64_MAX, &n) < 0)
+                        return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid Content-Length");
+                if (n > (int64_t) h->cfg->max_body)
+                        return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "body larger than max_body");
+                ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+                r->form = ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
+                r->cap = n >= 0 ? (size_t) n : 4096;
+                r->body = xmalloc(r->cap + 1);
+                return MHD_YES;
+        }
+        if (r->state == REQ_READING && *upload_data_size > 0) {
+                size_t k = *upload_data_size;
+
+                if (k > h->cfg->max_body - r->len) {
+                        /* Only a chunked body gets here (MHD enforces Content-Length):
+                         * a 413 cannot be sent mid-upload, so close at once. */
+                        log_full(LOG_INFO, LOG_MID_REQUEST, NULL, "%s: chunked body over max_body from %s, closing",
+                                 r->ep->path, r->peer);
+                        return MHD_NO;
+                }
+                if (r->len + k > r->cap) {
+                        size_t cap = r->cap * 2 > r->len + k ? r->cap * 2 : r->len + k;
+
+                        if (cap > h->cfg->max_body)
+                                cap = h->cfg->max_body;
+                        r->body = xreallocarray(r->body, cap + 1, 1);
+                        r->cap = cap;
+                }
+                memcpy(r->body + r->len, upload_data, k);
+                r->len += k;
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+        if (r->state == REQ_READING)
+                return process(r);
+        if (r->state == REQ_WAITING)
+                return answer_stored(r);
+        return MHD_NO;
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+        struct http *h = cls;
+        struct req *r = *con_cls;
+
+        if (r == NULL)
+                return;
+        if (r->body)
+                freezero(r->body, r->cap + 1);
+        event_batch_done(&r->batch);
+        free(r);
+        *con_cls = NULL;
+        atomic_fetch_sub(&h->in_flight, 1);
+}
+
+static enum MHD_Result
+on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+        struct http *h = cls;
+        char peer[ACL_ADDR_LEN];
+        unsigned long long n;
+        int64_t now, last;
+
+        if (acl_match(h->cfg->allow, addr))
+                return MHD_YES;
+        n = atomic_fetch_add(&h->refused, 1) + 1;
+        /* One line a second at most: a scan must not flood the log. */
+        now = time_mono_us();
+        last = atomic_load(&h->refused_logged_at);
+        if (now - last >= 1000000 && atomic_compare_exchange_strong(&h->refused_logged_at, &last, now)) {
+                struct log_fields f = LOG_FIELDS_NONE;
+
+                acl_format_addr(addr, peer);
+                f.peer = peer;
+                log_full(LOG_NOTICE, LOG_MID_REFUSED, &f,
+                         "refused connection from %s: not in the allow list (%llu refused so far)", peer, n);
+        }
+        return MHD_NO;
+}
+
+static void __attribute__((format(printf, 2, 0)))
+on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+        char *msg;
+        size_t n;
+
+        if (vasprintf(&msg, fmt, ap) < 0)
+                return;
+        n = strlen(msg);
+        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+                msg[--n] = '\0';
+        log_full(LOG_INFO, LOG_MID_TLS, NULL, "libmicrohttpd: %s", msg);
+        free(msg);
+}
+
+static int
+bind_listen(const struct cfg *cfg, char **reterr)
+{
+        struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM };
+        struct addrinfo *res = NULL;
+        char port[8];
+        int fd = -1, one = 1, zero = 0, r;
+
+        snprintf(port, sizeof(port), "%u", cfg->listen_port);
+        r = getaddrinfo(cfg->listen_host, port, &hints, &res);
+        if (r != 0) {
+                *reterr = xasprintf("listen: cannot resolve '%s': %s", cfg->listen_host, gai_strerror(r));
+                return -EINVAL;
+        }
+        fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+        if (fd < 0)
+                goto fail;
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (res->ai_family == AF_INET6)
+                (void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+        if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0)
+                goto fail;
+        freeaddrinfo(res);
+        return fd;
+fail:
+        r = -errno;
+        *reterr = xasprintf("listen: cannot listen on %s:%u: %s", cfg->listen_host, cfg->listen_port, strerror(errno));
+        if (fd >= 0)
+                close(fd);
+        freeaddrinfo(res);
+        return r;
+}
+
+int
+http_start(const struct cfg *cfg, const struct tls_creds *tls, struct store *store,
+           int listen_fd, struct http **ret, char **reterr)
+{
+        struct http *h = xcalloc(1, sizeof(*h));
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+
+        h->cfg = cfg;
+        h->store = store;
+        h->fd = listen_fd >= 0 ? listen_fd : bind_listen(cfg, reterr);
+        if (h->fd < 0) {
+                int r = h->fd;
+
+                free(h);
+                return r;
+        }
+        if (getsockname(h->fd, (struct sockaddr *) &ss, &sl) == 0)
+                h->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &ss)->sin6_port
+                                                         : ((struct sockaddr_in *) &ss)->sin_port);
+        atomic_store(&h->refused_logged_at, -1000000000);
+        h->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TLS | MHD_USE_ERROR_LOG |
+                                  MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME,
+                                  0, on_accept, h, on_request, h,
+                                  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+                                  MHD_OPTION_LISTEN_SOCKET, (MHD_socket) h->fd,
+                                  MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) cfg->threads,
+                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned int) cfg->max_connections,
+                                  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) cfg->max_connections_per_ip,
+                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) cfg->timeout,
+                                  MHD_OPTION_HTTPS_MEM_CERT, tls->cert_pem,
+                                  MHD_OPTION_HTTPS_MEM_KEY, tls->key_pem,
+                                  MHD_OPTION_HTTPS_PRIORITIES, cfg->tls_priorities,
+                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                                  MHD_OPTION_END);
+        if (h->mhd == NULL) {
+                *reterr = xasprintf("cannot start the HTTPS listener on port %u (see the libmicrohttpd message above)",
+                                    h->port);
+                if (listen_fd < 0)
+                        close(h->fd);
+                free(h);
+                return -EIO;
+        }
+        *ret = h;
+        return 0;
+}
+
+unsigned
+http_port(const struct http *h)
+{
+        return h->port;
+}
+
+void
+http_quiesce(struct http *h)
+{
+        if (atomic_exchange(&h->draining, true))
+                return;
+        (void) MHD_quiesce_daemon(h->mhd);
+}
+
+unsigned
+http_in_flight(const struct http *h)
+{
+        return atomic_load(&((struct http *) h)->in_flight);
+}
+
+struct http *
+http_stop(struct http *h)
+{
+        if (h == NULL)
+                return NULL;
+        MHD_stop_daemon(h->mhd);
+        /* A quiesced daemon leaves the listening socket to us. */
+        if (atomic_load(&h->draining))
+                close(h->fd);
+        free(h);
+        return NULL;
+}

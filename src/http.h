@@ -1,0 +1,41 @@
+/* http: the HTTPS listener (libmicrohttpd + GnuTLS, epoll, thread pool).
+ * Peers outside the allow-list are closed before the TLS handshake; a POST to
+ * an endpoint is parsed, authenticated, handed to the store with its
+ * connection suspended, and answered after the COMMIT that holds it. Start,
+ * quiesce and stop from the main thread. */
+#ifndef SLHOOKD_HTTP_H
+#define SLHOOKD_HTTP_H
+
+#include <stdint.h>
+
+#include "cfg.h"
+#include "store.h"
+#include "tls.h"
+
+/* The address SocketLabs sends validation and test posts from. */
+#define HTTP_TEST_PEER "52.152.150.178"
+
+struct http;
+
+/* Start listening. listen_fd >= 0: serve on that listening socket (socket
+ * activation); otherwise bind cfg->listen_host:listen_port. Borrows cfg, tls
+ * (only during the call) and store (until http_stop). Returns 0 or a negative
+ * errno with *reterr set. */
+int http_start(const struct cfg *cfg, const struct tls_creds *tls, struct store *store,
+               int listen_fd, struct http **ret, char **reterr);
+
+/* The TCP port actually listened on. */
+unsigned http_port(const struct http *h);
+
+/* Stop accepting new connections; requests already under way go on and are
+ * answered with "Connection: close". */
+void http_quiesce(struct http *h);
+
+/* Requests received but not yet answered. */
+unsigned http_in_flight(const struct http *h);
+
+/* Close every connection and free; NULL-safe; returns NULL. The store must
+ * have been stopped first so that no connection still waits for it. */
+struct http *http_stop(struct http *h);
+
+#endif

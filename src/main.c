@@ -1,0 +1,310 @@
+/* slhookd: receive SocketLabs Event Webhook posts over HTTPS and store them
+ * durably in SQLite. This file only wires the modules together: arguments,
+ * start-up order, signals, sd_notify and the shutdown order. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <systemd/sd-daemon.h>
+
+#include "cfg.h"
+#include "http.h"
+#include "log.h"
+#include "store.h"
+#include "tls.h"
+#include "util.h"
+
+#define DRAIN_SECONDS 20
+
+static const char *arg_config = CFG_DEFAULT_PATH;
+static const char *arg_init;
+static bool arg_check;
+
+static void
+usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: slhookd [-c FILE] [--check]\n"
+                "       slhookd --init DIR\n"
+                "Receive SocketLabs Event Webhook posts over HTTPS and store them in SQLite.\n\n"
+                "  -c, --config FILE  configuration file (default %s)\n"
+                "      --check        validate the configuration, certificate and key, then exit\n"
+                "      --init DIR     create DIR with a self-signed certificate, a new secret and a\n"
+                "                     configuration for a local trial, then exit\n"
+                "  -V, --version      print the version and exit\n"
+                "  -h, --help         print this help and exit\n",
+                CFG_DEFAULT_PATH);
+}
+
+static int
+parse_args(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "check", no_argument, NULL, 'k' },
+                { "init", required_argument, NULL, 'i' },
+                { "version", no_argument, NULL, 'V' },
+                { "help", no_argument, NULL, 'h' },
+                { NULL, 0, NULL, 0 },
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
+                switch (c) {
+                case 'c':
+                        arg_config = optarg;
+                        break;
+                case 'k':
+                        arg_check = true;
+                        break;
+                case 'i':
+                        arg_init = optarg;
+                        break;
+                case 'V':
+                        printf("slhookd %s\n", PACKAGE_VERSION);
+                        return 0;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "slhookd: unexpected argument '%s'\n", argv[optind]);
+                return -EINVAL;
+        }
+        return 1;
+}
+
+/* --init DIR: everything a local trial needs; existing files are kept. */
+static int
+init_dir(const char *dir)
+{
+        char *cert = xasprintf("%s/cert.pem", dir), *key = xasprintf("%s/key.pem", dir);
+        char *secret = xasprintf("%s/secret", dir), *conf = xasprintf("%s/slhookd.conf", dir);
+        char *err = NULL, s[33];
+        int r = 0;
+
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+                fprintf(stderr, "slhookd: cannot create %s: %s\n", dir, strerror(errno));
+                r = -errno;
+                goto out;
+        }
+        if (access(cert, F_OK) < 0 || access(key, F_OK) < 0) {
+                r = tls_generate_self_signed(cert, key, 365, &err);
+                if (r < 0)
+                        goto fail;
+        }
+        if (access(secret, F_OK) < 0) {
+                if ((r = tls_random_secret(s, 32)) < 0) {
+                        err = xstrdup("cannot generate a secret");
+                        goto fail;
+                }
+                s[32] = '\n';
+                r = file_write_atomic(secret, s, 33, 0600);
+                explicit_bzero(s, sizeof(s));
+                if (r < 0) {
+                        err = xasprintf("%s: %s", secret, strerror(-r));
+                        goto fail;
+                }
+        }
+        if (access(conf, F_OK) < 0) {
+                static const char text[] =
+                        "; slhookd configuration for a local trial, written by \"slhookd --init\".\n"
+                        "; Relative paths are taken relative to this file's folder.\n"
+                        "[server]\n"
+                        "listen = 127.0.0.1:8443\n"
+                        "tls_cert = cert.pem\n"
+                        "tls_key = key.pem\n"
+                        "\n"
+                        "[endpoint main]\n"
+                        "path = /socketlabs/events\n"
+                        "secret_file = secret\n"
+                        "\n"
+                        "[store]\n"
+                        "database = events.db\n"
+                        "\n"
+                        "[log]\n"
+                        "format = text\n";
+
+                if ((r = file_write_atomic(conf, text, sizeof(text) - 1, 0644)) < 0) {
+                        err = xasprintf("%s: %s", conf, strerror(-r));
+                        goto fail;
+                }
+        }
+        printf("slhookd: %s/ holds cert.pem, key.pem, secret and slhookd.conf\n\n"
+               "Start it:\n"
+               "  slhookd -c %s\n\n"
+               "Post a sample event (from another terminal):\n"
+               "  curl --cacert %s https://127.0.0.1:8443/socketlabs/events \\\n"
+               "    -H 'Content-Type: application/json' \\\n"
+               "    -d '{\"Type\":\"Delivered\",\"DateTime\":\"2026-01-31T10:00:00.1234567Z\",\"ServerId\":40111,"
+               "\"MessageId\":\"hello-1\",\"MailingId\":\"trial\",\"Address\":\"alice@example.net\","
+               "\"Response\":\"250 2.0.0 OK\",\"SecretKey\":\"'\"$(cat %s)\"'\"}'\n\n"
+               "See it stored:\n"
+               "  sqlite3 -header -column %s/events.db "
+               "'SELECT id, received_at, type, message_id, address FROM events'\n",
+               dir, conf, cert, secret, dir);
+        goto out;
+fail:
+        fprintf(stderr, "slhookd: %s\n", err);
+        free(err);
+out:
+        free(cert);
+        free(key);
+        free(secret);
+        free(conf);
+        return r;
+}
+
+/* The listening socket systemd passed, -1 when not socket-activated. */
+static int
+activated_socket(char **reterr)
+{
+        int n = sd_listen_fds(1);
+
+        if (n < 0) {
+                *reterr = xasprintf("socket activation: %s", strerror(-n));
+                return n;
+        }
+        if (n == 0)
+                return -1;
+        if (n > 1) {
+                *reterr = xasprintf("socket activation: %d sockets passed, slhookd takes one", n);
+                return -E2BIG;
+        }
+        if (sd_is_socket_inet(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1, 0) <= 0) {
+                *reterr = xstrdup("socket activation: the passed descriptor is not a listening TCP socket");
+                return -EINVAL;
+        }
+        return SD_LISTEN_FDS_START;
+}
+
+static void
+drain(struct http *h, struct store *s)
+{
+        int64_t deadline = time_mono_us() + (int64_t) DRAIN_SECONDS * 1000000;
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+        http_quiesce(h);
+        while (http_in_flight(h) > 0 && time_mono_us() < deadline)
+                nanosleep(&ts, NULL);
+        if (http_in_flight(h) > 0)
+                log_warning("%u requests still open after %d s; closing them", http_in_flight(h), DRAIN_SECONDS);
+        /* The writer finishes every queued job (and wakes its connection)
+         * before the listener closes what is left. */
+        store_stop(s);
+}
+
+int
+main(int argc, char **argv)
+{
+        struct cfg *cfg = NULL;
+        struct tls_creds *tls = NULL;
+        struct store *store = NULL;
+        struct http *http = NULL;
+        sigset_t sigs;
+        char *err = NULL;
+        size_t i;
+        int r, fd, sig;
+
+        r = parse_args(argc, argv);
+        if (r <= 0)
+                return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        if (gnutls_global_init() < 0) {
+                fprintf(stderr, "slhookd: cannot initialise GnuTLS\n");
+                return EXIT_FAILURE;
+        }
+        if (arg_init)
+                return init_dir(arg_init) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+
+        if (cfg_load(arg_config, &cfg, &err) < 0) {
+                fprintf(stderr, "slhookd: %s\n", err);
+                free(err);
+                return EXIT_FAILURE;
+        }
+        log_setup(arg_check ? LOG_FORMAT_TEXT : cfg->log_format, cfg->log_level);
+        for (i = 0; i < cfg->n_warnings; i++)
+                log_full(LOG_WARNING, LOG_MID_CONFIG, NULL, "%s", cfg->warnings[i]);
+        if (tls_load(cfg->tls_cert, cfg->tls_key, cfg->tls_priorities, &tls, &err) < 0) {
+                if (arg_check)
+                        fprintf(stderr, "slhookd: %s\n", err);
+                else
+                        log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "%s", err);
+                free(err);
+                cfg_free(cfg);
+                return EXIT_FAILURE;
+        }
+        if (arg_check) {
+                printf("%s: configuration OK (%zu endpoint%s)\n", cfg->file, cfg->n_endpoints,
+                       cfg->n_endpoints == 1 ? "" : "s");
+                tls_free(tls);
+                cfg_free(cfg);
+                return EXIT_SUCCESS;
+        }
+
+        /* Signals are taken by this thread only: block them before any thread starts. */
+        sigemptyset(&sigs);
+        sigaddset(&sigs, SIGTERM);
+        sigaddset(&sigs, SIGINT);
+        sigaddset(&sigs, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        if (store_open(cfg->database, cfg->synchronous_full, &store, &err) < 0 ||
+            store_start(store, cfg->queue_size) < 0)
+                goto fatal;
+        fd = activated_socket(&err);
+        if (fd < -1 || (fd == -1 && err))
+                goto fatal;
+        if (http_start(cfg, tls, store, fd, &http, &err) < 0)
+                goto fatal;
+        tls = tls_free(tls);    /* the listener has its own copy; wipe ours */
+
+        log_full(LOG_INFO, LOG_MID_START, NULL,
+                 "slhookd %s ready: https://%s:%u%s, %zu endpoint%s, database %s",
+                 PACKAGE_VERSION, fd >= 0 ? "(socket)" : cfg->listen_host, http_port(http),
+                 cfg->endpoints[0].path, cfg->n_endpoints, cfg->n_endpoints == 1 ? "" : "s", cfg->database);
+        (void) sd_notifyf(0, "READY=1\nSTATUS=listening on port %u", http_port(http));
+
+        for (;;) {
+                sig = sigwaitinfo(&sigs, NULL);
+                if (sig < 0)
+                        continue;
+                if (sig == SIGHUP) {
+                        log_notice("SIGHUP: reloading is not supported yet; restart to apply changes");
+                        continue;
+                }
+                break;
+        }
+        (void) sd_notify(0, "STOPPING=1\nSTATUS=draining");
+        log_full(LOG_INFO, LOG_MID_STOP, NULL, "%s: finishing open requests, then stopping",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+        drain(http, store);
+        http = http_stop(http);
+        store = store_close(store);
+        log_full(LOG_INFO, LOG_MID_STOP, NULL, "stopped");
+        cfg_free(cfg);
+        gnutls_global_deinit();
+        return EXIT_SUCCESS;
+
+fatal:
+        log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "%s", err ? err : "start-up failed");
+        free(err);
+        http_stop(http);
+        store_close(store);
+        tls_free(tls);
+        cfg_free(cfg);
+        return EXIT_FAILURE;
+}

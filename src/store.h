@@ -1,0 +1,57 @@
+/* store: the SQLite database. Opens and migrates it, then owns one writer
+ * thread with the only write connection: requests hand it jobs through a
+ * bounded queue, it stores every job that queued while it was busy in one
+ * transaction (group commit: one fsync acknowledges them all) and then calls
+ * each job's done callback. */
+#ifndef SLHOOKD_STORE_H
+#define SLHOOKD_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "event.h"
+#include "util.h"
+
+struct store;
+
+/* One request's worth of work. Owned by the caller; the store borrows it from
+ * store_submit() until it calls done(). */
+struct store_job {
+        struct event_batch *batch;      /* EVENT_MAIL and EVENT_QUARANTINE items are stored */
+        const char *endpoint;
+        const char *peer;               /* sender address as text */
+        char received_at[TIME_ISO_LEN];
+        bool validation;                /* record a Validation for endpoint */
+
+        /* Set by the writer before done(): 0, or a negative errno. */
+        int result;
+        unsigned stored, duplicates, quarantined;
+
+        /* Called on the writer thread once the job's transaction ended. */
+        void (*done)(struct store_job *job);
+        void *userdata;
+        struct store_job *next;         /* queue link: the store's */
+};
+
+/* Open (creating it if needed) and migrate the database at path.
+ * Returns 0, or a negative errno with *reterr an allocated message naming the
+ * file. Call from main before any thread uses the store. */
+int store_open(const char *path, bool synchronous_full, struct store **ret, char **reterr);
+
+/* Start the writer thread; queue_size bounds the jobs waiting for it. */
+int store_start(struct store *s, unsigned queue_size);
+
+/* Queue a job (any thread). Returns 0, -EAGAIN when the queue is full, or
+ * -ESHUTDOWN once store_stop() has begun. On error done() is not called. */
+int store_submit(struct store *s, struct store_job *job);
+
+/* Finish every queued job, then stop the writer thread. Main thread. */
+void store_stop(struct store *s);
+
+/* Close the database (checkpointing the WAL); NULL-safe; returns NULL. */
+struct store *store_close(struct store *s);
+
+/* Transactions committed so far; moves while the writer makes progress. */
+uint64_t store_commits(const struct store *s);
+
+#endif
