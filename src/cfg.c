@@ -49,6 +49,8 @@ struct parser {
         uint64_t seen[8];       /* per-section bitmap of keys already given */
         const char *section_name;
         char *cur_section;
+        int section_line;       /* line of the last "[...]" header */
+        bool new_section;       /* a header was read since the last key */
 };
 
 static int parse_listen(struct parser *p, const char *v);
@@ -275,7 +277,7 @@ start_section(struct parser *p, const char *section)
                 p->ep = &c->endpoints[c->n_endpoints++];
                 memset(p->ep, 0, sizeof(*p->ep));
                 p->ep->name = xstrdup(name);
-                p->ep->line = p->line;
+                p->ep->line = p->section_line;
                 p->sect = S_ENDPOINT;
                 p->seen[S_ENDPOINT] = 0;
                 return 1;
@@ -304,10 +306,19 @@ handler(void *user, const char *section, const char *name, const char *value)
                 return 1;
         if (section[0] == '\0')
                 return fail(p, "'%s' is outside any [section]", name);
-        if (p->cur_section == NULL || strcmp(p->cur_section, section) != 0) {
+        if (p->new_section || p->cur_section == NULL || strcmp(p->cur_section, section) != 0) {
+                p->new_section = false;
                 free(p->cur_section);
                 p->cur_section = xstrdup(section);
-                start_section(p, p->cur_section);
+                {
+                        int line = p->line;
+
+                        /* Errors about a section point at its header. */
+                        if (p->section_line > 0)
+                                p->line = p->section_line;
+                        start_section(p, p->cur_section);
+                        p->line = line;
+                }
                 if (p->err)
                         return 1;
         }
@@ -376,6 +387,10 @@ reader(char *str, int num, void *stream)
         if (r == NULL)
                 return NULL;
         n = strlen(r);
+        if (r[strspn(r, " \t")] == '[') {
+                p->new_section = true;
+                p->section_line = p->line + 1;
+        }
         if (n > 0 && r[n - 1] == '\n') {
                 p->line++;
         } else if (!feof(p->f)) {
@@ -449,6 +464,8 @@ validate(struct parser *p, char **reterr)
                 err = xstrdup("no [endpoint NAME] section: at least one webhook endpoint is needed");
                 goto bad;
         }
+        if (c->api && c->api_endpoint == NULL && c->n_endpoints == 1)
+                c->api_endpoint = xstrdup(c->endpoints[0].name);
         for (i = 0; i < c->n_endpoints; i++) {
                 struct cfg_endpoint *ep = &c->endpoints[i];
 
@@ -484,8 +501,6 @@ validate(struct parser *p, char **reterr)
                         err = xstrdup("[api] key_file: missing");
                         goto bad;
                 }
-                if (c->api_endpoint == NULL && c->n_endpoints == 1)
-                        c->api_endpoint = xstrdup(c->endpoints[0].name);
                 if (c->api_endpoint == NULL) {
                         err = xstrdup("[api] endpoint: missing (which [endpoint NAME] to register)");
                         goto bad;
