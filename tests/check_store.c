@@ -1,2 +1,303 @@
-#include <check.h>
-int main(void){return 0;}
+/* store: migration, rows, dedup, bounded queue, group commit, failure. */
+#include "config.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "lib.h"
+#include "store.h"
+
+static char *dir, *db;
+static struct store *st;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int done_count, hold, holding;
+
+static void
+setup(void)
+{
+        char *err = NULL;
+
+        dir = t_tmpdir();
+        db = xasprintf("%s/events.db", dir);
+        ck_assert_msg(store_open(db, true, &st, &err) == 0, "%s", err);
+        done_count = hold = holding = 0;
+}
+
+static void
+teardown(void)
+{
+        store_close(st);
+        t_rm_rf(dir);
+        free(db);
+        free(dir);
+}
+
+static void
+on_done(struct store_job *job)
+{
+        pthread_mutex_lock(&mu);
+        done_count++;
+        if (hold) {
+                holding = 1;
+                pthread_cond_broadcast(&cv);
+                while (hold)
+                        pthread_cond_wait(&cv, &mu);
+        }
+        pthread_cond_broadcast(&cv);
+        pthread_mutex_unlock(&mu);
+}
+
+static void
+wait_done(int n)
+{
+        pthread_mutex_lock(&mu);
+        while (done_count < n)
+                pthread_cond_wait(&cv, &mu);
+        pthread_mutex_unlock(&mu);
+}
+
+static struct store_job *
+job_new(const char *body)
+{
+        struct store_job *j = xcalloc(1, sizeof(*j));
+        char *err = NULL;
+        size_t i;
+
+        j->batch = xcalloc(1, sizeof(*j->batch));
+        ck_assert_msg(event_parse(body, strlen(body), false, j->batch, &err) == 0, "%s", err);
+        for (i = 0; i < j->batch->n; i++) {
+                event_digest(&j->batch->v[i], "main");
+                j->validation |= j->batch->v[i].kind == EVENT_VALIDATION;
+        }
+        j->endpoint = "main";
+        j->peer = "127.0.0.1";
+        time_now_iso(j->received_at);
+        j->done = on_done;
+        return j;
+}
+
+static void
+job_free(struct store_job *j)
+{
+        event_batch_done(j->batch);
+        free(j->batch);
+        free(j);
+}
+
+static long long
+query(const char *sql)
+{
+        sqlite3 *h;
+        sqlite3_stmt *s;
+        long long v = -1;
+
+        ck_assert_int_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        ck_assert_msg(sqlite3_prepare_v2(h, sql, -1, &s, NULL) == SQLITE_OK, "%s", sqlite3_errmsg(h));
+        if (sqlite3_step(s) == SQLITE_ROW)
+                v = sqlite3_column_int64(s, 0);
+        sqlite3_finalize(s);
+        sqlite3_close(h);
+        return v;
+}
+
+static void
+exec_rw(const char *sql)
+{
+        sqlite3 *h;
+
+        ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+        sqlite3_busy_timeout(h, 5000);
+        ck_assert_int_eq(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(h);
+}
+
+START_TEST(test_migrate)
+{
+        struct store *again = NULL;
+        char *err = NULL, *other = xasprintf("%s/from-schema.db", dir), *cmd;
+
+        ck_assert_int_eq(query("PRAGMA user_version"), 1);
+        ck_assert_int_eq(query("SELECT count(*) FROM sqlite_master WHERE name IN "
+                               "('events','quarantine','webhook_status')"), 3);
+        ck_assert_int_eq(query("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
+        /* Opening again migrates nothing and fails nothing. */
+        ck_assert_msg(store_open(db, true, &again, &err) == 0, "%s", err);
+        store_close(again);
+        ck_assert_int_eq(query("PRAGMA user_version"), 1);
+
+        /* sql/schema.sql, applied by sqlite3 itself, gives the same schema. */
+        cmd = xasprintf("sqlite3 '%s' < '%s'", other, SCHEMA_SQL);
+        ck_assert_int_eq(system(cmd), 0);
+        free(cmd);
+        cmd = xasprintf("test \"$(sqlite3 '%s' 'SELECT sql FROM sqlite_master ORDER BY name')\" = "
+                        "\"$(sqlite3 '%s' 'SELECT sql FROM sqlite_master ORDER BY name')\"", other, db);
+        ck_assert_int_eq(system(cmd), 0);
+        free(cmd);
+        free(other);
+}
+END_TEST
+
+START_TEST(test_newer_schema_refused)
+{
+        struct store *again = NULL;
+        char *err = NULL;
+
+        exec_rw("PRAGMA user_version = 99");
+        ck_assert_int_lt(store_open(db, true, &again, &err), 0);
+        ck_assert_msg(strstr(err, "schema version 99 is newer") != NULL, "%s", err);
+        ck_assert_ptr_nonnull(strstr(err, db));
+        free(err);
+}
+END_TEST
+
+START_TEST(test_rows_and_dedup)
+{
+        char *queued = t_data("queued.json"), *failed = t_data("failed.json");
+        struct store_job *a, *b, *c, *d, *v;
+
+        ck_assert_int_eq(store_start(st, 64), 0);
+        a = job_new(queued);
+        b = job_new(failed);
+        c = job_new(queued);            /* redelivery */
+        d = job_new("{\"SecretKey\":\"k\",\"ServerId\":1}");
+        v = job_new("{\"Type\":\"Validation\",\"SecretKey\":\"k\"}");
+        ck_assert_int_eq(store_submit(st, a), 0);
+        ck_assert_int_eq(store_submit(st, b), 0);
+        wait_done(2);
+        ck_assert_int_eq(store_submit(st, c), 0);
+        ck_assert_int_eq(store_submit(st, d), 0);
+        ck_assert_int_eq(store_submit(st, v), 0);
+        wait_done(5);
+        ck_assert_int_eq(a->result, 0);
+        ck_assert_uint_eq(a->stored, 1);
+        ck_assert_uint_eq(c->stored, 0);
+        ck_assert_uint_eq(c->duplicates, 1);
+        ck_assert_uint_eq(d->quarantined, 1);
+        ck_assert_int_eq(query("SELECT count(*) FROM events"), 2);
+        ck_assert_int_eq(query("SELECT count(*) FROM quarantine WHERE reason LIKE '%Type%missing%'"), 1);
+        ck_assert_int_eq(query("SELECT count(*) FROM webhook_status WHERE endpoint = 'main' "
+                               "AND last_validation_at IS NOT NULL"), 1);
+        ck_assert_int_eq(query("SELECT message_size FROM events WHERE type = 'Queued'"), 18432);
+        ck_assert_int_eq(query("SELECT failure_code FROM events WHERE type = 'Failed' "
+                               "AND failure_type = 'Permanent' AND server_id = 40111"), 2001);
+        ck_assert_int_eq(query("SELECT count(*) FROM events WHERE raw LIKE '%" T_SECRET "%'"), 0);
+        ck_assert_int_eq(query("SELECT count(*) FROM events WHERE occurred_at = '2025-03-04T08:15:02.512003Z'"), 1);
+        job_free(a);
+        job_free(b);
+        job_free(c);
+        job_free(d);
+        job_free(v);
+        free(queued);
+        free(failed);
+}
+END_TEST
+
+START_TEST(test_group_commit_and_bounded_queue)
+{
+        struct store_job *first, *jobs[40], *extra;
+        uint64_t before;
+        int i;
+
+        ck_assert_int_eq(store_start(st, 40), 0);
+        /* Hold the writer inside the first job's callback. */
+        hold = 1;
+        first = job_new("{\"Type\":\"Queued\",\"SecretKey\":\"k\",\"MessageId\":\"first\"}");
+        ck_assert_int_eq(store_submit(st, first), 0);
+        pthread_mutex_lock(&mu);
+        while (!holding)
+                pthread_cond_wait(&cv, &mu);
+        pthread_mutex_unlock(&mu);
+        before = store_commits(st);
+
+        for (i = 0; i < 40; i++) {
+                char *body = xasprintf("{\"Type\":\"Queued\",\"SecretKey\":\"k\",\"MessageId\":\"m%d\"}", i);
+
+                jobs[i] = job_new(body);
+                ck_assert_int_eq(store_submit(st, jobs[i]), 0);
+                free(body);
+        }
+        extra = job_new("{\"Type\":\"Queued\",\"SecretKey\":\"k\",\"MessageId\":\"extra\"}");
+        ck_assert_int_eq(store_submit(st, extra), -EAGAIN);     /* bounded: 40 waiting */
+
+        pthread_mutex_lock(&mu);
+        hold = 0;
+        pthread_cond_broadcast(&cv);
+        pthread_mutex_unlock(&mu);
+        wait_done(41);
+        /* The 40 jobs that queued while the writer was busy took one COMMIT. */
+        ck_assert_uint_eq(store_commits(st) - before, 1);
+        for (i = 0; i < 40; i++) {
+                ck_assert_int_eq(jobs[i]->result, 0);
+                job_free(jobs[i]);
+        }
+        ck_assert_int_eq(query("SELECT count(*) FROM events"), 41);
+        job_free(first);
+        job_free(extra);
+}
+END_TEST
+
+START_TEST(test_failure_and_recovery)
+{
+        struct store_job *a, *b, *c;
+
+        ck_assert_int_eq(store_start(st, 8), 0);
+        exec_rw("CREATE TRIGGER fail BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk trouble'); END");
+        a = job_new("{\"Type\":\"Queued\",\"SecretKey\":\"k\",\"MessageId\":\"a\"}");
+        ck_assert_int_eq(store_submit(st, a), 0);
+        wait_done(1);
+        ck_assert_int_eq(a->result, -EIO);
+        ck_assert_int_eq(query("SELECT count(*) FROM events"), 0);
+
+        exec_rw("DROP TRIGGER fail");
+        b = job_new("{\"Type\":\"Queued\",\"SecretKey\":\"k\",\"MessageId\":\"a\"}");
+        ck_assert_int_eq(store_submit(st, b), 0);
+        wait_done(2);
+        ck_assert_int_eq(b->result, 0);
+        ck_assert_int_eq(query("SELECT count(*) FROM events"), 1);
+
+        /* After stop, nothing more is taken. */
+        store_stop(st);
+        c = job_new("{\"Type\":\"Queued\",\"SecretKey\":\"k\",\"MessageId\":\"c\"}");
+        ck_assert_int_eq(store_submit(st, c), -ESHUTDOWN);
+        job_free(a);
+        job_free(b);
+        job_free(c);
+}
+END_TEST
+
+START_TEST(test_open_errors)
+{
+        struct store *s = NULL;
+        char *err = NULL;
+
+        ck_assert_int_lt(store_open("/nonexistent-dir/x/events.db", true, &s, &err), 0);
+        ck_assert_msg(strstr(err, "/nonexistent-dir/x/events.db: cannot open database") != NULL, "%s", err);
+        free(err);
+}
+END_TEST
+
+int
+main(void)
+{
+        Suite *s = suite_create("store");
+        TCase *tc = tcase_create("store");
+        SRunner *sr;
+        int failed;
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 30);
+        tcase_add_test(tc, test_migrate);
+        tcase_add_test(tc, test_newer_schema_refused);
+        tcase_add_test(tc, test_rows_and_dedup);
+        tcase_add_test(tc, test_group_commit_and_bounded_queue);
+        tcase_add_test(tc, test_failure_and_recovery);
+        tcase_add_test(tc, test_open_errors);
+        suite_add_tcase(s, tc);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
