@@ -1,2 +1,963 @@
-#include <check.h>
-int main(void){return 0;}
+/* End to end: the real slhookd on 127.0.0.1 (a socket this test binds and
+ * passes as a systemd socket-activation fd), real TLS with a certificate made
+ * by certtool, libcurl clients, and the SQLite file checked directly. */
+#include "config.h"
+
+#include <pthread.h>
+#include <sys/prctl.h>
+
+#include <curl/curl.h>
+#include <sqlite3.h>
+
+#include "lib.h"
+
+struct daemon {
+        pid_t pid;
+        unsigned port;
+        char *dir, *conf, *db, *log, *cert;
+};
+
+static char *certdir;           /* shared certificates, made once */
+static struct daemon d;
+
+static void
+make_certs(void)
+{
+        char *expired;
+
+        certdir = t_tmpdir();
+        t_make_cert(certdir, 30);
+        expired = xasprintf("%s/expired", certdir);
+        ck_assert_int_eq(mkdir(expired, 0700), 0);
+        t_make_cert(expired, -1);
+        free(expired);
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void
+drop_certs(void)
+{
+        t_rm_rf(certdir);
+        free(certdir);
+}
+
+static char *
+file_in(const char *name)
+{
+        return xasprintf("%s/%s", d.dir, name);
+}
+
+static void
+write_conf(const char *server_extra, const char *sections_extra)
+{
+        char *text = xasprintf("[server]\n"
+                               "listen = 127.0.0.1:1\n"
+                               "tls_cert = %s/cert.pem\n"
+                               "tls_key = %s/key.pem\n"
+                               "threads = 2\n"
+                               "%s\n"
+                               "[endpoint main]\n"
+                               "path = /socketlabs/events\n"
+                               "secret_file = secret\n"
+                               "%s\n"
+                               "[store]\n"
+                               "database = events.db\n"
+                               "[log]\n"
+                               "format = json\n",
+                               certdir, certdir, server_extra, sections_extra);
+
+        t_write(d.conf, text);
+        free(text);
+}
+
+/* Whether the log holds a line with this message id. */
+static int
+log_has(const char *needle)
+{
+        size_t n = 0;
+        char *s = t_slurp(d.log, &n);
+        int r = t_contains(s, n, needle);
+
+        free(s);
+        return r;
+}
+
+static void
+daemon_start(const char *server_extra, const char *sections_extra)
+{
+        struct sockaddr_in sa = { .sin_family = AF_INET };
+        socklen_t sl = sizeof(sa);
+        char *secret;
+        int fd, i, status;
+
+        d.dir = t_tmpdir();
+        d.conf = file_in("slhookd.conf");
+        d.db = file_in("events.db");
+        d.log = file_in("slhookd.log");
+        d.cert = xasprintf("%s/cert.pem", certdir);
+        secret = file_in("secret");
+        t_write(secret, T_SECRET "\nrotated-previous-secret\n");
+        free(secret);
+        write_conf(server_extra, sections_extra);
+
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fd, 0);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(fd, 256), 0);
+        ck_assert_int_eq(getsockname(fd, (struct sockaddr *) &sa, &sl), 0);
+        d.port = ntohs(sa.sin_port);
+
+        d.pid = fork();
+        ck_assert_int_ge(d.pid, 0);
+        if (d.pid == 0) {
+                char pid[32];
+                int out = open(d.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+                int null = open("/dev/null", O_RDONLY);
+
+                prctl(PR_SET_PDEATHSIG, SIGKILL);       /* never outlive a failed test */
+                dup2(null, 0);
+                dup2(out, 1);
+                dup2(out, 2);
+                dup2(fd, 3);                            /* clears CLOEXEC on the copy */
+                snprintf(pid, sizeof(pid), "%ld", (long) getpid());
+                setenv("LISTEN_FDS", "1", 1);
+                setenv("LISTEN_PID", pid, 1);
+                unsetenv("JOURNAL_STREAM");
+                execl(SLHOOKD_BIN, "slhookd", "-c", d.conf, (char *) NULL);
+                _exit(127);
+        }
+        close(fd);
+        /* Wait for the "ready" line (bounded), or for an early exit. */
+        for (i = 0; i < 1000; i++) {
+                if (log_has("\"message_id\":\"ab2a6aadb4bd4002a0e5b4ea49d975d1\""))
+                        return;
+                ck_assert_msg(waitpid(d.pid, &status, WNOHANG) == 0, "slhookd exited at start-up");
+                usleep(10000);
+        }
+        ck_abort_msg("slhookd did not get ready in 10 s");
+}
+
+/* SIGTERM and the exit status. */
+static int
+daemon_stop(void)
+{
+        int status = -1;
+
+        if (d.pid > 0) {
+                kill(d.pid, SIGTERM);
+                ck_assert_int_eq(waitpid(d.pid, &status, 0), d.pid);
+                d.pid = 0;
+        }
+        return status;
+}
+
+static void
+setup(void)
+{
+        memset(&d, 0, sizeof(d));
+}
+
+static void
+teardown(void)
+{
+        if (d.pid > 0) {
+                kill(d.pid, SIGKILL);
+                waitpid(d.pid, NULL, 0);
+        }
+        if (d.dir)
+                t_rm_rf(d.dir);
+        free(d.dir);
+        free(d.conf);
+        free(d.db);
+        free(d.log);
+        free(d.cert);
+}
+
+/* ---- client ---- */
+
+struct resp {
+        CURLcode rc;
+        long status;
+        struct buf body;
+        struct buf headers;
+        long connects;
+};
+
+static size_t
+on_data(char *p, size_t size, size_t n, void *userdata)
+{
+        buf_append(userdata, p, size * n);
+        return size * n;
+}
+
+static CURL *
+client(void)
+{
+        CURL *h = curl_easy_init();
+
+        curl_easy_setopt(h, CURLOPT_CAINFO, d.cert);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT, 20L);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        return h;
+}
+
+static struct resp
+request(CURL *h, const char *method, const char *path, const char *body, size_t len, const char *ctype)
+{
+        struct resp r = { 0 };
+        struct curl_slist *hdrs = NULL;
+        char *url = xasprintf("https://127.0.0.1:%u%s", d.port, path);
+
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+        if (body) {
+                curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+                curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) len);
+        }
+        if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
+                curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+        if (ctype) {
+                char *line = xasprintf("Content-Type: %s", ctype);
+
+                hdrs = curl_slist_append(hdrs, line);
+                free(line);
+        }
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &r.body);
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_data);
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, &r.headers);
+        buf_append(&r.body, "", 0);
+        buf_append(&r.headers, "", 0);
+        r.rc = curl_easy_perform(h);
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
+        curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &r.connects);
+        curl_slist_free_all(hdrs);
+        free(url);
+        return r;
+}
+
+static struct resp
+post(const char *body)
+{
+        CURL *h = client();
+        struct resp r = request(h, "POST", "/socketlabs/events", body, strlen(body), "application/json");
+
+        curl_easy_cleanup(h);
+        return r;
+}
+
+static void
+resp_done(struct resp *r)
+{
+        buf_done(&r->body);
+        buf_done(&r->headers);
+}
+
+static struct resp
+post_file(const char *name)
+{
+        char *body = t_data(name);
+        struct resp r = post(body);
+
+        free(body);
+        return r;
+}
+
+static long long
+q(const char *sql)
+{
+        sqlite3 *h;
+        sqlite3_stmt *s;
+        long long v = -1;
+
+        ck_assert_int_eq(sqlite3_open_v2(d.db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        ck_assert_msg(sqlite3_prepare_v2(h, sql, -1, &s, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(h));
+        if (sqlite3_step(s) == SQLITE_ROW)
+                v = sqlite3_column_int64(s, 0);
+        sqlite3_finalize(s);
+        sqlite3_close(h);
+        return v;
+}
+
+static void
+exec_rw(const char *sql)
+{
+        sqlite3 *h;
+
+        ck_assert_int_eq(sqlite3_open(d.db, &h), SQLITE_OK);
+        sqlite3_busy_timeout(h, 5000);
+        ck_assert_int_eq(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(h);
+}
+
+#define ASSERT_STATUS(r, code) \
+        ck_assert_msg((r).status == (code), "status %ld (curl %d), expected %d; body: %s", \
+                      (r).status, (int) (r).rc, (code), (r).body.data)
+
+/* ---- the HTTP table of DESIGN.md section 4 ---- */
+
+START_TEST(test_stored_after_commit)
+{
+        struct resp r;
+
+        daemon_start("", "");
+        r = post_file("delivered.json");
+        ASSERT_STATUS(r, 200);
+        ck_assert_uint_eq(r.body.len, 0);
+        /* 200 means it is in the file now, as one row with every column. */
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE type = 'Sent' AND wire_type = 'Delivered' "
+                           "AND endpoint = 'main' AND occurred_at = '2025-03-04T08:15:41.773000Z' "
+                           "AND server_id = 40111 AND subaccount_id = 40111 AND ip_pool_id = 7 "
+                           "AND message_id = 'o5521-r1' AND mailing_id = 'ORDERSHIP' "
+                           "AND address = 'alice@example.net' AND local_ip = '142.0.181.23' "
+                           "AND remote_mta = 'mx1.example.net' AND is_test = 0 AND peer = '127.0.0.1' "
+                           "AND date_time = '2025-03-04T08:15:41.7730009Z' "
+                           "AND meta = '[{\"Key\":\"CustomerId\",\"Value\":\"8812\"}]' "
+                           "AND received_at LIKE '____-__-__T__:__:__.______Z' "
+                           "AND length(digest) = 64 AND raw NOT LIKE '%SecretKey%'"), 1);
+        resp_done(&r);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+START_TEST(test_every_type)
+{
+        static const char *const files[] = {
+                "queued.json", "deferred.json", "delivered.json", "failed.json", "complaint.json",
+                "click.json", "open.json",
+        };
+        size_t i;
+
+        daemon_start("", "");
+        for (i = 0; i < ARRAY_SIZE(files); i++) {
+                struct resp r = post_file(files[i]);
+
+                ASSERT_STATUS(r, 200);
+                resp_done(&r);
+        }
+        ck_assert_int_eq(q("SELECT count(DISTINCT type) FROM events WHERE type IN "
+                           "('Queued','Deferred','Sent','Failed','Complaint','Click','Open')"), 7);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE type = 'Failed' AND failure_type = 'Permanent' "
+                           "AND failure_code = 2001"), 1);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE type = 'Complaint' AND fbl_type = 'abuse' "
+                           "AND fbl_from = 'news@shop.example.com' AND length = 3120"), 1);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE type = 'Click' AND tracking_type = 'Click' "
+                           "AND url = 'https://shop.example.com/track/5521'"), 1);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+START_TEST(test_redelivery_stored_once)
+{
+        struct resp r;
+        int i;
+
+        daemon_start("", "");
+        for (i = 0; i < 3; i++) {
+                r = post_file("failed.json");
+                ASSERT_STATUS(r, 200);
+                resp_done(&r);
+        }
+        ck_assert_int_eq(q("SELECT count(*) FROM events"), 1);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+START_TEST(test_secret)
+{
+        struct resp r;
+
+        daemon_start("", "");
+        r = post("{\"Type\":\"Queued\",\"SecretKey\":\"wrong\",\"MessageId\":\"x\"}");
+        ASSERT_STATUS(r, 401);
+        ck_assert(t_contains(r.body.data, r.body.len, "SecretKey"));
+        resp_done(&r);
+        r = post("{\"Type\":\"Queued\",\"MessageId\":\"x\"}");
+        ASSERT_STATUS(r, 401);
+        resp_done(&r);
+        r = post("{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "x\",\"MessageId\":\"x\"}");
+        ASSERT_STATUS(r, 401);
+        resp_done(&r);
+        /* 401 for an unauthenticated body even when it is not an event. */
+        r = post("{\"SecretKey\":\"wrong\"}");
+        ASSERT_STATUS(r, 401);
+        resp_done(&r);
+        ck_assert_int_eq(q("SELECT count(*) FROM events") + q("SELECT count(*) FROM quarantine"), 0);
+        /* Every secret of the file is accepted (rotation). */
+        r = post("{\"Type\":\"Queued\",\"SecretKey\":\"rotated-previous-secret\",\"MessageId\":\"x\"}");
+        ASSERT_STATUS(r, 200);
+        resp_done(&r);
+        ck_assert_int_eq(q("SELECT count(*) FROM events"), 1);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+START_TEST(test_validation)
+{
+        struct resp r;
+
+        daemon_start("", "");
+        r = post_file("validation.json");
+        ASSERT_STATUS(r, 200);
+        ck_assert_str_eq(r.body.data, T_SECRET);
+        ck_assert(t_contains(r.headers.data, r.headers.len, "Content-Type: text/plain"));
+        resp_done(&r);
+        ck_assert_int_eq(q("SELECT count(*) FROM events"), 0);
+        ck_assert_int_eq(q("SELECT count(*) FROM webhook_status WHERE endpoint = 'main' "
+                           "AND last_validation_at IS NOT NULL"), 1);
+        r = post("{\"Type\":\"Validation\",\"SecretKey\":\"guessed-key-42\"}");
+        ASSERT_STATUS(r, 401);
+        ck_assert(!t_contains(r.body.data, r.body.len, "guessed-key-42"));     /* no echo */
+        resp_done(&r);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+START_TEST(test_validation_key)
+{
+        struct resp r;
+
+        daemon_start("", "validation_key = legacy-validation-key");
+        r = post_file("validation.json");
+        ASSERT_STATUS(r, 200);
+        ck_assert_str_eq(r.body.data, "legacy-validation-key");
+        resp_done(&r);
+        r = post_file("queued.json");
+        ASSERT_STATUS(r, 200);
+        ck_assert_str_eq(r.body.data, "legacy-validation-key");
+        resp_done(&r);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+START_TEST(test_routes)
+{
+        CURL *h;
+        struct resp r;
+
+        daemon_start("", "");
+        h = client();
+        r = request(h, "POST", "/other", "{}", 2, "application/json");
+        ASSERT_STATUS(r, 404);
+        resp_done(&r);
+        r = request(h, "GET", "/socketlabs/events", NULL, 0, NULL);
+        ASSERT_STATUS(r, 405);
+        ck_assert(t_contains(r.headers.data, r.headers.len, "Allow: POST"));
+        resp_done(&r);
+        r = request(h, "PUT", "/socketlabs/events", "{}", 2, "application/json");
+        ASSERT_STATUS(r, 405);
+        resp_done(&r);
+        r = request(h, "GET", "/", NULL, 0, NULL);
+        ASSERT_STATUS(r, 404);
+        resp_done(&r);
+        curl_easy_cleanup(h);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+struct upload {
+        size_t left, sent;
+};
+
+static size_t
+on_read(char *p, size_t size, size_t n, void *userdata)
+{
+        struct upload *u = userdata;
+        size_t k = size * n < u->left ? size * n : u->left;
+
+        memset(p, ' ', k);
+        u->left -= k;
+        u->sent += k;
+        return k;
+}
+
+START_TEST(test_body_limit)
+{
+        struct upload u = { 200000, 0 };
+        struct curl_slist *hdrs = NULL;
+        CURL *h;
+        char *url;
+        long status = 0;
+        struct resp r;
+        struct buf body = { 0 };
+
+        daemon_start("max_body = 1024", "");
+        /* Declared too large: 413 at once, the body is never read. */
+        h = client();
+        url = xasprintf("https://127.0.0.1:%u/socketlabs/events", d.port);
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+        hdrs = curl_slist_append(hdrs, "Expect: 100-continue");
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(h, CURLOPT_READDATA, &u);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) 200000);
+        curl_easy_setopt(h, CURLOPT_EXPECT_100_TIMEOUT_MS, 10000L);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+        curl_easy_perform(h);
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        ck_assert_int_eq(status, 413);
+        ck_assert_msg(u.sent == 0, "the client sent %zu body bytes before the 413", u.sent);
+        curl_easy_cleanup(h);
+        curl_slist_free_all(hdrs);
+        free(url);
+        buf_done(&body);
+
+        /* A chunked body that grows past the limit is cut off: never a 200. */
+        u.left = 200000;
+        u.sent = 0;
+        h = client();
+        url = xasprintf("https://127.0.0.1:%u/socketlabs/events", d.port);
+        hdrs = curl_slist_append(NULL, "Transfer-Encoding: chunked");
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(h, CURLOPT_READDATA, &u);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+        curl_easy_perform(h);
+        status = 0;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        ck_assert_int_ne(status, 200);
+        curl_easy_cleanup(h);
+        curl_slist_free_all(hdrs);
+        free(url);
+        buf_done(&body);
+
+        /* Within the limit is fine. */
+        r = post_file("queued.json");
+        ASSERT_STATUS(r, 200);
+        resp_done(&r);
+        ck_assert_int_eq(q("SELECT count(*) FROM events"), 1);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+START_TEST(test_bad_bodies)
+{
+        struct resp r;
+        CURL *h;
+        char *form;
+
+        daemon_start("", "");
+        r = post("{\"Type\":\"Queued\",");
+        ASSERT_STATUS(r, 400);
+        resp_done(&r);
+        r = post("not json at all");
+        ASSERT_STATUS(r, 400);
+        resp_done(&r);
+        r = post("[]");
+        ASSERT_STATUS(r, 400);
+        resp_done(&r);
+        ck_assert_int_eq(q("SELECT count(*) FROM events") + q("SELECT count(*) FROM quarantine"), 0);
+
+        /* A legacy form post is an event too. */
+        form = t_data("legacy-form.txt");
+        h = client();
+        r = request(h, "POST", "/socketlabs/events", form, strlen(form), "application/x-www-form-urlencoded");
+        ASSERT_STATUS(r, 200);
+        resp_done(&r);
+        curl_easy_cleanup(h);
+        free(form);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE type = 'Sent' AND address = 'dave@example.com' "
+                           "AND occurred_at = '2018-08-14T16:35:37.000000Z' AND server_id = 99999"), 1);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+START_TEST(test_quarantine)
+{
+        struct resp r;
+
+        daemon_start("", "");
+        r = post("{\"SecretKey\":\"" T_SECRET "\",\"ServerId\":40111,\"Address\":\"x@example.com\"}");
+        ASSERT_STATUS(r, 200);
+        resp_done(&r);
+        r = post("{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "\",\"ServerId\":{\"nested\":1}}");
+        ASSERT_STATUS(r, 200);
+        resp_done(&r);
+        ck_assert_int_eq(q("SELECT count(*) FROM events"), 0);
+        ck_assert_int_eq(q("SELECT count(*) FROM quarantine WHERE endpoint = 'main' AND peer = '127.0.0.1' "
+                           "AND raw NOT LIKE '%" T_SECRET "%'"), 2);
+        ck_assert_int_eq(q("SELECT count(*) FROM quarantine WHERE reason = 'field ''Type'' is missing'"), 1);
+        ck_assert_int_eq(q("SELECT count(*) FROM quarantine WHERE reason = 'field ''ServerId'' is not an integer'"), 1);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+START_TEST(test_array_and_wrapper)
+{
+        struct resp r;
+
+        daemon_start("", "");
+        r = post("[{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "\",\"MessageId\":\"a1\"},"
+                 "{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\",\"MessageId\":\"a1\"}]");
+        ASSERT_STATUS(r, 200);
+        resp_done(&r);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'a1'"), 2);
+        /* One element without the secret: nothing of the body is stored. */
+        r = post("[{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "\",\"MessageId\":\"b1\"},"
+                 "{\"Type\":\"Delivered\",\"SecretKey\":\"nope\",\"MessageId\":\"b1\"}]");
+        ASSERT_STATUS(r, 401);
+        resp_done(&r);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'b1'"), 0);
+        /* {"data": {...}} is unwrapped; SampleMessageId marks a test event. */
+        r = post_file("sample-test.json");
+        ASSERT_STATUS(r, 200);
+        resp_done(&r);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'SampleMessageId' "
+                           "AND type = 'Sent' AND is_test = 1 AND raw NOT LIKE '%\"data\"%'"), 1);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+START_TEST(test_invalid_utf8_kept)
+{
+        struct resp r;
+
+        daemon_start("", "");
+        r = post("{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\",\"MessageId\":\"u1\","
+                 "\"Address\":\"bad\xff\xfe" "byte@example.com\"}");
+        ASSERT_STATUS(r, 200);
+        resp_done(&r);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'u1' "
+                           "AND address = 'bad' || char(65533) || char(65533) || 'byte@example.com'"), 1);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+START_TEST(test_storage_failure)
+{
+        struct resp r;
+
+        daemon_start("", "");
+        exec_rw("CREATE TRIGGER fail BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated I/O error'); END");
+        r = post_file("queued.json");
+        ASSERT_STATUS(r, 503);
+        ck_assert(t_contains(r.headers.data, r.headers.len, "Retry-After: "));
+        resp_done(&r);
+        ck_assert_int_eq(waitpid(d.pid, NULL, WNOHANG), 0);     /* still running */
+        exec_rw("DROP TRIGGER fail");
+        r = post_file("queued.json");
+        ASSERT_STATUS(r, 200);
+        resp_done(&r);
+        ck_assert_int_eq(q("SELECT count(*) FROM events"), 1);
+        ck_assert(log_has("\"message_id\":\"d93dee04687d4954b522f1cea2ebd46b\""));
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+START_TEST(test_allow_list)
+{
+        struct resp r;
+
+        daemon_start("allow = 10.0.0.0/8 ::1/128", "");
+        r = post_file("queued.json");
+        ck_assert_msg(r.status == 0 && r.rc != CURLE_OK, "a refused peer got HTTP %ld", r.status);
+        resp_done(&r);
+        ck_assert(log_has("\"message_id\":\"43a4ee6eef0c4e7f84c3eb6fab80b9d7\""));
+        ck_assert(log_has("\"slhookd_peer\":\"127.0.0.1\""));
+        ck_assert_int_eq(q("SELECT count(*) FROM events"), 0);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+START_TEST(test_tls_versions)
+{
+        CURL *h;
+        struct resp r;
+
+        daemon_start("", "");
+        h = client();
+        curl_easy_setopt(h, CURLOPT_SSLVERSION, (long) (CURL_SSLVERSION_TLSv1_0 | CURL_SSLVERSION_MAX_TLSv1_1));
+        r = request(h, "POST", "/socketlabs/events", "{}", 2, "application/json");
+        ck_assert_msg(r.status == 0 && r.rc != CURLE_OK, "TLS 1.1 was accepted");
+        resp_done(&r);
+        curl_easy_cleanup(h);
+        h = client();
+        curl_easy_setopt(h, CURLOPT_SSLVERSION, (long) (CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2));
+        r = request(h, "POST", "/socketlabs/events", "{}", 2, "application/json");
+        ASSERT_STATUS(r, 401);
+        resp_done(&r);
+        curl_easy_cleanup(h);
+        h = client();
+        curl_easy_setopt(h, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_3);
+        r = request(h, "POST", "/socketlabs/events", "{}", 2, "application/json");
+        ASSERT_STATUS(r, 401);
+        resp_done(&r);
+        curl_easy_cleanup(h);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+#define CLIENTS 8
+#define PER_CLIENT 250
+
+struct worker {
+        int id;
+        int ok;
+        long connects;
+};
+
+static void *
+worker_main(void *arg)
+{
+        struct worker *w = arg;
+        CURL *h = client();
+        int i;
+
+        for (i = 0; i < PER_CLIENT; i++) {
+                char *body = xasprintf("{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\","
+                                       "\"DateTime\":\"2026-01-01T00:00:00Z\",\"ServerId\":1,"
+                                       "\"MessageId\":\"c%d-%d\",\"Address\":\"r%d@example.com\"}", w->id, i, i);
+                struct resp r = request(h, "POST", "/socketlabs/events", body, strlen(body), "application/json");
+
+                w->ok += r.status == 200;
+                w->connects += r.connects;
+                resp_done(&r);
+                free(body);
+        }
+        curl_easy_cleanup(h);
+        return NULL;
+}
+
+START_TEST(test_concurrent_clients)
+{
+        pthread_t t[CLIENTS];
+        struct worker w[CLIENTS];
+        int i, ok = 0;
+        long connects = 0;
+
+        daemon_start("", "");
+        for (i = 0; i < CLIENTS; i++) {
+                w[i] = (struct worker) { .id = i };
+                ck_assert_int_eq(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+        }
+        for (i = 0; i < CLIENTS; i++) {
+                pthread_join(t[i], NULL);
+                ok += w[i].ok;
+                connects += w[i].connects;
+        }
+        ck_assert_int_eq(ok, CLIENTS * PER_CLIENT);
+        ck_assert_int_eq(connects, CLIENTS);            /* keep-alive: one connection each */
+        ck_assert_int_eq(q("SELECT count(*) FROM events"), CLIENTS * PER_CLIENT);
+        ck_assert_int_eq(q("SELECT count(DISTINCT message_id) FROM events"), CLIENTS * PER_CLIENT);
+        ck_assert_int_eq(daemon_stop(), 0);
+        ck_assert_int_eq(q("SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+}
+END_TEST
+
+START_TEST(test_logs_and_secrets)
+{
+        static const char *const files[] = { "slhookd.log", "events.db", "events.db-wal" };
+        struct resp r;
+        size_t i, n;
+
+        daemon_start("", "");
+        r = post_file("failed.json");
+        ASSERT_STATUS(r, 200);
+        resp_done(&r);
+        r = post("{\"SecretKey\":\"" T_SECRET "\"}");     /* quarantined */
+        ASSERT_STATUS(r, 200);
+        resp_done(&r);
+        r = post("{\"Type\":\"Queued\",\"SecretKey\":\"guess-" T_SECRET "\"}");
+        ASSERT_STATUS(r, 401);
+        resp_done(&r);
+        /* One JSON line per request with the contract's fields. */
+        ck_assert(log_has("\"message_id\":\"df4d770242be491089390db52c6629f7\""));
+        ck_assert(log_has("\"slhookd_endpoint\":\"main\",\"slhookd_type\":\"Failed\","
+                          "\"slhookd_message_id\":\"o5522-r1\",\"slhookd_peer\":\"127.0.0.1\","
+                          "\"slhookd_status\":200,\"slhookd_latency_us\":"));
+        ck_assert(log_has("\"slhookd_status\":401"));
+        ck_assert(!log_has("bob@example.org"));         /* addresses only at debug level */
+        /* The secret reaches no file: not the log, the database or its WAL. */
+        for (i = 0; i < ARRAY_SIZE(files); i++) {
+                char *p = file_in(files[i]), *s = t_slurp(p, &n);
+
+                ck_assert_msg(s != NULL, "%s missing", files[i]);
+                ck_assert_msg(!t_contains(s, n, T_SECRET), "the secret is in %s", files[i]);
+                free(s);
+                free(p);
+        }
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+START_TEST(test_sigterm_drains)
+{
+        pthread_t t[2];
+        struct worker w[2] = { { .id = 100 }, { .id = 101 } };
+        int i, status;
+
+        daemon_start("", "");
+        for (i = 0; i < 2; i++)
+                ck_assert_int_eq(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+        usleep(200000);
+        kill(d.pid, SIGTERM);
+        for (i = 0; i < 2; i++)
+                pthread_join(t[i], NULL);
+        ck_assert_int_eq(waitpid(d.pid, &status, 0), d.pid);
+        d.pid = 0;
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        /* Every 200 is in the database (and maybe a few more that were
+         * committed while their connection was closing). */
+        ck_assert_int_ge(q("SELECT count(*) FROM events"), w[0].ok + w[1].ok);
+        ck_assert_int_gt(w[0].ok + w[1].ok, 0);
+        ck_assert_int_eq(q("SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+        ck_assert(log_has("\"message_id\":\"3d93ca77652b46639c3500d07f386feb\""));
+}
+END_TEST
+
+/* ---- command line ---- */
+
+static int
+run(const char *args, char **out)
+{
+        char *cmd = xasprintf("%s %s > '%s/out' 2>&1", SLHOOKD_BIN, args, d.dir), *p;
+        int r = system(cmd);
+
+        p = xasprintf("%s/out", d.dir);
+        *out = t_slurp(p, NULL);
+        free(p);
+        free(cmd);
+        return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
+}
+
+START_TEST(test_check_mode)
+{
+        char *out, *args, *bad, *secret;
+
+        d.dir = t_tmpdir();
+        d.conf = file_in("slhookd.conf");
+        secret = file_in("secret");
+        t_write(secret, T_SECRET "\n");
+        write_conf("", "");
+        args = xasprintf("-c '%s' --check", d.conf);
+        ck_assert_int_eq(run(args, &out), 0);
+        ck_assert_ptr_nonnull(strstr(out, "configuration OK"));
+        free(out);
+        free(args);
+
+        write_conf("max_body = huge", "");
+        args = xasprintf("-c '%s' --check", d.conf);
+        ck_assert_int_eq(run(args, &out), 1);
+        bad = xasprintf("%s:6: [server] max_body: 'huge'", d.conf);
+        ck_assert_msg(strstr(out, bad) != NULL, "%s", out);
+        free(bad);
+        free(out);
+
+        /* An expired certificate is refused, naming the file. */
+        write_conf("", "");
+        {
+                char *text = t_slurp(d.conf, NULL), *cert = xasprintf("%s/cert.pem", certdir);
+                char *exp = xasprintf("%s/expired/cert.pem", certdir), *key = xasprintf("%s/key.pem", certdir);
+                char *expkey = xasprintf("%s/expired/key.pem", certdir), *p;
+                struct buf b = { 0 };
+
+                p = strstr(text, cert);
+                buf_append(&b, text, (size_t) (p - text));
+                buf_puts(&b, exp);
+                p += strlen(cert);
+                buf_append(&b, p, (size_t) (strstr(p, key) - p));
+                buf_puts(&b, expkey);
+                buf_puts(&b, strstr(p, key) + strlen(key));
+                t_write(d.conf, b.data);
+                ck_assert_int_eq(run(args, &out), 1);
+                ck_assert_msg(strstr(out, "expired/cert.pem: certificate expired") != NULL, "%s", out);
+                free(out);
+                /* A key that does not belong to the certificate. */
+                t_write(d.conf, text);
+                buf_done(&b);
+                p = strstr(text, key);
+                buf_append(&b, text, (size_t) (p - text));
+                buf_puts(&b, expkey);
+                buf_puts(&b, p + strlen(key));
+                t_write(d.conf, b.data);
+                ck_assert_int_eq(run(args, &out), 1);
+                ck_assert_msg(strstr(out, "expired/key.pem: private key does not belong") != NULL, "%s", out);
+                free(out);
+                buf_done(&b);
+                free(text);
+                free(cert);
+                free(exp);
+                free(key);
+                free(expkey);
+        }
+        free(args);
+        free(secret);
+
+        ck_assert_int_eq(run("--version", &out), 0);
+        ck_assert_ptr_nonnull(strstr(out, "slhookd " PACKAGE_VERSION));
+        free(out);
+        ck_assert_int_eq(run("--no-such-flag", &out), 1);
+        free(out);
+}
+END_TEST
+
+START_TEST(test_init_dir)
+{
+        char *out, *args, *trial;
+
+        d.dir = t_tmpdir();
+        trial = file_in("trial");
+        args = xasprintf("--init '%s'", trial);
+        ck_assert_int_eq(run(args, &out), 0);
+        ck_assert_ptr_nonnull(strstr(out, "curl --cacert"));
+        ck_assert_ptr_nonnull(strstr(out, "sqlite3"));
+        free(out);
+        /* Idempotent: run again, keep what is there. */
+        ck_assert_int_eq(run(args, &out), 0);
+        free(out);
+        free(args);
+        args = xasprintf("-c '%s/slhookd.conf' --check", trial);
+        ck_assert_int_eq(run(args, &out), 0);
+        free(out);
+        free(args);
+        free(trial);
+}
+END_TEST
+
+int
+main(void)
+{
+        Suite *s = suite_create("e2e");
+        TCase *tc = tcase_create("e2e");
+        SRunner *sr;
+        int failed;
+
+        tcase_add_unchecked_fixture(tc, make_certs, drop_certs);
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, test_stored_after_commit);
+        tcase_add_test(tc, test_every_type);
+        tcase_add_test(tc, test_redelivery_stored_once);
+        tcase_add_test(tc, test_secret);
+        tcase_add_test(tc, test_validation);
+        tcase_add_test(tc, test_validation_key);
+        tcase_add_test(tc, test_routes);
+        tcase_add_test(tc, test_body_limit);
+        tcase_add_test(tc, test_bad_bodies);
+        tcase_add_test(tc, test_quarantine);
+        tcase_add_test(tc, test_array_and_wrapper);
+        tcase_add_test(tc, test_invalid_utf8_kept);
+        tcase_add_test(tc, test_storage_failure);
+        tcase_add_test(tc, test_allow_list);
+        tcase_add_test(tc, test_tls_versions);
+        tcase_add_test(tc, test_concurrent_clients);
+        tcase_add_test(tc, test_logs_and_secrets);
+        tcase_add_test(tc, test_sigterm_drains);
+        tcase_add_test(tc, test_check_mode);
+        tcase_add_test(tc, test_init_dir);
+        suite_add_tcase(s, tc);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
