@@ -89,7 +89,7 @@ parse_args(int argc, char **argv)
 
 /* --init DIR: everything a local trial needs; existing files are kept. */
 static int
-init_dir(const char *dir)
+init_dir(const char *prog, const char *dir)
 {
         char *cert = xasprintf("%s/cert.pem", dir), *key = xasprintf("%s/key.pem", dir);
         char *secret = xasprintf("%s/secret", dir), *conf = xasprintf("%s/slhookd.conf", dir);
@@ -145,7 +145,7 @@ init_dir(const char *dir)
         }
         printf("slhookd: %s/ holds cert.pem, key.pem, secret and slhookd.conf\n\n"
                "Start it:\n"
-               "  slhookd -c %s\n\n"
+               "  %s -c %s\n\n"
                "Post a sample event (from another terminal):\n"
                "  curl --cacert %s https://127.0.0.1:8443/socketlabs/events \\\n"
                "    -H 'Content-Type: application/json' \\\n"
@@ -155,7 +155,7 @@ init_dir(const char *dir)
                "See it stored:\n"
                "  sqlite3 -header -column %s/events.db "
                "'SELECT id, received_at, type, message_id, address FROM events'\n",
-               dir, conf, cert, secret, dir);
+               dir, prog, conf, cert, secret, dir);
         goto out;
 fail:
         fprintf(stderr, "slhookd: %s\n", err);
@@ -227,7 +227,7 @@ main(int argc, char **argv)
                 return EXIT_FAILURE;
         }
         if (arg_init)
-                return init_dir(arg_init) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+                return init_dir(argv[0], arg_init) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 
         if (cfg_load(arg_config, &cfg, &err) < 0) {
                 fprintf(stderr, "slhookd: %s\n", err);

@@ -130,8 +130,6 @@ main(void)
 {
         Suite *s = suite_create("acl");
         TCase *tc = tcase_create("acl");
-        SRunner *sr;
-        int failed;
 
         tcase_add_test(tc, test_v4);
         tcase_add_test(tc, test_v6);
@@ -139,10 +137,5 @@ main(void)
         tcase_add_test(tc, test_star_and_empty);
         tcase_add_test(tc, test_bad);
         tcase_add_test(tc, test_format);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return t_run(s, tc);
 }

@@ -253,8 +253,6 @@ main(void)
 {
         Suite *s = suite_create("cfg");
         TCase *tc = tcase_create("cfg");
-        SRunner *sr;
-        int failed;
 
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, test_full);
@@ -264,10 +262,5 @@ main(void)
         tcase_add_test(tc, test_multiline_list);
         tcase_add_test(tc, test_missing_file);
         tcase_add_test(tc, test_api_secret_may_be_absent);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return t_run(s, tc);
 }

@@ -7,7 +7,6 @@
 #include <sys/prctl.h>
 
 #include <curl/curl.h>
-#include <sqlite3.h>
 
 #include "lib.h"
 
@@ -266,36 +265,31 @@ post_file(const char *name)
         return r;
 }
 
-static long long
-q(const char *sql)
-{
-        sqlite3 *h;
-        sqlite3_stmt *s;
-        long long v = -1;
-
-        ck_assert_int_eq(sqlite3_open_v2(d.db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-        ck_assert_msg(sqlite3_prepare_v2(h, sql, -1, &s, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(h));
-        if (sqlite3_step(s) == SQLITE_ROW)
-                v = sqlite3_column_int64(s, 0);
-        sqlite3_finalize(s);
-        sqlite3_close(h);
-        return v;
-}
-
-static void
-exec_rw(const char *sql)
-{
-        sqlite3 *h;
-
-        ck_assert_int_eq(sqlite3_open(d.db, &h), SQLITE_OK);
-        sqlite3_busy_timeout(h, 5000);
-        ck_assert_int_eq(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
-        sqlite3_close(h);
-}
+#define q(sql) t_query(d.db, sql)
+#define exec_rw(sql) t_exec(d.db, sql)
 
 #define ASSERT_STATUS(r, code) \
         ck_assert_msg((r).status == (code), "status %ld (curl %d), expected %d; body: %s", \
                       (r).status, (int) (r).rc, (code), (r).body.data)
+
+/* POST body (or the test data file name) and check the status. */
+static void
+expect(const char *body, int status)
+{
+        struct resp r = post(body);
+
+        ASSERT_STATUS(r, status);
+        resp_done(&r);
+}
+
+static void
+expect_file(const char *name, int status)
+{
+        struct resp r = post_file(name);
+
+        ASSERT_STATUS(r, status);
+        resp_done(&r);
+}
 
 /* ---- the HTTP table of DESIGN.md section 4 ---- */
 
@@ -332,12 +326,8 @@ START_TEST(test_every_type)
         size_t i;
 
         daemon_start("", "");
-        for (i = 0; i < ARRAY_SIZE(files); i++) {
-                struct resp r = post_file(files[i]);
-
-                ASSERT_STATUS(r, 200);
-                resp_done(&r);
-        }
+        for (i = 0; i < ARRAY_SIZE(files); i++)
+                expect_file(files[i], 200);
         ck_assert_int_eq(q("SELECT count(DISTINCT type) FROM events WHERE type IN "
                            "('Queued','Deferred','Sent','Failed','Complaint','Click','Open')"), 7);
         ck_assert_int_eq(q("SELECT count(*) FROM events WHERE type = 'Failed' AND failure_type = 'Permanent' "
@@ -352,15 +342,11 @@ END_TEST
 
 START_TEST(test_redelivery_stored_once)
 {
-        struct resp r;
         int i;
 
         daemon_start("", "");
-        for (i = 0; i < 3; i++) {
-                r = post_file("failed.json");
-                ASSERT_STATUS(r, 200);
-                resp_done(&r);
-        }
+        for (i = 0; i < 3; i++)
+                expect_file("failed.json", 200);
         ck_assert_int_eq(q("SELECT count(*) FROM events"), 1);
         ck_assert_int_eq(daemon_stop(), 0);
 }
@@ -375,21 +361,13 @@ START_TEST(test_secret)
         ASSERT_STATUS(r, 401);
         ck_assert(t_contains(r.body.data, r.body.len, "SecretKey"));
         resp_done(&r);
-        r = post("{\"Type\":\"Queued\",\"MessageId\":\"x\"}");
-        ASSERT_STATUS(r, 401);
-        resp_done(&r);
-        r = post("{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "x\",\"MessageId\":\"x\"}");
-        ASSERT_STATUS(r, 401);
-        resp_done(&r);
+        expect("{\"Type\":\"Queued\",\"MessageId\":\"x\"}", 401);
+        expect("{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "x\",\"MessageId\":\"x\"}", 401);
         /* 401 for an unauthenticated body even when it is not an event. */
-        r = post("{\"SecretKey\":\"wrong\"}");
-        ASSERT_STATUS(r, 401);
-        resp_done(&r);
+        expect("{\"SecretKey\":\"wrong\"}", 401);
         ck_assert_int_eq(q("SELECT count(*) FROM events") + q("SELECT count(*) FROM quarantine"), 0);
         /* Every secret of the file is accepted (rotation). */
-        r = post("{\"Type\":\"Queued\",\"SecretKey\":\"rotated-previous-secret\",\"MessageId\":\"x\"}");
-        ASSERT_STATUS(r, 200);
-        resp_done(&r);
+        expect("{\"Type\":\"Queued\",\"SecretKey\":\"rotated-previous-secret\",\"MessageId\":\"x\"}", 200);
         ck_assert_int_eq(q("SELECT count(*) FROM events"), 1);
         ck_assert_int_eq(daemon_stop(), 0);
 }
@@ -474,66 +452,54 @@ on_read(char *p, size_t size, size_t n, void *userdata)
         return k;
 }
 
-START_TEST(test_body_limit)
+/* POST size bytes of spaces through a read callback, with extra headers
+ * (declared: Content-Length is set); the status, and *sent the body bytes
+ * the client got to send. */
+static long
+upload(const char *header1, const char *header2, bool declared, size_t size, size_t *sent)
 {
-        struct upload u = { 200000, 0 };
+        struct upload u = { size, 0 };
         struct curl_slist *hdrs = NULL;
-        CURL *h;
-        char *url;
-        long status = 0;
-        struct resp r;
         struct buf body = { 0 };
+        CURL *h = client();
+        char *url = xasprintf("https://127.0.0.1:%u/socketlabs/events", d.port);
+        long status = 0;
 
-        daemon_start("max_body = 1024", "");
-        /* Declared too large: 413 at once, the body is never read. */
-        h = client();
-        url = xasprintf("https://127.0.0.1:%u/socketlabs/events", d.port);
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-        hdrs = curl_slist_append(hdrs, "Expect: 100-continue");
+        hdrs = curl_slist_append(hdrs, header1);
+        hdrs = curl_slist_append(hdrs, header2);
         curl_easy_setopt(h, CURLOPT_URL, url);
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
         curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
         curl_easy_setopt(h, CURLOPT_READDATA, &u);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) 200000);
+        if (declared)
+                curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) size);
         curl_easy_setopt(h, CURLOPT_EXPECT_100_TIMEOUT_MS, 10000L);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
         curl_easy_perform(h);
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-        ck_assert_int_eq(status, 413);
-        ck_assert_msg(u.sent == 0, "the client sent %zu body bytes before the 413", u.sent);
         curl_easy_cleanup(h);
         curl_slist_free_all(hdrs);
         free(url);
         buf_done(&body);
+        *sent = u.sent;
+        return status;
+}
 
+START_TEST(test_body_limit)
+{
+        size_t sent;
+
+        daemon_start("max_body = 1024", "");
+        /* Declared too large: 413 at once, the body is never read. */
+        ck_assert_int_eq(upload("Content-Type: application/json", "Expect: 100-continue", true, 200000, &sent), 413);
+        ck_assert_msg(sent == 0, "the client sent %zu body bytes before the 413", sent);
         /* A chunked body that grows past the limit is cut off: never a 200. */
-        u.left = 200000;
-        u.sent = 0;
-        h = client();
-        url = xasprintf("https://127.0.0.1:%u/socketlabs/events", d.port);
-        hdrs = curl_slist_append(NULL, "Transfer-Encoding: chunked");
-        curl_easy_setopt(h, CURLOPT_URL, url);
-        curl_easy_setopt(h, CURLOPT_POST, 1L);
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
-        curl_easy_setopt(h, CURLOPT_READDATA, &u);
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-        curl_easy_perform(h);
-        status = 0;
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-        ck_assert_int_ne(status, 200);
-        curl_easy_cleanup(h);
-        curl_slist_free_all(hdrs);
-        free(url);
-        buf_done(&body);
-
+        ck_assert_int_ne(upload("Content-Type: application/json", "Transfer-Encoding: chunked", false, 200000, &sent),
+                         200);
         /* Within the limit is fine. */
-        r = post_file("queued.json");
-        ASSERT_STATUS(r, 200);
-        resp_done(&r);
+        expect_file("queued.json", 200);
         ck_assert_int_eq(q("SELECT count(*) FROM events"), 1);
         ck_assert_int_eq(daemon_stop(), 0);
 }
@@ -546,15 +512,9 @@ START_TEST(test_bad_bodies)
         char *form;
 
         daemon_start("", "");
-        r = post("{\"Type\":\"Queued\",");
-        ASSERT_STATUS(r, 400);
-        resp_done(&r);
-        r = post("not json at all");
-        ASSERT_STATUS(r, 400);
-        resp_done(&r);
-        r = post("[]");
-        ASSERT_STATUS(r, 400);
-        resp_done(&r);
+        expect("{\"Type\":\"Queued\",", 400);
+        expect("not json at all", 400);
+        expect("[]", 400);
         ck_assert_int_eq(q("SELECT count(*) FROM events") + q("SELECT count(*) FROM quarantine"), 0);
 
         /* A legacy form post is an event too. */
@@ -573,15 +533,10 @@ END_TEST
 
 START_TEST(test_quarantine)
 {
-        struct resp r;
 
         daemon_start("", "");
-        r = post("{\"SecretKey\":\"" T_SECRET "\",\"ServerId\":40111,\"Address\":\"x@example.com\"}");
-        ASSERT_STATUS(r, 200);
-        resp_done(&r);
-        r = post("{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "\",\"ServerId\":{\"nested\":1}}");
-        ASSERT_STATUS(r, 200);
-        resp_done(&r);
+        expect("{\"SecretKey\":\"" T_SECRET "\",\"ServerId\":40111,\"Address\":\"x@example.com\"}", 200);
+        expect("{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "\",\"ServerId\":{\"nested\":1}}", 200);
         ck_assert_int_eq(q("SELECT count(*) FROM events"), 0);
         ck_assert_int_eq(q("SELECT count(*) FROM quarantine WHERE endpoint = 'main' AND peer = '127.0.0.1' "
                            "AND raw NOT LIKE '%" T_SECRET "%'"), 2);
@@ -593,24 +548,17 @@ END_TEST
 
 START_TEST(test_array_and_wrapper)
 {
-        struct resp r;
 
         daemon_start("", "");
-        r = post("[{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "\",\"MessageId\":\"a1\"},"
-                 "{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\",\"MessageId\":\"a1\"}]");
-        ASSERT_STATUS(r, 200);
-        resp_done(&r);
+        expect("[{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "\",\"MessageId\":\"a1\"},"
+                 "{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\",\"MessageId\":\"a1\"}]", 200);
         ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'a1'"), 2);
         /* One element without the secret: nothing of the body is stored. */
-        r = post("[{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "\",\"MessageId\":\"b1\"},"
-                 "{\"Type\":\"Delivered\",\"SecretKey\":\"nope\",\"MessageId\":\"b1\"}]");
-        ASSERT_STATUS(r, 401);
-        resp_done(&r);
+        expect("[{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "\",\"MessageId\":\"b1\"},"
+                 "{\"Type\":\"Delivered\",\"SecretKey\":\"nope\",\"MessageId\":\"b1\"}]", 401);
         ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'b1'"), 0);
         /* {"data": {...}} is unwrapped; SampleMessageId marks a test event. */
-        r = post_file("sample-test.json");
-        ASSERT_STATUS(r, 200);
-        resp_done(&r);
+        expect_file("sample-test.json", 200);
         ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'SampleMessageId' "
                            "AND type = 'Sent' AND is_test = 1 AND raw NOT LIKE '%\"data\"%'"), 1);
         ck_assert_int_eq(daemon_stop(), 0);
@@ -619,13 +567,10 @@ END_TEST
 
 START_TEST(test_invalid_utf8_kept)
 {
-        struct resp r;
 
         daemon_start("", "");
-        r = post("{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\",\"MessageId\":\"u1\","
-                 "\"Address\":\"bad\xff\xfe" "byte@example.com\"}");
-        ASSERT_STATUS(r, 200);
-        resp_done(&r);
+        expect("{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\",\"MessageId\":\"u1\","
+                 "\"Address\":\"bad\xff\xfe" "byte@example.com\"}", 200);
         ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'u1' "
                            "AND address = 'bad' || char(65533) || char(65533) || 'byte@example.com'"), 1);
         ck_assert_int_eq(daemon_stop(), 0);
@@ -644,9 +589,7 @@ START_TEST(test_storage_failure)
         resp_done(&r);
         ck_assert_int_eq(waitpid(d.pid, NULL, WNOHANG), 0);     /* still running */
         exec_rw("DROP TRIGGER fail");
-        r = post_file("queued.json");
-        ASSERT_STATUS(r, 200);
-        resp_done(&r);
+        expect_file("queued.json", 200);
         ck_assert_int_eq(q("SELECT count(*) FROM events"), 1);
         ck_assert(log_has("\"message_id\":\"d93dee04687d4954b522f1cea2ebd46b\""));
         ck_assert_int_eq(daemon_stop(), 0);
@@ -760,15 +703,11 @@ START_TEST(test_logs_and_secrets)
         size_t i, n;
 
         daemon_start("", "");
-        r = post_file("failed.json");
-        ASSERT_STATUS(r, 200);
-        resp_done(&r);
+        expect_file("failed.json", 200);
         r = post("{\"SecretKey\":\"" T_SECRET "\"}");     /* quarantined */
         ASSERT_STATUS(r, 200);
         resp_done(&r);
-        r = post("{\"Type\":\"Queued\",\"SecretKey\":\"guess-" T_SECRET "\"}");
-        ASSERT_STATUS(r, 401);
-        resp_done(&r);
+        expect("{\"Type\":\"Queued\",\"SecretKey\":\"guess-" T_SECRET "\"}", 401);
         /* One JSON line per request with the contract's fields. */
         ck_assert(log_has("\"message_id\":\"df4d770242be491089390db52c6629f7\""));
         ck_assert(log_has("\"slhookd_endpoint\":\"main\",\"slhookd_type\":\"Failed\","
@@ -928,8 +867,6 @@ main(void)
 {
         Suite *s = suite_create("e2e");
         TCase *tc = tcase_create("e2e");
-        SRunner *sr;
-        int failed;
 
         tcase_add_unchecked_fixture(tc, make_certs, drop_certs);
         tcase_add_checked_fixture(tc, setup, teardown);
@@ -954,10 +891,5 @@ main(void)
         tcase_add_test(tc, test_sigterm_drains);
         tcase_add_test(tc, test_check_mode);
         tcase_add_test(tc, test_init_dir);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return t_run(s, tc);
 }

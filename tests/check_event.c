@@ -507,8 +507,6 @@ main(void)
 {
         Suite *s = suite_create("event");
         TCase *tc = tcase_create("event");
-        SRunner *sr;
-        int failed;
 
         tcase_add_checked_fixture(tc, NULL, teardown);
         tcase_set_timeout(tc, 30);
@@ -533,10 +531,5 @@ main(void)
         tcase_add_loop_test(tc, test_times, 0, (int) ARRAY_SIZE(times));
         tcase_add_test(tc, test_bad_times);
         tcase_add_test(tc, test_digest);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return t_run(s, tc);
 }

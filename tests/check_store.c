@@ -2,7 +2,6 @@
 #include "config.h"
 
 #include <pthread.h>
-#include <sqlite3.h>
 
 #include "lib.h"
 #include "store.h"
@@ -86,32 +85,8 @@ job_free(struct store_job *j)
         free(j);
 }
 
-static long long
-query(const char *sql)
-{
-        sqlite3 *h;
-        sqlite3_stmt *s;
-        long long v = -1;
-
-        ck_assert_int_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-        ck_assert_msg(sqlite3_prepare_v2(h, sql, -1, &s, NULL) == SQLITE_OK, "%s", sqlite3_errmsg(h));
-        if (sqlite3_step(s) == SQLITE_ROW)
-                v = sqlite3_column_int64(s, 0);
-        sqlite3_finalize(s);
-        sqlite3_close(h);
-        return v;
-}
-
-static void
-exec_rw(const char *sql)
-{
-        sqlite3 *h;
-
-        ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
-        sqlite3_busy_timeout(h, 5000);
-        ck_assert_int_eq(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
-        sqlite3_close(h);
-}
+#define query(sql) t_query(db, sql)
+#define exec_rw(sql) t_exec(db, sql)
 
 START_TEST(test_migrate)
 {
@@ -283,8 +258,6 @@ main(void)
 {
         Suite *s = suite_create("store");
         TCase *tc = tcase_create("store");
-        SRunner *sr;
-        int failed;
 
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, 30);
@@ -294,10 +267,5 @@ main(void)
         tcase_add_test(tc, test_group_commit_and_bounded_queue);
         tcase_add_test(tc, test_failure_and_recovery);
         tcase_add_test(tc, test_open_errors);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return t_run(s, tc);
 }

@@ -109,8 +109,6 @@ main(void)
 {
         Suite *s = suite_create("util");
         TCase *tc = tcase_create("util");
-        SRunner *sr;
-        int failed;
 
         tcase_add_test(tc, test_str_to_i64);
         tcase_add_test(tc, test_eq_ct);
@@ -118,10 +116,5 @@ main(void)
         tcase_add_test(tc, test_time_format);
         tcase_add_test(tc, test_buf_and_trim);
         tcase_add_test(tc, test_file_roundtrip);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return t_run(s, tc);
 }

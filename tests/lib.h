@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <check.h>
+#include <sqlite3.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -112,6 +113,50 @@ t_make_cert(const char *dir, int days)
         ck_assert_msg(system(cmd) == 0, "certtool failed: %s", cmd);
         free(cmd);
         free(tmpl);
+}
+
+/* First column of the first row of sql against the database file, or -1. */
+static inline long long
+t_query(const char *db, const char *sql)
+{
+        sqlite3 *h;
+        sqlite3_stmt *s;
+        long long v = -1;
+
+        ck_assert_int_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        ck_assert_msg(sqlite3_prepare_v2(h, sql, -1, &s, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(h));
+        if (sqlite3_step(s) == SQLITE_ROW)
+                v = sqlite3_column_int64(s, 0);
+        sqlite3_finalize(s);
+        sqlite3_close(h);
+        return v;
+}
+
+/* Run sql on a second, writing connection (as another process would). */
+static inline void
+t_exec(const char *db, const char *sql)
+{
+        sqlite3 *h;
+
+        ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+        sqlite3_busy_timeout(h, 5000);
+        ck_assert_msg(sqlite3_exec(h, sql, NULL, NULL, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(h));
+        sqlite3_close(h);
+}
+
+/* Run a suite; the process exit status. */
+static inline int
+t_run(Suite *s, TCase *tc)
+{
+        SRunner *sr;
+        int failed;
+
+        suite_add_tcase(s, tc);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 #endif
