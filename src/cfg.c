@@ -47,8 +47,7 @@ struct parser {
         char *proxies_text;
         char *listen_text;
         uint64_t seen[8];       /* per-section bitmap of keys already given */
-        const char *section_name;
-        char *cur_section;
+        char *cur_section;      /* the section of the key being read */
         int section_line;       /* line of the last "[...]" header */
         bool new_section;       /* a header was read since the last key */
 };
@@ -114,7 +113,7 @@ fail(struct parser *p, const char *fmt, ...)
         va_end(ap);
         if (p->key)
                 p->err = xasprintf("%s:%d: [%s] %s: %s", p->cfg->file, p->line,
-                                   p->section_name, p->key->name, msg ? msg : "error");
+                                   p->cur_section, p->key->name, msg ? msg : "error");
         else
                 p->err = xasprintf("%s:%d: %s", p->cfg->file, p->line, msg ? msg : "error");
         free(msg);
@@ -249,13 +248,13 @@ parse_ignored(struct parser *p, const char *v)
 }
 
 static int
-start_section(struct parser *p, const char *section)
+start_section(struct parser *p)
 {
+        const char *section = p->cur_section;
         size_t i;
 
         p->key = NULL;
         p->ep = NULL;
-        p->section_name = section;
         if (strncmp(section, "endpoint", 8) == 0 && (section[8] == ' ' || section[8] == '\0')) {
                 const char *name = section + 8;
                 struct cfg *c = p->cfg;
@@ -300,6 +299,7 @@ handler(void *user, const char *section, const char *name, const char *value)
         struct parser *p = user;
         const struct key *k = NULL;
         size_t i;
+        int line;
         char *v;
 
         if (p->err)
@@ -310,15 +310,12 @@ handler(void *user, const char *section, const char *name, const char *value)
                 p->new_section = false;
                 free(p->cur_section);
                 p->cur_section = xstrdup(section);
-                {
-                        int line = p->line;
-
-                        /* Errors about a section point at its header. */
-                        if (p->section_line > 0)
-                                p->line = p->section_line;
-                        start_section(p, p->cur_section);
-                        p->line = line;
-                }
+                /* Errors about a section point at its header. */
+                line = p->line;
+                if (p->section_line > 0)
+                        p->line = p->section_line;
+                start_section(p);
+                p->line = line;
                 if (p->err)
                         return 1;
         }
