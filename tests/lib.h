@@ -90,23 +90,16 @@ t_contains(const char *hay, size_t n, const char *needle)
 static inline void
 t_make_cert(const char *dir, int days)
 {
-        char *tmpl = xasprintf("%s/cert.tmpl", dir);
-        char *cmd;
+        char *tmpl = xasprintf("%s/cert.tmpl", dir), *validity, *cmd;
 
-        t_write(tmpl, "cn = localhost\ndns_name = localhost\nip_address = 127.0.0.1\n"
-                      "tls_www_server\nsigning_key\n");
-        if (days < 0) {
-                FILE *f = fopen(tmpl, "a");
-
-                fputs("activation_date = \"2020-01-01 00:00:00 UTC\"\n"
-                      "expiration_date = \"2020-06-01 00:00:00 UTC\"\n", f);
-                fclose(f);
-        } else {
-                FILE *f = fopen(tmpl, "a");
-
-                fprintf(f, "expiration_days = %d\n", days);
-                fclose(f);
-        }
+        validity = days < 0 ? xstrdup("activation_date = \"2020-01-01 00:00:00 UTC\"\n"
+                                      "expiration_date = \"2020-06-01 00:00:00 UTC\"\n")
+                            : xasprintf("expiration_days = %d\n", days);
+        cmd = xasprintf("cn = localhost\ndns_name = localhost\nip_address = 127.0.0.1\n"
+                        "tls_www_server\nsigning_key\n%s", validity);
+        t_write(tmpl, cmd);
+        free(validity);
+        free(cmd);
         cmd = xasprintf("cd '%s' && certtool --generate-privkey --key-type=ecdsa --outfile key.pem >/dev/null 2>&1 && "
                         "certtool --generate-self-signed --load-privkey key.pem --template cert.tmpl "
                         "--outfile cert.pem >/dev/null 2>&1", dir);
