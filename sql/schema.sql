@@ -17,7 +17,7 @@ CREATE TABLE events (
     ip_pool_id      INTEGER,
     message_id      TEXT,
     mailing_id      TEXT,
-    address         TEXT,
+    address         TEXT COLLATE NOCASE,
     from_address    TEXT,
     subject         TEXT,
     message_size    INTEGER,
@@ -50,7 +50,75 @@ CREATE TABLE events (
 CREATE INDEX events_received_at ON events (received_at);
 CREATE INDEX events_type_occurred_at ON events (type, occurred_at);
 CREATE INDEX events_message_id ON events (message_id);
+CREATE INDEX events_mailing_id ON events (mailing_id);
 CREATE INDEX events_address ON events (address);
+
+-- The latest state of each message, kept by the writer in the transaction that
+-- stores the event, so it never disagrees with events. A message is keyed by
+-- (server_id, message_id, address), or by (server_id, mailing_id, address)
+-- when the events carry no MessageId; events with neither id, and test
+-- events, belong to no message. Milestones are placed by event time
+-- (occurred_at, or received_at when the event has no DateTime), so the order
+-- in which notifications arrive does not matter.
+CREATE TABLE messages (
+    id              INTEGER PRIMARY KEY,
+    server_id       INTEGER NOT NULL,   -- 0 when the events carry no ServerId
+    message_id      TEXT,               -- NULL when keyed by mailing_id
+    mailing_id      TEXT,
+    address         TEXT    NOT NULL COLLATE NOCASE,
+    state           TEXT,               -- Queued Deferred Sent Failed: latest by event time, NULL before any
+    first_at        TEXT    NOT NULL,   -- earliest event time
+    last_at         TEXT    NOT NULL,   -- latest event time
+    updated_at      TEXT    NOT NULL,   -- latest received_at (retention)
+    events          INTEGER NOT NULL,   -- events stored for this message
+    queued_at       TEXT,
+    deferred_count  INTEGER NOT NULL DEFAULT 0,
+    deferred_at     TEXT,               -- latest deferral
+    sent_at         TEXT,               -- earliest Sent
+    failed_at       TEXT,               -- earliest Failed, with its failure_type, failure_code, reason
+    failure_type    TEXT,
+    failure_code    INTEGER,
+    reason          TEXT,
+    complained_at   TEXT,
+    opened_at       TEXT,               -- first open
+    open_count      INTEGER NOT NULL DEFAULT 0,
+    clicked_at      TEXT,               -- first click
+    click_count     INTEGER NOT NULL DEFAULT 0,
+    unsubscribed_at TEXT
+);
+CREATE UNIQUE INDEX messages_by_message_id ON messages (message_id, address, server_id) WHERE message_id IS NOT NULL;
+CREATE UNIQUE INDEX messages_by_mailing_id ON messages (mailing_id, address, server_id) WHERE message_id IS NULL;
+CREATE INDEX messages_address ON messages (address);
+CREATE INDEX messages_failed_at ON messages (failed_at) WHERE failed_at IS NOT NULL;
+CREATE INDEX messages_updated_at ON messages (updated_at);
+
+-- Messages reported Sent and later, by event time, Failed: the receiving
+-- server accepted them and bounced them afterwards. Suppressed failures
+-- (no delivery was attempted) are not bounces.
+CREATE VIEW async_bounces AS
+SELECT server_id, message_id, mailing_id, address, sent_at, failed_at,
+       CAST(round((julianday(failed_at) - julianday(sent_at)) * 86400) AS INTEGER) AS delay_seconds,
+       failure_type, failure_code, reason
+  FROM messages
+ WHERE failed_at > sent_at AND failure_type IS NOT 'Suppressed';
+
+-- Addresses not to mail again: hard-bounced (Permanent, or already suppressed
+-- by SocketLabs), complained or unsubscribed. Test events excluded.
+CREATE VIEW suppressions AS
+SELECT address,
+       trim(iif(bounced_at IS NULL, '', 'bounce ') || iif(complained_at IS NULL, '', 'complaint ') ||
+            iif(unsubscribed_at IS NULL, '', 'unsubscribe')) AS reasons,
+       min(coalesce(bounced_at, '9'), coalesce(complained_at, '9'), coalesce(unsubscribed_at, '9')) AS since,
+       bounced_at, complained_at, unsubscribed_at
+  FROM (SELECT address,
+               min(iif(type = 'Failed', coalesce(occurred_at, received_at), NULL)) AS bounced_at,
+               min(iif(type = 'Complaint', coalesce(occurred_at, received_at), NULL)) AS complained_at,
+               min(iif(type = 'Unsubscribe', coalesce(occurred_at, received_at), NULL)) AS unsubscribed_at
+          FROM events
+         WHERE is_test = 0 AND address IS NOT NULL AND address <> ''
+           AND (type IN ('Complaint', 'Unsubscribe')
+                OR (type = 'Failed' AND failure_type IN ('Permanent', 'Suppressed')))
+         GROUP BY address);
 
 -- Authenticated payloads that could not become an event row, with the reason.
 CREATE TABLE quarantine (
@@ -70,4 +138,4 @@ CREATE TABLE webhook_status (
     last_validation_peer  TEXT
 );
 
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;

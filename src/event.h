@@ -11,6 +11,10 @@
 
 #include "util.h"
 
+/* The address SocketLabs sends validation and test posts from: events from
+ * it are test events. */
+#define EVENT_TEST_PEER "52.152.150.178"
+
 #define EVENT_MAX_DEPTH 32
 #define EVENT_MAX_NODES 100000
 

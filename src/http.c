@@ -225,7 +225,7 @@ process(struct req *r)
                         validation = true;
                         continue;
                 }
-                if (strcmp(r->peer, HTTP_TEST_PEER) == 0)
+                if (strcmp(r->peer, EVENT_TEST_PEER) == 0)
                         ev->is_test = true;
                 event_digest(ev, r->ep->name);
         }

@@ -12,9 +12,6 @@
 #include "store.h"
 #include "tls.h"
 
-/* The address SocketLabs sends validation and test posts from. */
-#define HTTP_TEST_PEER "52.152.150.178"
-
 struct http;
 
 /* Start listening. listen_fd >= 0: serve on that listening socket (socket

@@ -263,7 +263,7 @@ main(int argc, char **argv)
         signal(SIGPIPE, SIG_IGN);
 
         if (store_open(cfg->database, cfg->synchronous_full, &store, &err) < 0 ||
-            store_start(store, cfg->queue_size) < 0)
+            store_start(store, cfg->queue_size, cfg->retention_days) < 0)
                 goto fatal;
         fd = activated_socket(&err);
         if (fd < -1 || (fd == -1 && err))

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -9,16 +10,28 @@
 
 #include <sqlite3.h>
 
+#include "corr.h"
 #include "log.h"
 #include "store.h"
 
-extern const char store_schema_sql[];   /* sql/schema.sql, built into schema.c */
+/* Built into schema.c from sql/: the schema of a new database, and the
+ * upgrade steps of sql/migrate/ (index i takes version i+1 to i+2). */
+extern const char store_schema_sql[];
+extern const char *const store_migrations[];
+extern const unsigned store_n_migrations;
 
-/* Upgrade steps from sql/migrate/, index i takes version i+1 to i+2. */
-static const char *const migrations[] = { NULL };
-#define N_MIGRATIONS 0
+/* The first schema version with the messages table: a database migrated
+ * from before it gets messages filled from its events. */
+#define MESSAGES_VERSION 2
 
-enum { ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_EVENT, ST_QUARANTINE, ST_VALIDATION, ST_COUNT };
+enum {
+        ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_EVENT, ST_QUARANTINE, ST_VALIDATION,
+        ST_MSG_BY_MESSAGE, ST_MSG_BY_MAILING, ST_MSG_INSERT, ST_MSG_UPDATE,
+        ST_PRUNE_EVENTS, ST_PRUNE_MESSAGES,
+        ST_COUNT
+};
+
+#define PRUNE_BATCH 1000
 
 struct store {
         sqlite3 *db;
@@ -34,6 +47,9 @@ struct store {
         bool stopping;
         bool failing;                   /* last transaction failed: log recovery once */
         atomic_uint_fast64_t commits;
+
+        unsigned retention_days;        /* 0: keep forever */
+        uint64_t pruned_events, pruned_messages;        /* this retention pass */
 };
 
 static int
@@ -70,46 +86,34 @@ schema_version(void)
         return p ? atoi(p + 22) : -1;
 }
 
-/* Bring the database to the current schema, in one transaction. */
+/* Bring the database to the current schema; inside store_open's transaction.
+ * *from is the version it had. */
 static int
-migrate(struct store *s, char **reterr)
+migrate(struct store *s, int *from, char **reterr)
 {
         int latest = schema_version(), v, r;
 
-        if (exec(s->db, "BEGIN IMMEDIATE", reterr, s->path) < 0)
-                return -EIO;
-        v = user_version(s->db);
+        *from = v = user_version(s->db);
         if (v < 0) {
                 *reterr = xasprintf("%s: cannot read the schema version: %s", s->path, sqlite3_errmsg(s->db));
-                r = -EIO;
-                goto fail;
+                return -EIO;
         }
         if (v > latest) {
                 *reterr = xasprintf("%s: schema version %d is newer than this slhookd knows (%d)",
                                     s->path, v, latest);
-                r = -EPROTO;
-                goto fail;
+                return -EPROTO;
         }
-        if (v == 0) {
-                if ((r = exec(s->db, store_schema_sql, reterr, s->path)) < 0)
-                        goto fail;
-        } else {
-                for (; v < latest; v++) {
-                        if (v - 1 >= N_MIGRATIONS || migrations[v - 1] == NULL) {
-                                *reterr = xasprintf("%s: no upgrade step from schema version %d", s->path, v);
-                                r = -EPROTO;
-                                goto fail;
-                        }
-                        if ((r = exec(s->db, migrations[v - 1], reterr, s->path)) < 0)
-                                goto fail;
+        if (v == 0)
+                return exec(s->db, store_schema_sql, reterr, s->path);
+        for (; v < latest; v++) {
+                if (v - 1 >= (int) store_n_migrations) {
+                        *reterr = xasprintf("%s: no upgrade step from schema version %d", s->path, v);
+                        return -EPROTO;
                 }
+                if ((r = exec(s->db, store_migrations[v - 1], reterr, s->path)) < 0)
+                        return r;
         }
-        if ((r = exec(s->db, "COMMIT", reterr, s->path)) < 0)
-                goto fail;
         return 0;
-fail:
-        (void) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-        return r;
 }
 
 static char *
@@ -136,44 +140,107 @@ insert_event_sql(void)
         return sql;
 }
 
+/* The columns of messages that corr_msg holds, in bind order. */
+static void
+msg_columns(struct buf *b, const char *sep, const char *suffix)
+{
+        size_t i;
+
+        buf_printf(b, "mailing_id%s%sstate%s", suffix, sep, suffix);
+        for (i = 0; i < CT_COUNT; i++)
+                buf_printf(b, "%s%s%s", sep, corr_time_columns[i], suffix);
+        for (i = 0; i < CC_COUNT; i++)
+                buf_printf(b, "%s%s%s", sep, corr_count_columns[i], suffix);
+        buf_printf(b, "%sfailure_type%s%sfailure_code%s%sreason%s", sep, suffix, sep, suffix, sep, suffix);
+}
+#define MSG_NCOLS (2 + CT_COUNT + CC_COUNT + 3)
+
+static char *
+msg_sql(int which)
+{
+        struct buf b = { 0 };
+        int i;
+
+        switch (which) {
+        case ST_MSG_BY_MESSAGE:
+        case ST_MSG_BY_MAILING:
+                buf_puts(&b, "SELECT id, ");
+                msg_columns(&b, ", ", "");
+                /* The id test lets the planner pick the partial unique index. */
+                buf_puts(&b, which == ST_MSG_BY_MESSAGE
+                         ? " FROM messages WHERE message_id = ?1 AND address = ?2 AND server_id = ?3"
+                           " AND message_id IS NOT NULL"
+                         : " FROM messages WHERE mailing_id = ?1 AND address = ?2 AND server_id = ?3"
+                           " AND message_id IS NULL");
+                break;
+        case ST_MSG_INSERT:
+                buf_puts(&b, "INSERT INTO messages (server_id, message_id, address, ");
+                msg_columns(&b, ", ", "");
+                buf_puts(&b, ") VALUES (?, ?, ?");
+                for (i = 0; i < MSG_NCOLS; i++)
+                        buf_puts(&b, ", ?");
+                buf_puts(&b, ")");
+                break;
+        default:
+                buf_puts(&b, "UPDATE messages SET ");
+                msg_columns(&b, ", ", " = ?");
+                buf_puts(&b, " WHERE id = ?");
+                break;
+        }
+        return b.data;
+}
+
 static int
 prepare(struct store *s, char **reterr)
 {
-        char *ev_sql = insert_event_sql();
+        char *dyn[ST_COUNT] = { 0 };
         const char *sql[ST_COUNT] = {
                 [ST_BEGIN] = "BEGIN IMMEDIATE",
                 [ST_COMMIT] = "COMMIT",
                 [ST_ROLLBACK] = "ROLLBACK",
-                [ST_EVENT] = ev_sql,
                 [ST_QUARANTINE] = "INSERT INTO quarantine (received_at, endpoint, peer, reason, raw, digest) "
                                   "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING",
                 [ST_VALIDATION] = "INSERT INTO webhook_status (endpoint, last_validation_at, last_validation_peer) "
                                   "VALUES (?, ?, ?) ON CONFLICT (endpoint) DO UPDATE SET "
                                   "last_validation_at = excluded.last_validation_at, "
                                   "last_validation_peer = excluded.last_validation_peer",
+                [ST_PRUNE_EVENTS] = "DELETE FROM events WHERE id IN "
+                                    "(SELECT id FROM events WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)",
+                [ST_PRUNE_MESSAGES] = "DELETE FROM messages WHERE id IN "
+                                      "(SELECT id FROM messages WHERE updated_at < ?1 ORDER BY updated_at LIMIT ?2)",
         };
         int i, r = 0;
 
+        sql[ST_EVENT] = dyn[ST_EVENT] = insert_event_sql();
+        for (i = ST_MSG_BY_MESSAGE; i <= ST_MSG_UPDATE; i++)
+                sql[i] = dyn[i] = msg_sql(i);
         for (i = 0; i < ST_COUNT; i++)
                 if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) != SQLITE_OK) {
                         *reterr = xasprintf("%s: cannot prepare statement: %s", s->path, sqlite3_errmsg(s->db));
                         r = -EIO;
                         break;
                 }
-        free(ev_sql);
+        for (i = 0; i < ST_COUNT; i++)
+                free(dyn[i]);
         return r;
 }
+
+static int messages_rebuild(struct store *s, char **reterr);
 
 int
 store_open(const char *path, bool synchronous_full, struct store **ret, char **reterr)
 {
         struct store *s = xcalloc(1, sizeof(*s));
+        pthread_condattr_t ca;
         char *pragmas;
-        int r;
+        int r, from;
 
         s->path = xstrdup(path);
         pthread_mutex_init(&s->lock, NULL);
-        pthread_cond_init(&s->wake, NULL);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->wake, &ca);
+        pthread_condattr_destroy(&ca);
         if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                             SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE, NULL) != SQLITE_OK) {
                 *reterr = xasprintf("%s: cannot open database: %s", path,
@@ -188,10 +255,19 @@ store_open(const char *path, bool synchronous_full, struct store **ret, char **r
         free(pragmas);
         if (r < 0)
                 goto fail;
-        if ((r = migrate(s, reterr)) < 0 || (r = prepare(s, reterr)) < 0)
+        /* Migration, statements and the messages backfill: all or nothing. */
+        if ((r = exec(s->db, "BEGIN IMMEDIATE", reterr, path)) < 0)
                 goto fail;
+        if ((r = migrate(s, &from, reterr)) < 0 || (r = prepare(s, reterr)) < 0)
+                goto rollback;
+        if (from > 0 && from < MESSAGES_VERSION && (r = messages_rebuild(s, reterr)) < 0)
+                goto rollback;
+        if ((r = exec(s->db, "COMMIT", reterr, path)) < 0)
+                goto rollback;
         *ret = s;
         return 0;
+rollback:
+        (void) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 fail:
         store_close(s);
         return r;
@@ -219,11 +295,96 @@ run(struct store *s, sqlite3_stmt *st)
         return sqlite3_changes(s->db);
 }
 
+/* Read a messages row (columns from first on) into m; the strings stay
+ * valid until st is reset. */
+static void
+msg_load(struct corr_msg *m, sqlite3_stmt *st, int i)
+{
+        const char *t;
+        int k;
+
+        m->mailing_id = (const char *) sqlite3_column_text(st, i++);
+        m->state = corr_state((const char *) sqlite3_column_text(st, i++));
+        for (k = 0; k < CT_COUNT; k++, i++)
+                if ((t = (const char *) sqlite3_column_text(st, i)) != NULL)
+                        snprintf(m->t[k], TIME_ISO_LEN, "%s", t);
+        for (k = 0; k < CC_COUNT; k++)
+                m->n[k] = sqlite3_column_int64(st, i++);
+        m->failure_type = (const char *) sqlite3_column_text(st, i++);
+        m->has_failure_code = sqlite3_column_type(st, i) != SQLITE_NULL;
+        m->failure_code = sqlite3_column_int64(st, i++);
+        m->reason = (const char *) sqlite3_column_text(st, i++);
+}
+
+/* Bind m from parameter i on; returns the next parameter. */
+static int
+msg_bind(sqlite3_stmt *st, int i, const struct corr_msg *m)
+{
+        int k;
+
+        bind_text(st, i++, m->mailing_id);
+        bind_text(st, i++, m->state);
+        for (k = 0; k < CT_COUNT; k++)
+                bind_text(st, i++, m->t[k][0] ? m->t[k] : NULL);
+        for (k = 0; k < CC_COUNT; k++)
+                sqlite3_bind_int64(st, i++, m->n[k]);
+        bind_text(st, i++, m->failure_type);
+        if (m->has_failure_code)
+                sqlite3_bind_int64(st, i++, m->failure_code);
+        else
+                sqlite3_bind_null(st, i++);
+        bind_text(st, i++, m->reason);
+        return i;
+}
+
+/* Apply a newly stored event to its message's row, creating it if needed. */
+static int
+message_upkeep(struct store *s, const struct event *ev, const char *received_at)
+{
+        struct corr_key k;
+        struct corr_msg m;
+        sqlite3_stmt *find, *st;
+        sqlite3_int64 id = 0;
+        int rc, i;
+
+        if (!corr_key(ev, &k))
+                return 0;
+        find = s->st[k.message_id ? ST_MSG_BY_MESSAGE : ST_MSG_BY_MAILING];
+        bind_text(find, 1, k.message_id ? k.message_id : k.mailing_id);
+        bind_text(find, 2, k.address);
+        sqlite3_bind_int64(find, 3, k.server_id);
+        corr_init(&m);
+        rc = sqlite3_step(find);
+        if (rc == SQLITE_ROW) {
+                id = sqlite3_column_int64(find, 0);
+                msg_load(&m, find, 1);
+        } else if (rc != SQLITE_DONE) {
+                sqlite3_reset(find);
+                return -1;
+        }
+        corr_apply(&m, ev, received_at);
+        if (id) {
+                st = s->st[ST_MSG_UPDATE];
+                i = msg_bind(st, 1, &m);
+                sqlite3_bind_int64(st, i, id);
+        } else {
+                st = s->st[ST_MSG_INSERT];
+                sqlite3_bind_int64(st, 1, k.server_id);
+                bind_text(st, 2, k.message_id);
+                bind_text(st, 3, k.address);
+                msg_bind(st, 4, &m);
+        }
+        rc = run(s, st);        /* before the reset: m borrows find's row */
+        sqlite3_reset(find);
+        sqlite3_clear_bindings(find);
+        return rc < 0 ? -1 : 0;
+}
+
 static int
 store_event(struct store *s, const struct store_job *job, const struct event *ev)
 {
         sqlite3_stmt *st;
-        int i = 1, k;
+        int i = 1, k, n;
 
         if (ev->kind == EVENT_QUARANTINE) {
                 st = s->st[ST_QUARANTINE];
@@ -255,7 +416,59 @@ store_event(struct store *s, const struct store_job *job, const struct event *ev
                 else
                         sqlite3_bind_null(st, i++);
         }
-        return run(s, st);
+        n = run(s, st);
+        /* A redelivery (nothing inserted) changes no message. */
+        if (n == 1 && message_upkeep(s, ev, job->received_at) < 0)
+                return -1;
+        return n;
+}
+
+/* Fill messages from the events already stored (upgrade from a schema
+ * without it), in id order as the writer would have. */
+static int
+messages_rebuild(struct store *s, char **reterr)
+{
+        static const char sql[] =
+                "SELECT type, occurred_at, received_at, is_test, server_id, message_id, mailing_id, "
+                "address, failure_type, failure_code, reason FROM events ORDER BY id";
+        sqlite3_stmt *st;
+        uint64_t n = 0;
+        int rc;
+
+        if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+                goto fail;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                struct event ev = { .kind = EVENT_MAIL };
+                const char *t;
+
+                ev.type = (const char *) sqlite3_column_text(st, 0);
+                if ((t = (const char *) sqlite3_column_text(st, 1)) != NULL)
+                        snprintf(ev.occurred_at, sizeof(ev.occurred_at), "%s", t);
+                ev.is_test = sqlite3_column_int(st, 3) != 0;
+                ev.has_num[EVN_SERVER_ID] = sqlite3_column_type(st, 4) != SQLITE_NULL;
+                ev.num[EVN_SERVER_ID] = sqlite3_column_int64(st, 4);
+                ev.str[EVS_MESSAGE_ID] = (const char *) sqlite3_column_text(st, 5);
+                ev.str[EVS_MAILING_ID] = (const char *) sqlite3_column_text(st, 6);
+                ev.str[EVS_ADDRESS] = (const char *) sqlite3_column_text(st, 7);
+                ev.str[EVS_FAILURE_TYPE] = (const char *) sqlite3_column_text(st, 8);
+                ev.has_num[EVN_FAILURE_CODE] = sqlite3_column_type(st, 9) != SQLITE_NULL;
+                ev.num[EVN_FAILURE_CODE] = sqlite3_column_int64(st, 9);
+                ev.str[EVS_REASON] = (const char *) sqlite3_column_text(st, 10);
+                if (ev.type == NULL ||
+                    message_upkeep(s, &ev, (const char *) sqlite3_column_text(st, 2)) < 0)
+                        break;
+                n++;
+        }
+        sqlite3_finalize(st);
+        if (rc == SQLITE_DONE) {
+                if (n)
+                        log_full(LOG_NOTICE, LOG_MID_STORE, NULL, "%s: message states filled from %llu events",
+                                 s->path, (unsigned long long) n);
+                return 0;
+        }
+fail:
+        *reterr = xasprintf("%s: cannot fill messages from events: %s", s->path, sqlite3_errmsg(s->db));
+        return -EIO;
 }
 
 static int
@@ -342,24 +555,181 @@ write_batch(struct store *s, struct store_job *head)
         }
 }
 
+/* One retention batch: events received before `before` and messages with no
+ * event received since, at most PRUNE_BATCH of each, in one transaction. */
+int
+store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t *ret_messages)
+{
+        sqlite3_stmt *ev = s->st[ST_PRUNE_EVENTS], *msg = s->st[ST_PRUNE_MESSAGES];
+        int ne, nm;
+
+        *ret_events = *ret_messages = 0;
+        if (run(s, s->st[ST_BEGIN]) < 0)
+                return -EIO;
+        bind_text(ev, 1, before);
+        sqlite3_bind_int(ev, 2, PRUNE_BATCH);
+        bind_text(msg, 1, before);
+        sqlite3_bind_int(msg, 2, PRUNE_BATCH);
+        if ((ne = run(s, ev)) < 0 || (nm = run(s, msg)) < 0 || run(s, s->st[ST_COMMIT]) < 0) {
+                if (!sqlite3_get_autocommit(s->db))
+                        (void) run(s, s->st[ST_ROLLBACK]);
+                return -EIO;
+        }
+        *ret_events = (uint64_t) ne;
+        *ret_messages = (uint64_t) nm;
+        return ne == PRUNE_BATCH || nm == PRUNE_BATCH;
+}
+
+/* Re-parse one quarantined payload; move it into events when it now parses.
+ * Returns 1 moved, 0 kept, -1 on a database error. */
+static int
+replay_one(struct store *s, sqlite3_stmt *get, sqlite3_stmt *del, sqlite3_stmt *upd)
+{
+        struct store_job job = { 0 };
+        struct event_batch b;
+        struct event *ev;
+        char *err = NULL;
+        const char *raw = (const char *) sqlite3_column_text(get, 4);
+        int r = 0;
+
+        job.endpoint = (const char *) sqlite3_column_text(get, 2);
+        job.peer = (const char *) sqlite3_column_text(get, 3);
+        snprintf(job.received_at, sizeof(job.received_at), "%s", (const char *) sqlite3_column_text(get, 1));
+        if (raw == NULL || job.endpoint == NULL)
+                return 0;
+        if (event_parse(raw, (size_t) sqlite3_column_bytes(get, 4), false, &b, &err) < 0) {
+                free(err);
+                return 0;
+        }
+        ev = &b.v[0];
+        sqlite3_bind_int64(del, 1, sqlite3_column_int64(get, 0));
+        sqlite3_bind_int64(upd, 2, sqlite3_column_int64(get, 0));
+        if (b.n == 1 && ev->kind == EVENT_MAIL) {
+                if (job.peer && strcmp(job.peer, EVENT_TEST_PEER) == 0)
+                        ev->is_test = true;
+                event_digest(ev, job.endpoint);
+                r = store_event(s, &job, ev) < 0 || run(s, del) < 0 ? -1 : 1;
+        } else if (b.n == 1 && ev->kind == EVENT_QUARANTINE) {
+                bind_text(upd, 1, ev->reason);  /* the current parser's reason */
+                r = run(s, upd) < 0 ? -1 : 0;
+        }
+        sqlite3_reset(del);
+        sqlite3_reset(upd);
+        event_batch_done(&b);
+        return r;
+}
+
+int
+store_replay_quarantine(struct store *s, unsigned *moved, unsigned *kept)
+{
+        sqlite3_stmt *get = NULL, *del = NULL, *upd = NULL;
+        sqlite3_int64 last = 0;
+        int r = 0, rc, k, n;
+
+        *moved = *kept = 0;
+        if (sqlite3_prepare_v2(s->db, "SELECT id, received_at, endpoint, peer, raw FROM quarantine "
+                               "WHERE id > ? ORDER BY id LIMIT 100", -1, &get, NULL) != SQLITE_OK ||
+            sqlite3_prepare_v2(s->db, "DELETE FROM quarantine WHERE id = ?", -1, &del, NULL) != SQLITE_OK ||
+            sqlite3_prepare_v2(s->db, "UPDATE quarantine SET reason = ? WHERE id = ?", -1, &upd, NULL) != SQLITE_OK) {
+                r = -EIO;
+                goto out;
+        }
+        /* 100 rows a transaction, so a running daemon never waits long. */
+        do {
+                if (run(s, s->st[ST_BEGIN]) < 0) {
+                        r = -EIO;
+                        goto out;
+                }
+                sqlite3_bind_int64(get, 1, last);
+                for (n = 0; (rc = sqlite3_step(get)) == SQLITE_ROW; n++) {
+                        last = sqlite3_column_int64(get, 0);
+                        if ((k = replay_one(s, get, del, upd)) < 0)
+                                break;
+                        if (k)
+                                (*moved)++;
+                        else
+                                (*kept)++;
+                }
+                sqlite3_reset(get);
+                if (rc != SQLITE_DONE || run(s, s->st[ST_COMMIT]) < 0) {
+                        if (!sqlite3_get_autocommit(s->db))
+                                (void) run(s, s->st[ST_ROLLBACK]);
+                        r = -EIO;
+                        goto out;
+                }
+        } while (n > 0);
+out:
+        sqlite3_finalize(get);
+        sqlite3_finalize(del);
+        sqlite3_finalize(upd);
+        return r;
+}
+
+const char *
+store_error(const struct store *s)
+{
+        return sqlite3_errmsg(s->db);
+}
+
+/* Writer side of retention: one batch, then the delay until the next. */
+static int64_t
+retention_step(struct store *s)
+{
+        char before[TIME_ISO_LEN];
+        uint64_t ne, nm;
+        int r;
+
+        time_format_iso(time_now_us() - (int64_t) s->retention_days * 86400 * 1000000, before);
+        r = store_prune(s, before, &ne, &nm);
+        if (r < 0) {
+                log_full(LOG_WARNING, LOG_MID_STORE, NULL, "retention: cannot delete old events: %s: %s",
+                         s->path, sqlite3_errmsg(s->db));
+                return 60 * 1000000;
+        }
+        s->pruned_events += ne;
+        s->pruned_messages += nm;
+        if (r > 0)
+                return 100 * 1000;      /* more to do: again soon, between batches */
+        if (s->pruned_events || s->pruned_messages)
+                log_full(LOG_INFO, LOG_MID_STORE, NULL,
+                         "retention: deleted %llu events and %llu messages received before %s",
+                         (unsigned long long) s->pruned_events, (unsigned long long) s->pruned_messages, before);
+        s->pruned_events = s->pruned_messages = 0;
+        return 1000000;         /* an idle check is one index probe */
+}
+
 static void *
 writer_main(void *arg)
 {
         struct store *s = arg;
         struct store_job *batch;
+        int64_t next_prune = s->retention_days ? time_mono_us() : INT64_MAX;
+        struct timespec ts;
 
         pthread_mutex_lock(&s->lock);
         for (;;) {
-                while (s->head == NULL && !s->stopping)
-                        pthread_cond_wait(&s->wake, &s->lock);
-                if (s->head == NULL)
+                while (s->head == NULL && !s->stopping && time_mono_us() < next_prune) {
+                        if (next_prune == INT64_MAX) {
+                                pthread_cond_wait(&s->wake, &s->lock);
+                                continue;
+                        }
+                        ts.tv_sec = next_prune / 1000000;
+                        ts.tv_nsec = (next_prune % 1000000) * 1000;
+                        pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+                }
+                if (s->head == NULL && s->stopping)
                         break;
                 /* Everything that queued while we were busy is one batch. */
                 batch = s->head;
                 s->head = s->tail = NULL;
                 s->queued = 0;
                 pthread_mutex_unlock(&s->lock);
-                write_batch(s, batch);
+                if (batch)
+                        write_batch(s, batch);
+                /* Retention runs between batches, one small transaction at a
+                 * time, so ingestion waits for at most one of them. */
+                if (time_mono_us() >= next_prune)
+                        next_prune = time_mono_us() + retention_step(s);
                 pthread_mutex_lock(&s->lock);
         }
         pthread_mutex_unlock(&s->lock);
@@ -367,11 +737,12 @@ writer_main(void *arg)
 }
 
 int
-store_start(struct store *s, unsigned queue_size)
+store_start(struct store *s, unsigned queue_size, unsigned retention_days)
 {
         int r;
 
         s->queue_size = queue_size;
+        s->retention_days = retention_days;
         r = pthread_create(&s->writer, NULL, writer_main, s);
         if (r != 0)
                 return -r;

@@ -38,8 +38,10 @@ struct store_job {
  * file. Call from main before any thread uses the store. */
 int store_open(const char *path, bool synchronous_full, struct store **ret, char **reterr);
 
-/* Start the writer thread; queue_size bounds the jobs waiting for it. */
-int store_start(struct store *s, unsigned queue_size);
+/* Start the writer thread; queue_size bounds the jobs waiting for it. With
+ * retention_days > 0 it also deletes, between batches and a small
+ * transaction at a time, what store_prune() deletes for now - retention_days. */
+int store_start(struct store *s, unsigned queue_size, unsigned retention_days);
 
 /* Queue a job (any thread). Returns 0, -EAGAIN when the queue is full, or
  * -ESHUTDOWN once store_stop() has begun. On error done() is not called. */
@@ -50,6 +52,22 @@ void store_stop(struct store *s);
 
 /* Close the database (checkpointing the WAL); NULL-safe; returns NULL. */
 struct store *store_close(struct store *s);
+
+/* The calls below use the store's connection: call them only while no
+ * writer thread runs (slhookctl), except from the writer itself. */
+
+/* Delete, in one transaction, up to 1000 events received before `before`
+ * (ISO-8601 UTC) and up to 1000 messages with no event received since.
+ * Returns 1 when there may be more, 0 when done, -EIO on failure. */
+int store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t *ret_messages);
+
+/* Re-parse every quarantined payload with the current parser: those that now
+ * make an event move into events (and their messages), the others stay with
+ * the current reason. Returns 0 or -EIO; commits every 100 rows. */
+int store_replay_quarantine(struct store *s, unsigned *moved, unsigned *kept);
+
+/* The database's last error message, for the calls above. */
+const char *store_error(const struct store *s);
 
 /* Transactions committed so far; moves while the writer makes progress. */
 uint64_t store_commits(const struct store *s);

@@ -267,13 +267,19 @@ time_format_iso(int64_t usec, char out[TIME_ISO_LEN])
                  (unsigned long) frac % 1000000ul);
 }
 
-void
-time_now_iso(char out[TIME_ISO_LEN])
+int64_t
+time_now_us(void)
 {
         struct timespec ts;
 
         clock_gettime(CLOCK_REALTIME, &ts);
-        time_format_iso((int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000, out);
+        return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void
+time_now_iso(char out[TIME_ISO_LEN])
+{
+        time_format_iso(time_now_us(), out);
 }
 
 int64_t

@@ -52,6 +52,8 @@ void buf_done(struct buf *b);
 /* Current wall-clock time as "YYYY-MM-DDTHH:MM:SS.ffffffZ" (28 bytes + NUL). */
 #define TIME_ISO_LEN 32
 void time_now_iso(char out[TIME_ISO_LEN]);
+/* Wall-clock time in microseconds since the epoch. */
+int64_t time_now_us(void);
 /* Format microseconds since the epoch the same way. */
 void time_format_iso(int64_t usec, char out[TIME_ISO_LEN]);
 /* Monotonic clock in microseconds. */

@@ -93,14 +93,15 @@ START_TEST(test_migrate)
         struct store *again = NULL;
         char *err = NULL, *other = xasprintf("%s/from-schema.db", dir), *cmd;
 
-        ck_assert_int_eq(query("PRAGMA user_version"), 1);
+        ck_assert_int_eq(query("PRAGMA user_version"), 2);
         ck_assert_int_eq(query("SELECT count(*) FROM sqlite_master WHERE name IN "
-                               "('events','quarantine','webhook_status')"), 3);
+                               "('events','quarantine','webhook_status','messages','async_bounces',"
+                               "'suppressions')"), 6);
         ck_assert_int_eq(query("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
         /* Opening again migrates nothing and fails nothing. */
         ck_assert_msg(store_open(db, true, &again, &err) == 0, "%s", err);
         store_close(again);
-        ck_assert_int_eq(query("PRAGMA user_version"), 1);
+        ck_assert_int_eq(query("PRAGMA user_version"), 2);
 
         /* sql/schema.sql, applied by sqlite3 itself, gives the same schema. */
         cmd = xasprintf("sqlite3 '%s' < '%s'", other, SCHEMA_SQL);
@@ -111,6 +112,43 @@ START_TEST(test_migrate)
         ck_assert_int_eq(system(cmd), 0);
         free(cmd);
         free(other);
+}
+END_TEST
+
+/* A database made by the first release: its events survive the upgrade
+ * and their messages and bounces are filled in. */
+START_TEST(test_migrate_from_v1)
+{
+        struct store *old = NULL;
+        char *err = NULL, *v1 = xasprintf("%s/v1.db", dir), *fresh = xasprintf("%s/fresh.db", dir), *cmd;
+        static const char rows[] =
+                "INSERT INTO events (received_at, endpoint, type, wire_type, occurred_at, server_id, "
+                "message_id, mailing_id, address, failure_type, failure_code, reason, is_test, raw, digest) VALUES "
+                "('2025-03-06T09:00:01.000000Z','main','Failed','Failed','2025-03-06T09:00:00.000000Z',40111,"
+                " 'o1','M','bob@example.org','Permanent',2001,'550 user unknown',0,'{}','d1'),"
+                "('2025-03-06T09:00:02.000000Z','main','Sent','Delivered','2025-03-04T08:15:41.000000Z',40111,"
+                " 'o1','M','BOB@example.org',NULL,NULL,NULL,0,'{}','d2'),"
+                "('2025-03-06T09:00:03.000000Z','main','Sent','Delivered','2025-03-04T08:15:41.000000Z',40111,"
+                " 'SampleMessageId','M','t@example.org',NULL,NULL,NULL,1,'{}','d3');";
+
+        cmd = xasprintf("sqlite3 '%s' < '%s/schema-v1.sql' && sqlite3 '%s' \"%s\"", v1, TEST_DATA_DIR, v1, rows);
+        ck_assert_int_eq(system(cmd), 0);
+        free(cmd);
+        ck_assert_int_eq(t_query(v1, "PRAGMA user_version"), 1);
+        ck_assert_msg(store_open(v1, true, &old, &err) == 0, "%s", err);
+        store_close(old);
+        ck_assert_int_eq(t_query(v1, "PRAGMA user_version"), 2);
+        ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM events"), 3);
+        ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM messages"), 1);
+        ck_assert_int_eq(t_query(v1, "SELECT delay_seconds FROM async_bounces WHERE message_id = 'o1'"), 175459);
+        ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM events WHERE address = 'bob@EXAMPLE.org'"), 2);
+        /* The upgraded schema is the fresh one, statement for statement. */
+        cmd = xasprintf("sqlite3 '%s' < '%s' && test \"$(sqlite3 '%s' 'SELECT sql FROM sqlite_master ORDER BY name')\" = "
+                        "\"$(sqlite3 '%s' 'SELECT sql FROM sqlite_master ORDER BY name')\"", fresh, SCHEMA_SQL, fresh, v1);
+        ck_assert_int_eq(system(cmd), 0);
+        free(cmd);
+        free(fresh);
+        free(v1);
 }
 END_TEST
 
@@ -132,7 +170,7 @@ START_TEST(test_rows_and_dedup)
         char *queued = t_data("queued.json"), *failed = t_data("failed.json");
         struct store_job *a, *b, *c, *d, *v;
 
-        ck_assert_int_eq(store_start(st, 64), 0);
+        ck_assert_int_eq(store_start(st, 64, 0), 0);
         a = job_new(queued);
         b = job_new(failed);
         c = job_new(queued);            /* redelivery */
@@ -175,7 +213,7 @@ START_TEST(test_group_commit_and_bounded_queue)
         uint64_t before;
         int i;
 
-        ck_assert_int_eq(store_start(st, 40), 0);
+        ck_assert_int_eq(store_start(st, 40, 0), 0);
         /* Hold the writer inside the first job's callback. */
         hold = 1;
         first = job_new("{\"Type\":\"Queued\",\"SecretKey\":\"k\",\"MessageId\":\"first\"}");
@@ -217,7 +255,7 @@ START_TEST(test_failure_and_recovery)
 {
         struct store_job *a, *b, *c;
 
-        ck_assert_int_eq(store_start(st, 8), 0);
+        ck_assert_int_eq(store_start(st, 8, 0), 0);
         exec_rw("CREATE TRIGGER fail BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk trouble'); END");
         a = job_new("{\"Type\":\"Queued\",\"SecretKey\":\"k\",\"MessageId\":\"a\"}");
         ck_assert_int_eq(store_submit(st, a), 0);
@@ -262,6 +300,7 @@ main(void)
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_migrate);
+        tcase_add_test(tc, test_migrate_from_v1);
         tcase_add_test(tc, test_newer_schema_refused);
         tcase_add_test(tc, test_rows_and_dedup);
         tcase_add_test(tc, test_group_commit_and_bounded_queue);

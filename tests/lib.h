@@ -125,6 +125,32 @@ t_query(const char *db, const char *sql)
         return v;
 }
 
+/* Every row of sql, columns joined by '|' and rows ended by '\n' (NULL as
+ * "NULL"); an allocated string. */
+static inline char *
+t_rows(const char *db, const char *sql)
+{
+        struct buf b = { 0 };
+        sqlite3 *h;
+        sqlite3_stmt *s;
+        int i;
+
+        ck_assert_int_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        ck_assert_msg(sqlite3_prepare_v2(h, sql, -1, &s, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(h));
+        buf_puts(&b, "");
+        while (sqlite3_step(s) == SQLITE_ROW) {
+                for (i = 0; i < sqlite3_column_count(s); i++) {
+                        const char *v = (const char *) sqlite3_column_text(s, i);
+
+                        buf_printf(&b, "%s%s", i ? "|" : "", v ? v : "NULL");
+                }
+                buf_puts(&b, "\n");
+        }
+        sqlite3_finalize(s);
+        sqlite3_close(h);
+        return b.data;
+}
+
 /* Run sql on a second, writing connection (as another process would). */
 static inline void
 t_exec(const char *db, const char *sql)
