@@ -48,6 +48,7 @@ CREATE TABLE events (
     digest          TEXT    NOT NULL UNIQUE
 );
 CREATE INDEX events_received_at ON events (received_at);
+CREATE INDEX events_occurred_at ON events (occurred_at);
 CREATE INDEX events_type_occurred_at ON events (type, occurred_at);
 CREATE INDEX events_message_id ON events (message_id);
 CREATE INDEX events_mailing_id ON events (mailing_id);
@@ -88,9 +89,7 @@ CREATE TABLE messages (
 );
 CREATE UNIQUE INDEX messages_by_message_id ON messages (message_id, address, server_id) WHERE message_id IS NOT NULL;
 CREATE UNIQUE INDEX messages_by_mailing_id ON messages (mailing_id, address, server_id) WHERE message_id IS NULL;
-CREATE INDEX messages_address ON messages (address);
 CREATE INDEX messages_failed_at ON messages (failed_at) WHERE failed_at IS NOT NULL;
-CREATE INDEX messages_updated_at ON messages (updated_at);
 
 -- Messages reported Sent and later, by event time, Failed: the receiving
 -- server accepted them and bounced them afterwards. Suppressed failures

@@ -27,7 +27,7 @@ extern const unsigned store_n_migrations;
 enum {
         ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_EVENT, ST_QUARANTINE, ST_VALIDATION,
         ST_MSG_BY_MESSAGE, ST_MSG_BY_MAILING, ST_MSG_INSERT, ST_MSG_UPDATE,
-        ST_PRUNE_EVENTS, ST_PRUNE_MESSAGES,
+        ST_PRUNE_EVENTS, ST_PRUNE_MESSAGES, ST_PRUNE_CURSOR,
         ST_COUNT
 };
 
@@ -50,6 +50,7 @@ struct store {
 
         unsigned retention_days;        /* 0: keep forever */
         uint64_t pruned_events, pruned_messages;        /* this retention pass */
+        sqlite3_int64 prune_cursor;     /* messages are walked by id, PRUNE_BATCH a step */
 };
 
 static int
@@ -206,8 +207,12 @@ prepare(struct store *s, char **reterr)
                                   "last_validation_peer = excluded.last_validation_peer",
                 [ST_PRUNE_EVENTS] = "DELETE FROM events WHERE id IN "
                                     "(SELECT id FROM events WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)",
-                [ST_PRUNE_MESSAGES] = "DELETE FROM messages WHERE id IN "
-                                      "(SELECT id FROM messages WHERE updated_at < ?1 ORDER BY updated_at LIMIT ?2)",
+                /* messages has no index on updated_at (every event would move
+                 * an entry of it): retention walks the table by id instead. */
+                [ST_PRUNE_MESSAGES] = "DELETE FROM messages WHERE id IN (SELECT id FROM messages "
+                                      "WHERE id > ?3 ORDER BY id LIMIT ?2) AND updated_at < ?1",
+                [ST_PRUNE_CURSOR] = "SELECT max(id), count(*) FROM "
+                                    "(SELECT id FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2)",
         };
         int i, r = 0;
 
@@ -555,12 +560,33 @@ write_batch(struct store *s, struct store_job *head)
         }
 }
 
-/* One retention batch: events received before `before` and messages with no
- * event received since, at most PRUNE_BATCH of each, in one transaction. */
+/* Where the next walk over messages starts, and whether it wraps. */
+static int
+prune_cursor(struct store *s, sqlite3_int64 *next, bool *wrapped)
+{
+        sqlite3_stmt *st = s->st[ST_PRUNE_CURSOR];
+        int rc;
+
+        sqlite3_bind_int64(st, 1, s->prune_cursor);
+        sqlite3_bind_int(st, 2, PRUNE_BATCH);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                *next = sqlite3_column_int64(st, 0);
+                *wrapped = sqlite3_column_int(st, 1) < PRUNE_BATCH;
+        }
+        sqlite3_reset(st);
+        return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* One retention step: up to PRUNE_BATCH events received before `before`,
+ * and the messages with no event received since among the next PRUNE_BATCH
+ * of the walk over messages, in one transaction. */
 int
 store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t *ret_messages)
 {
         sqlite3_stmt *ev = s->st[ST_PRUNE_EVENTS], *msg = s->st[ST_PRUNE_MESSAGES];
+        sqlite3_int64 next = 0;
+        bool wrapped = true;
         int ne, nm;
 
         *ret_events = *ret_messages = 0;
@@ -570,14 +596,17 @@ store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t 
         sqlite3_bind_int(ev, 2, PRUNE_BATCH);
         bind_text(msg, 1, before);
         sqlite3_bind_int(msg, 2, PRUNE_BATCH);
-        if ((ne = run(s, ev)) < 0 || (nm = run(s, msg)) < 0 || run(s, s->st[ST_COMMIT]) < 0) {
+        sqlite3_bind_int64(msg, 3, s->prune_cursor);
+        if ((ne = run(s, ev)) < 0 || prune_cursor(s, &next, &wrapped) < 0 || (nm = run(s, msg)) < 0 ||
+            run(s, s->st[ST_COMMIT]) < 0) {
                 if (!sqlite3_get_autocommit(s->db))
                         (void) run(s, s->st[ST_ROLLBACK]);
                 return -EIO;
         }
+        s->prune_cursor = wrapped ? 0 : next;
         *ret_events = (uint64_t) ne;
         *ret_messages = (uint64_t) nm;
-        return ne == PRUNE_BATCH || nm == PRUNE_BATCH;
+        return ne == PRUNE_BATCH || !wrapped;
 }
 
 /* Re-parse one quarantined payload; move it into events when it now parses.

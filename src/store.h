@@ -56,9 +56,10 @@ struct store *store_close(struct store *s);
 /* The calls below use the store's connection: call them only while no
  * writer thread runs (slhookctl), except from the writer itself. */
 
-/* Delete, in one transaction, up to 1000 events received before `before`
- * (ISO-8601 UTC) and up to 1000 messages with no event received since.
- * Returns 1 when there may be more, 0 when done, -EIO on failure. */
+/* One retention step, in one transaction: delete up to 1000 events received
+ * before `before` (ISO-8601 UTC), and of the next 1000 messages of a walk by
+ * id, those with no event received since. Returns 1 while there is more to
+ * do (call again), 0 once every event and a whole walk are done, or -EIO. */
 int store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t *ret_messages);
 
 /* Re-parse every quarantined payload with the current parser: those that now
