@@ -441,7 +441,7 @@ load_secrets(struct cfg *c, struct cfg_endpoint *ep, char **reterr)
 }
 
 static int
-validate(struct parser *p, char **reterr)
+validate(struct parser *p, unsigned flags, char **reterr)
 {
         struct cfg *c = p->cfg;
         size_t i, j;
@@ -482,6 +482,8 @@ validate(struct parser *p, char **reterr)
                                                     c->file, ep->line, ep->name, ep->path, c->endpoints[j].name);
                                 return -EINVAL;
                         }
+                if (flags & CFG_NO_SECRETS)
+                        continue;
                 if (load_secrets(c, ep, reterr) < 0)
                         return -EINVAL;
                 if (ep->n_secrets == 0 && !(c->api && c->api_endpoint && strcmp(c->api_endpoint, ep->name) == 0)) {
@@ -526,7 +528,7 @@ bad:
 }
 
 int
-cfg_load(const char *path, struct cfg **ret, char **reterr)
+cfg_load(const char *path, unsigned flags, struct cfg **ret, char **reterr)
 {
         struct parser p = { 0 };
         struct cfg *c = xcalloc(1, sizeof(*c));
@@ -574,7 +576,7 @@ cfg_load(const char *path, struct cfg **ret, char **reterr)
                 r = -EINVAL;
                 goto fail;
         }
-        r = validate(&p, reterr);
+        r = validate(&p, flags, reterr);
         if (r < 0)
                 goto fail;
         if (c->threads == 0) {

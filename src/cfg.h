@@ -75,9 +75,13 @@ struct cfg {
         size_t n_warnings;
 };
 
+/* cfg_load flags. CFG_NO_SECRETS: read no secret_file and require no
+ * secret (for tools such as slhookctl that only need the database path). */
+#define CFG_NO_SECRETS 1u
+
 /* Load and validate path, reading every secret_file. Returns 0 and a new cfg,
  * or a negative errno with *reterr set to an allocated one-line message. */
-int cfg_load(const char *path, struct cfg **ret, char **reterr);
+int cfg_load(const char *path, unsigned flags, struct cfg **ret, char **reterr);
 /* Free (wiping secrets); NULL-safe; returns NULL. */
 struct cfg *cfg_free(struct cfg *c);
 /* The endpoint whose path equals url, or NULL. */

@@ -229,7 +229,7 @@ main(int argc, char **argv)
         if (arg_init)
                 return init_dir(argv[0], arg_init) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 
-        if (cfg_load(arg_config, &cfg, &err) < 0) {
+        if (cfg_load(arg_config, 0, &cfg, &err) < 0) {
                 fprintf(stderr, "slhookd: %s\n", err);
                 free(err);
                 return EXIT_FAILURE;

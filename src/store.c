@@ -79,8 +79,8 @@ user_version(sqlite3 *db)
         return v;
 }
 
-static int
-schema_version(void)
+int
+store_schema_version(void)
 {
         const char *p = strstr(store_schema_sql, "PRAGMA user_version = ");
 
@@ -92,7 +92,7 @@ schema_version(void)
 static int
 migrate(struct store *s, int *from, char **reterr)
 {
-        int latest = schema_version(), v, r;
+        int latest = store_schema_version(), v, r;
 
         *from = v = user_version(s->db);
         if (v < 0) {

@@ -38,6 +38,9 @@ struct store_job {
  * file. Call from main before any thread uses the store. */
 int store_open(const char *path, bool synchronous_full, struct store **ret, char **reterr);
 
+/* The schema version this build creates and upgrades to. */
+int store_schema_version(void);
+
 /* Start the writer thread; queue_size bounds the jobs waiting for it. With
  * retention_days > 0 it also deletes, between batches and a small
  * transaction at a time, what store_prune() deletes for now - retention_days. */

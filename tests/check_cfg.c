@@ -33,7 +33,7 @@ load(const char *text, struct cfg **ret)
         int r;
 
         t_write(path, text);
-        r = cfg_load(path, &c, &err);
+        r = cfg_load(path, 0, &c, &err);
         free(path);
         if (r < 0) {
                 ck_assert_ptr_nonnull(err);
@@ -228,7 +228,7 @@ START_TEST(test_missing_file)
         struct cfg *c = NULL;
         char *err = NULL;
 
-        ck_assert_int_eq(cfg_load("/nonexistent/slhookd.conf", &c, &err), -ENOENT);
+        ck_assert_int_eq(cfg_load("/nonexistent/slhookd.conf", 0, &c, &err), -ENOENT);
         ck_assert_ptr_nonnull(strstr(err, "/nonexistent/slhookd.conf: cannot open"));
         free(err);
 }

@@ -1,0 +1,316 @@
+/* out: table, JSON lines, CSV. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "out.h"
+#include "util.h"
+
+struct out {
+        FILE *f;
+        enum out_format fmt;
+        unsigned width;
+        bool vertical;
+        const struct out_col *cols;
+        size_t ncols;
+        /* table: every row kept (sanitised) until out_end sizes the columns */
+        char **cells;
+        bool *nums;
+        size_t nrows, cap;
+};
+
+int
+out_parse_format(const char *s, enum out_format *ret)
+{
+        if (strcmp(s, "table") == 0)
+                *ret = OUT_TABLE;
+        else if (strcmp(s, "json") == 0)
+                *ret = OUT_JSON;
+        else if (strcmp(s, "csv") == 0)
+                *ret = OUT_CSV;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+struct out *
+out_new(FILE *f, enum out_format fmt, unsigned width, bool vertical)
+{
+        struct out *o = xcalloc(1, sizeof(*o));
+
+        o->f = f;
+        o->fmt = fmt;
+        o->width = width;
+        o->vertical = vertical;
+        return o;
+}
+
+static void
+csv_field(FILE *f, const char *v)
+{
+        if (v == NULL)
+                return;
+        if (strpbrk(v, ",\"\r\n") == NULL && v[0] != ' ' && (v[0] == '\0' || v[strlen(v) - 1] != ' ')) {
+                fputs(v, f);
+                return;
+        }
+        fputc('"', f);
+        for (; *v; v++) {
+                if (*v == '"')
+                        fputc('"', f);
+                fputc(*v, f);
+        }
+        fputc('"', f);
+}
+
+static void
+csv_header(struct out *o)
+{
+        size_t i;
+
+        for (i = 0; i < o->ncols; i++) {
+                if (i)
+                        fputc(',', o->f);
+                csv_field(o->f, o->cols[i].name);
+        }
+        fputc('\n', o->f);
+}
+
+void
+out_columns(struct out *o, const struct out_col *cols, size_t n)
+{
+        o->cols = cols;
+        o->ncols = n;
+        if (o->fmt == OUT_CSV)
+                csv_header(o);
+}
+
+static void
+json_string(FILE *f, const char *s)
+{
+        const unsigned char *p = (const unsigned char *) s;
+        size_t k;
+
+        fputc('"', f);
+        while (*p) {
+                if (*p == '"' || *p == '\\') {
+                        fputc('\\', f);
+                        fputc(*p++, f);
+                } else if (*p < 0x20 || *p == 0x7f) {
+                        fprintf(f, "\\u%04x", *p++);
+                } else if (*p < 0x80) {
+                        fputc(*p++, f);
+                } else if ((k = utf8_seq_len(p, strlen((const char *) p))) > 0) {
+                        fwrite(p, 1, k, f);
+                        p += k;
+                } else {
+                        fputs("\\ufffd", f);
+                        p++;
+                }
+        }
+        fputc('"', f);
+}
+
+/* A table cell: controls and broken UTF-8 as '?', so no value can move the
+ * cursor or change the terminal. */
+static char *
+sanitize(const char *v)
+{
+        struct buf b = { 0 };
+        const unsigned char *p = (const unsigned char *) v;
+        size_t k;
+
+        buf_puts(&b, "");
+        while (p && *p) {
+                if (*p < 0x20 || *p == 0x7f) {
+                        buf_append(&b, *p == '\t' || *p == '\n' || *p == '\r' ? " " : "?", 1);
+                        p++;
+                } else if (*p < 0x80) {
+                        buf_append(&b, p++, 1);
+                } else if ((k = utf8_seq_len(p, strlen((const char *) p))) > 0 &&
+                           !(k == 2 && p[0] == 0xc2 && p[1] < 0xa0)) {  /* C1 controls */
+                        buf_append(&b, p, k);
+                        p += k;
+                } else {
+                        buf_append(&b, "?", 1);
+                        p++;
+                }
+        }
+        return b.data;
+}
+
+void
+out_row(struct out *o, const char *const *v, const bool *num)
+{
+        size_t i;
+
+        switch (o->fmt) {
+        case OUT_JSON:
+                fputc('{', o->f);
+                for (i = 0; i < o->ncols; i++) {
+                        if (i)
+                                fputc(',', o->f);
+                        json_string(o->f, o->cols[i].name);
+                        fputc(':', o->f);
+                        if (v[i] == NULL)
+                                fputs("null", o->f);
+                        else if (num[i])
+                                fputs(v[i], o->f);
+                        else
+                                json_string(o->f, v[i]);
+                }
+                fputs("}\n", o->f);
+                break;
+        case OUT_CSV:
+                for (i = 0; i < o->ncols; i++) {
+                        if (i)
+                                fputc(',', o->f);
+                        csv_field(o->f, v[i]);
+                }
+                fputc('\n', o->f);
+                break;
+        case OUT_TABLE:
+                if (o->nrows == o->cap) {
+                        o->cap = o->cap ? o->cap * 2 : 64;
+                        o->cells = xreallocarray(o->cells, o->cap * o->ncols, sizeof(char *));
+                        o->nums = xreallocarray(o->nums, o->cap * o->ncols, sizeof(bool));
+                }
+                for (i = 0; i < o->ncols; i++) {
+                        o->cells[o->nrows * o->ncols + i] = sanitize(v[i]);
+                        o->nums[o->nrows * o->ncols + i] = num[i];
+                }
+                o->nrows++;
+                break;
+        }
+}
+
+/* Display width: one column per code point. */
+static size_t
+display_len(const char *s)
+{
+        size_t n = 0;
+
+        for (; *s; s++)
+                n += ((unsigned char) *s & 0xc0) != 0x80;
+        return n;
+}
+
+/* Print s in w columns: cut with an ellipsis when longer, padded on the
+ * left (right-aligned) or the right. */
+static void
+cell(FILE *f, const char *s, size_t w, bool right, bool last)
+{
+        size_t n = display_len(s), pad;
+        const char *p;
+
+        if (n > w) {
+                size_t keep = w ? w - 1 : 0;
+
+                for (p = s; *p && keep; keep--)
+                        for (p++; ((unsigned char) *p & 0xc0) == 0x80; p++)
+                                ;
+                fwrite(s, 1, (size_t) (p - s), f);
+                if (w)
+                        fputs("\u2026", f);
+                return;
+        }
+        pad = w - n;
+        if (right)
+                fprintf(f, "%*s", (int) pad, "");
+        fputs(s, f);
+        if (!right && !last)
+                fprintf(f, "%*s", (int) pad, "");
+}
+
+static void
+table(struct out *o)
+{
+        size_t *w = xcalloc(o->ncols, sizeof(size_t)), *minw = xcalloc(o->ncols, sizeof(size_t));
+        size_t i, r, total, shown = 0, last = 0, widest;
+
+        for (i = 0; i < o->ncols; i++) {
+                if (!o->cols[i].brief)
+                        continue;
+                shown++;
+                last = i;
+                w[i] = display_len(o->cols[i].name);
+                minw[i] = w[i] < 8 ? 8 : w[i];
+                for (r = 0; r < o->nrows; r++) {
+                        size_t n = display_len(o->cells[r * o->ncols + i]);
+
+                        if (n > w[i])
+                                w[i] = n;
+                }
+                if (minw[i] > w[i])
+                        minw[i] = w[i];
+        }
+        /* Narrow the widest column, one step at a time, until the table fits
+         * (no column below its header or 8). */
+        for (;;) {
+                total = shown ? 2 * (shown - 1) : 0;
+                widest = SIZE_MAX;
+                for (i = 0; i < o->ncols; i++)
+                        if (o->cols[i].brief) {
+                                total += w[i];
+                                if (w[i] > minw[i] && (widest == SIZE_MAX || w[i] > w[widest]))
+                                        widest = i;
+                        }
+                if (o->width == 0 || total <= o->width || widest == SIZE_MAX)
+                        break;
+                w[widest]--;
+        }
+        for (r = 0; r <= o->nrows; r++)
+                for (i = 0; i < o->ncols; i++)
+                        if (o->cols[i].brief) {
+                                bool header = r == 0;
+                                size_t k = (r - 1) * o->ncols + i;
+
+                                cell(o->f, header ? o->cols[i].name : o->cells[k], w[i],
+                                     !header && o->nums[k], i == last);
+                                fputs(i == last ? "\n" : "  ", o->f);
+                        }
+        free(w);
+        free(minw);
+}
+
+/* One record per block of "name: value" lines, nothing cut. */
+static void
+vertical(struct out *o)
+{
+        size_t i, r, w = 0;
+
+        for (i = 0; i < o->ncols; i++)
+                if (display_len(o->cols[i].name) > w)
+                        w = display_len(o->cols[i].name);
+        for (r = 0; r < o->nrows; r++) {
+                if (r)
+                        fputc('\n', o->f);
+                for (i = 0; i < o->ncols; i++)
+                        fprintf(o->f, "%s:%*s %s\n", o->cols[i].name,
+                                (int) (w - display_len(o->cols[i].name)), "", o->cells[r * o->ncols + i]);
+        }
+}
+
+int
+out_end(struct out *o)
+{
+        size_t i;
+        int r;
+
+        if (o->fmt == OUT_TABLE && o->cols) {
+                if (o->vertical)
+                        vertical(o);
+                else
+                        table(o);
+        }
+        for (i = 0; i < o->nrows * o->ncols; i++)
+                free(o->cells[i]);
+        free(o->cells);
+        free(o->nums);
+        r = fflush(o->f) == 0 && !ferror(o->f) ? 0 : -EIO;
+        free(o);
+        return r;
+}

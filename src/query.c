@@ -1,0 +1,483 @@
+/* query: slhookctl's read-only questions. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#include "event.h"
+#include "query.h"
+#include "store.h"
+
+struct query {
+        sqlite3 *db;
+        char *path;
+};
+
+int
+query_open(const char *path, struct query **ret, char **reterr)
+{
+        struct query *q = xcalloc(1, sizeof(*q));
+        sqlite3_stmt *st = NULL;
+        struct stat sb;
+        int v = -1, latest = store_schema_version();
+
+        q->path = xstrdup(path);
+        if (stat(path, &sb) < 0) {
+                *reterr = xasprintf("%s: cannot open database: %s", path, strerror(errno));
+                goto fail;
+        }
+        if (sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+                *reterr = xasprintf("%s: cannot open database: %s", path,
+                                    q->db ? sqlite3_errmsg(q->db) : "out of memory");
+                goto fail;
+        }
+        sqlite3_busy_timeout(q->db, 2000);
+        if (sqlite3_prepare_v2(q->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
+            sqlite3_step(st) != SQLITE_ROW) {
+                *reterr = xasprintf("%s: cannot read the database: %s", path, sqlite3_errmsg(q->db));
+                goto fail;
+        }
+        v = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        st = NULL;
+        if (v == 0) {
+                *reterr = xasprintf("%s: not a slhookd database (no schema version)", path);
+                goto fail;
+        }
+        if (v < latest) {
+                *reterr = xasprintf("%s: schema version %d is older than this slhookctl's (%d); "
+                                    "start slhookd once to upgrade it", path, v, latest);
+                goto fail;
+        }
+        if (v > latest) {
+                *reterr = xasprintf("%s: schema version %d is newer than this slhookctl knows (%d)",
+                                    path, v, latest);
+                goto fail;
+        }
+        *ret = q;
+        return 0;
+fail:
+        sqlite3_finalize(st);
+        query_close(q);
+        return -EIO;
+}
+
+struct query *
+query_close(struct query *q)
+{
+        if (q) {
+                sqlite3_close(q->db);
+                free(q->path);
+                free(q);
+        }
+        return NULL;
+}
+
+/* ---- building a statement: SQL text plus its text parameters ---- */
+
+struct stmt {
+        struct buf sql;
+        const char *params[8];
+        int n;
+        bool where;
+};
+
+static void
+cond(struct stmt *s, const char *sql, const char *param)
+{
+        if (param == NULL || (param[0] == '\0' && strchr(sql, '?')))
+                return;
+        buf_printf(&s->sql, " %s %s", s->where ? "AND" : "WHERE", sql);
+        s->where = true;
+        if (strchr(sql, '?') && s->n < 8)
+                s->params[s->n++] = param;
+}
+
+/* Run s (a limit of 0 is none), writing its rows under cols. The SQL names
+ * its columns exactly as cols does: a mismatch is a bug, reported as one. */
+static int
+run(struct query *q, struct stmt *s, const struct out_col *cols, size_t ncols, long limit,
+    struct out *o, bool *more, char **reterr)
+{
+        sqlite3_stmt *st = NULL;
+        const char *vals[64];
+        bool num[64];
+        int rc, i, rows = 0;
+
+        *more = false;
+        if (limit > 0)
+                buf_printf(&s->sql, " LIMIT %ld", limit + 1);
+        if (sqlite3_prepare_v2(q->db, s->sql.data, -1, &st, NULL) != SQLITE_OK) {
+                *reterr = xasprintf("%s: query failed: %s", q->path, sqlite3_errmsg(q->db));
+                buf_done(&s->sql);
+                return -EIO;
+        }
+        buf_done(&s->sql);
+        for (i = 0; i < sqlite3_column_count(st) && (size_t) i < ncols; i++)
+                if (strcmp(sqlite3_column_name(st, i), cols[i].name) != 0)
+                        break;
+        if ((size_t) sqlite3_column_count(st) != ncols || (size_t) i != ncols || ncols > 64) {
+                *reterr = xasprintf("internal error: query columns do not match (%s)", cols[0].name);
+                sqlite3_finalize(st);
+                return -EINVAL;
+        }
+        for (i = 0; i < s->n; i++)
+                sqlite3_bind_text(st, i + 1, s->params[i], -1, SQLITE_STATIC);
+        out_columns(o, cols, ncols);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                if (limit > 0 && rows == limit) {
+                        *more = true;
+                        break;
+                }
+                for (i = 0; i < (int) ncols; i++) {
+                        int t = sqlite3_column_type(st, i);
+
+                        vals[i] = (const char *) sqlite3_column_text(st, i);
+                        num[i] = t == SQLITE_INTEGER || t == SQLITE_FLOAT;
+                }
+                out_row(o, vals, num);
+                rows++;
+        }
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+                *reterr = xasprintf("%s: query failed: %s", q->path, sqlite3_errmsg(q->db));
+                sqlite3_finalize(st);
+                return -EIO;
+        }
+        sqlite3_finalize(st);
+        return rows;
+}
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+/* What an event says in one line, for tables. */
+#define DETAIL_SQL \
+        "CASE type " \
+        "WHEN 'Failed' THEN trim(coalesce(failure_type || ' ', '') || coalesce(failure_code || ' ', '') || " \
+        "                        coalesce(reason, '')) " \
+        "WHEN 'Deferred' THEN trim(coalesce(deferral_code || ' ', '') || coalesce(reason, '')) " \
+        "WHEN 'Sent' THEN response WHEN 'Click' THEN url WHEN 'Complaint' THEN fbl_type END AS detail"
+
+static const struct out_col event_cols[] = {
+        { "id", true }, { "occurred_at", true }, { "type", true }, { "address", true },
+        { "message_id", true }, { "mailing_id", false }, { "server_id", false }, { "detail", true },
+        { "received_at", false }, { "endpoint", false }, { "wire_type", false }, { "subaccount_id", false },
+        { "ip_pool_id", false }, { "from_address", false }, { "subject", false }, { "message_size", false },
+        { "failure_type", false }, { "failure_code", false }, { "deferral_code", false }, { "reason", false },
+        { "response", false }, { "local_ip", false }, { "remote_mta", false }, { "bounce_status", false },
+        { "diagnostic_code", false }, { "tracking_type", false }, { "user_agent", false },
+        { "client_ip", false }, { "url", false }, { "tag", false }, { "fbl_type", false },
+        { "fbl_from", false }, { "fbl_to", false }, { "length", false }, { "date_time", false },
+        { "meta", false }, { "tags", false }, { "is_test", false }, { "peer", false },
+};
+
+static void
+event_select(struct stmt *s)
+{
+        buf_puts(&s->sql, "SELECT id, occurred_at, type, address, message_id, mailing_id, server_id, "
+                 DETAIL_SQL ", received_at, endpoint, wire_type, subaccount_id, ip_pool_id, from_address, "
+                 "subject, message_size, failure_type, failure_code, deferral_code, reason, response, "
+                 "local_ip, remote_mta, bounce_status, diagnostic_code, tracking_type, user_agent, "
+                 "client_ip, url, tag, fbl_type, fbl_from, fbl_to, length, date_time, meta, tags, "
+                 "is_test, peer FROM events");
+}
+
+static void
+common_filters(struct stmt *s, const struct query_args *a, const char *time_col)
+{
+        char *since = a->since[0] ? xasprintf("%s >= ?", time_col) : NULL;
+        char *until = a->until[0] ? xasprintf("%s < ?", time_col) : NULL;
+
+        cond(s, "address = ?", a->address);
+        cond(s, "message_id = ?", a->message_id);
+        cond(s, "mailing_id = ?", a->mailing_id);
+        if (since)
+                cond(s, since, a->since);
+        if (until)
+                cond(s, until, a->until);
+        free(since);
+        free(until);
+}
+
+int
+query_events(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
+{
+        struct stmt s = { 0 };
+
+        event_select(&s);
+        cond(&s, "type = ?", a->type);
+        common_filters(&s, a, "occurred_at");
+        buf_puts(&s.sql, " ORDER BY occurred_at DESC, id DESC");
+        return run(q, &s, event_cols, N(event_cols), a->limit, o, more, reterr);
+}
+
+int
+query_timeline(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
+{
+        struct stmt s = { 0 };
+
+        event_select(&s);
+        common_filters(&s, a, "occurred_at");
+        buf_puts(&s.sql, " ORDER BY occurred_at, id");
+        return run(q, &s, event_cols, N(event_cols), a->limit, o, more, reterr);
+}
+
+int
+query_bounces(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
+{
+        static const struct out_col cols[] = {
+                { "occurred_at", true }, { "server_id", false }, { "message_id", true }, { "mailing_id", false },
+                { "address", true }, { "failure_type", true }, { "failure_code", true }, { "reason", true },
+                { "remote_mta", false }, { "bounce_status", false }, { "diagnostic_code", false },
+        };
+        static const struct out_col async_cols[] = {
+                { "server_id", false }, { "message_id", true }, { "mailing_id", false }, { "address", true },
+                { "sent_at", false }, { "failed_at", true }, { "delay_seconds", true },
+                { "failure_type", true }, { "failure_code", true }, { "reason", true },
+        };
+        struct stmt s = { 0 };
+
+        if (a->async) {
+                buf_puts(&s.sql, "SELECT server_id, message_id, mailing_id, address, sent_at, failed_at, "
+                         "delay_seconds, failure_type, failure_code, reason FROM async_bounces");
+                common_filters(&s, a, "failed_at");
+                buf_puts(&s.sql, " ORDER BY failed_at DESC");
+                return run(q, &s, async_cols, N(async_cols), a->limit, o, more, reterr);
+        }
+        buf_puts(&s.sql, "SELECT occurred_at, server_id, message_id, mailing_id, address, failure_type, "
+                 "failure_code, reason, remote_mta, bounce_status, diagnostic_code FROM events");
+        cond(&s, "type = 'Failed' AND is_test = 0 AND failure_type IS NOT 'Suppressed'", "");
+        common_filters(&s, a, "occurred_at");
+        buf_puts(&s.sql, " ORDER BY occurred_at DESC, id DESC");
+        return run(q, &s, cols, N(cols), a->limit, o, more, reterr);
+}
+
+int
+query_suppressions(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
+{
+        static const struct out_col cols[] = {
+                { "address", true }, { "reasons", true }, { "since", true },
+                { "bounced_at", false }, { "complained_at", false }, { "unsubscribed_at", false },
+        };
+        struct stmt s = { 0 };
+
+        buf_puts(&s.sql, "SELECT address, reasons, since, bounced_at, complained_at, unsubscribed_at "
+                 "FROM suppressions");
+        cond(&s, "address = ?", a->address);
+        if (a->since[0])
+                cond(&s, "since >= ?", a->since);
+        if (a->until[0])
+                cond(&s, "since < ?", a->until);
+        buf_puts(&s.sql, " ORDER BY since DESC, address");
+        return run(q, &s, cols, N(cols), a->limit, o, more, reterr);
+}
+
+int
+query_quarantine_list(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
+{
+        static const struct out_col cols[] = {
+                { "id", true }, { "received_at", true }, { "endpoint", true }, { "peer", true }, { "reason", true },
+        };
+        struct stmt s = { 0 };
+
+        buf_puts(&s.sql, "SELECT id, received_at, endpoint, peer, reason FROM quarantine");
+        if (a->since[0])
+                cond(&s, "received_at >= ?", a->since);
+        if (a->until[0])
+                cond(&s, "received_at < ?", a->until);
+        buf_puts(&s.sql, " ORDER BY id DESC");
+        return run(q, &s, cols, N(cols), a->limit, o, more, reterr);
+}
+
+int
+query_quarantine_show(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
+{
+        static const struct out_col cols[] = {
+                { "id", true }, { "received_at", true }, { "endpoint", true }, { "peer", true },
+                { "reason", true }, { "digest", true }, { "raw", true },
+        };
+        struct stmt s = { 0 };
+        char id[24];
+        int r;
+
+        snprintf(id, sizeof(id), "%lld", (long long) a->id);
+        buf_puts(&s.sql, "SELECT id, received_at, endpoint, peer, reason, digest, raw FROM quarantine");
+        cond(&s, "id = ?", id);
+        r = run(q, &s, cols, N(cols), 0, o, more, reterr);
+        if (r == 0) {
+                *reterr = xasprintf("quarantine: no entry with id %s", id);
+                return -ENOENT;
+        }
+        return r;
+}
+
+/* ---- stats: counts per type, pivoted into one row per period ---- */
+
+static const char *const stat_types[] = {
+        "Queued", "Sent", "Failed", "Deferred", "Complaint", "Click", "Open", "Unsubscribe",
+};
+#define N_STAT (N(stat_types))
+
+struct bucket {
+        char key[TIME_ISO_LEN];
+        char first[TIME_ISO_LEN], last[TIME_ISO_LEN];
+        long long n[N_STAT + 2];        /* types, other, total */
+};
+
+/* The bounds of the period that key (a prefix of a time) names. */
+static void
+period(const struct bucket *b, const struct query_args *a, char from[TIME_ISO_LEN], char to[TIME_ISO_LEN])
+{
+        int64_t us;
+
+        if (a->by == 0) {
+                snprintf(from, TIME_ISO_LEN, "%s", a->since[0] ? a->since : b->first);
+                snprintf(to, TIME_ISO_LEN, "%s", a->until[0] ? a->until : b->last);
+                return;
+        }
+        snprintf(from, TIME_ISO_LEN, "%s%s", b->key, a->by == 'h' ? ":00:00.000000Z" : "T00:00:00.000000Z");
+        if (event_parse_time(from, strlen(from), &us) < 0)
+                us = 0;
+        time_format_iso(us + (a->by == 'h' ? 3600LL : 86400LL) * 1000000, to);
+}
+
+int
+query_stats(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
+{
+        static const struct out_col cols[] = {
+                { "from", true }, { "to", true }, { "total", true }, { "queued", true }, { "sent", true },
+                { "failed", true }, { "deferred", true }, { "complaint", true }, { "click", true },
+                { "open", true }, { "unsubscribe", true }, { "other", true },
+        };
+        /* Each type's events in the range, through the (type, occurred_at)
+         * index; the types themselves by a skip scan of that index. */
+        static const char sql[] =
+                "WITH RECURSIVE t(type) AS ("
+                " SELECT min(type) FROM events"
+                " UNION ALL SELECT (SELECT min(type) FROM events WHERE type > t.type) FROM t WHERE t.type IS NOT NULL)"
+                " SELECT t.type, substr(e.occurred_at, 1, ?3) AS bucket, count(*), min(e.occurred_at),"
+                " max(e.occurred_at) FROM t JOIN events e ON e.type = t.type"
+                " WHERE t.type IS NOT NULL AND e.occurred_at >= ?1 AND e.occurred_at < ?2"
+                " GROUP BY bucket, t.type ORDER BY bucket";
+        struct bucket *b = NULL;
+        size_t nb = 0, i, k;
+        sqlite3_stmt *st;
+        int rc, rows = 0;
+
+        *more = false;
+        if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK) {
+                *reterr = xasprintf("%s: query failed: %s", q->path, sqlite3_errmsg(q->db));
+                return -EIO;
+        }
+        sqlite3_bind_text(st, 1, a->since, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, a->until[0] ? a->until : "9", -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, a->by == 'h' ? 13 : a->by == 'd' ? 10 : 0);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *type = (const char *) sqlite3_column_text(st, 0);
+                const char *key = (const char *) sqlite3_column_text(st, 1);
+                const char *first = (const char *) sqlite3_column_text(st, 3);
+                const char *last = (const char *) sqlite3_column_text(st, 4);
+                long long n = sqlite3_column_int64(st, 2);
+
+                if (nb == 0 || strcmp(b[nb - 1].key, key ? key : "") != 0) {
+                        b = xreallocarray(b, nb + 1, sizeof(*b));
+                        memset(&b[nb], 0, sizeof(*b));
+                        snprintf(b[nb].key, TIME_ISO_LEN, "%s", key ? key : "");
+                        nb++;
+                }
+                for (k = 0; k < N_STAT && strcmp(type, stat_types[k]) != 0; k++)
+                        ;
+                b[nb - 1].n[k] += n;
+                b[nb - 1].n[N_STAT + 1] += n;
+                if (first && (b[nb - 1].first[0] == '\0' || strcmp(first, b[nb - 1].first) < 0))
+                        snprintf(b[nb - 1].first, TIME_ISO_LEN, "%s", first);
+                if (last && strcmp(last, b[nb - 1].last) > 0)
+                        snprintf(b[nb - 1].last, TIME_ISO_LEN, "%s", last);
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) {
+                *reterr = xasprintf("%s: query failed: %s", q->path, sqlite3_errmsg(q->db));
+                free(b);
+                return -EIO;
+        }
+        out_columns(o, cols, N(cols));
+        for (i = 0; i < nb && (a->limit <= 0 || (long) i < a->limit); i++) {
+                char from[TIME_ISO_LEN], to[TIME_ISO_LEN], num[N_STAT + 2][24];
+                const char *vals[N(cols)];
+                bool isnum[N(cols)];
+
+                period(&b[i], a, from, to);
+                vals[0] = from;
+                vals[1] = to;
+                isnum[0] = isnum[1] = false;
+                snprintf(num[0], sizeof(num[0]), "%lld", b[i].n[N_STAT + 1]);
+                for (k = 0; k <= N_STAT; k++)
+                        snprintf(num[k + 1], sizeof(num[k + 1]), "%lld", b[i].n[k]);
+                for (k = 0; k < N_STAT + 2; k++) {
+                        vals[k + 2] = num[k];
+                        isnum[k + 2] = true;
+                }
+                out_row(o, vals, isnum);
+                rows++;
+        }
+        *more = i < nb;
+        free(b);
+        return rows;
+}
+
+/* ---- arguments ---- */
+
+int
+query_parse_time(const char *s, int64_t now_us, char out[TIME_ISO_LEN])
+{
+        size_t len = strlen(s);
+        int64_t n, unit, us;
+        char *day;
+        int r;
+
+        if (len >= 2 && strchr("smhdw", s[len - 1]) && str_to_i64(s, len - 1, 0, 100000000, &n) == 0) {
+                switch (s[len - 1]) {
+                case 's': unit = 1; break;
+                case 'm': unit = 60; break;
+                case 'h': unit = 3600; break;
+                case 'd': unit = 86400; break;
+                default: unit = 7 * 86400; break;
+                }
+                if (n > INT64_MAX / 1000000 / unit)
+                        return -EINVAL;
+                time_format_iso(now_us - n * unit * 1000000, out);
+                return 0;
+        }
+        if (len == 10) {                /* a date: its midnight, UTC */
+                day = xasprintf("%sT00:00:00Z", s);
+                r = event_parse_time(day, strlen(day), &us);
+                free(day);
+        } else
+                r = event_parse_time(s, len, &us);
+        if (r < 0)
+                return -EINVAL;
+        time_format_iso(us, out);
+        return 0;
+}
+
+const char *
+query_type(const char *s)
+{
+        static const char *const known[] = {
+                "Queued", "Sent", "Failed", "Deferred", "Complaint", "Click", "Open", "Unsubscribe",
+        };
+        size_t i;
+
+        if (strcasecmp(s, "Delivered") == 0)
+                return "Sent";
+        if (strcasecmp(s, "Tracking") == 0)
+                return NULL;
+        for (i = 0; i < N(known); i++)
+                if (strcasecmp(s, known[i]) == 0)
+                        return known[i];
+        return s;
+}

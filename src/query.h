@@ -1,0 +1,54 @@
+/* query: the read side of the store — slhookctl's questions as SQL over a
+ * read-only connection. Readers never block the daemon's writer (WAL) and
+ * keep each read transaction to one statement. */
+#ifndef SLHOOKD_QUERY_H
+#define SLHOOKD_QUERY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "out.h"
+#include "util.h"
+
+struct query;
+
+struct query_args {
+        const char *type;               /* canonical type (see query_type) */
+        const char *address;            /* case-insensitive */
+        const char *message_id;
+        const char *mailing_id;
+        char since[TIME_ISO_LEN];       /* "" = open; event time unless said otherwise */
+        char until[TIME_ISO_LEN];
+        long limit;                     /* rows; 0 = all */
+        bool async;                     /* bounces: async_bounces instead of Failed events */
+        char by;                        /* stats: 0, 'h' (hour) or 'd' (day) */
+        int64_t id;                     /* quarantine show */
+};
+
+/* Open the database read-only and check its schema version. Returns 0 or a
+ * negative errno with *reterr an allocated one-line message. */
+int query_open(const char *path, struct query **ret, char **reterr);
+struct query *query_close(struct query *q);
+
+/* Each writes the columns and rows of its answer to o. Returns the number of
+ * rows written, or a negative errno with *reterr set. *more is set when the
+ * limit cut rows off. */
+int query_events(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
+int query_bounces(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
+int query_timeline(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
+int query_stats(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
+int query_suppressions(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
+int query_quarantine_list(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
+int query_quarantine_show(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
+
+/* TIME for --since/--until/--before: ISO-8601 ("2026-01-31",
+ * "2026-01-31T10:00:00Z", with an offset or fraction) or relative to now_us
+ * ("30s", "90m", "2h", "7d", "2w"). Writes the UTC form the database uses. */
+int query_parse_time(const char *s, int64_t now_us, char out[TIME_ISO_LEN]);
+
+/* The stored type for a --type argument, matched case-insensitively
+ * ("delivered" is "Sent"); unknown names are returned as given (unknown wire
+ * types are stored as sent). NULL for "Tracking", which is never stored. */
+const char *query_type(const char *s);
+
+#endif

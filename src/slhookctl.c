@@ -1,0 +1,413 @@
+/* slhookctl: ask slhookd's database what happened to the mail. Read-only
+ * against the live database (WAL: it never blocks the daemon nor waits for
+ * it), except `prune` and `quarantine replay`, which write in small
+ * transactions. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "log.h"
+#include "out.h"
+#include "query.h"
+#include "store.h"
+#include "util.h"
+
+/* Options, as bits, so each command can say which it takes. */
+enum {
+        O_TYPE = 1 << 0, O_ADDRESS = 1 << 1, O_MESSAGE_ID = 1 << 2, O_MAILING_ID = 1 << 3,
+        O_SINCE = 1 << 4, O_UNTIL = 1 << 5, O_LIMIT = 1 << 6, O_ASYNC = 1 << 7, O_BY = 1 << 8,
+        O_BEFORE = 1 << 9,
+};
+
+static const struct {
+        int bit;
+        const char *name;
+} option_names[] = {
+        { O_TYPE, "--type" }, { O_ADDRESS, "--address" }, { O_MESSAGE_ID, "--message-id" },
+        { O_MAILING_ID, "--mailing-id" }, { O_SINCE, "--since" }, { O_UNTIL, "--until" },
+        { O_LIMIT, "--limit" }, { O_ASYNC, "--async" }, { O_BY, "--by" }, { O_BEFORE, "--before" },
+};
+
+typedef int (*query_fn)(struct query *, const struct query_args *, struct out *, bool *, char **);
+
+static const struct command {
+        const char *name;
+        const char *sub;        /* "quarantine list|show|replay" */
+        int options;
+        query_fn fn;
+        long default_limit;
+} commands[] = {
+        { "events", NULL, O_TYPE | O_ADDRESS | O_MESSAGE_ID | O_MAILING_ID | O_SINCE | O_UNTIL | O_LIMIT,
+          query_events, 100 },
+        { "bounces", NULL, O_ASYNC | O_ADDRESS | O_MESSAGE_ID | O_MAILING_ID | O_SINCE | O_UNTIL | O_LIMIT,
+          query_bounces, 100 },
+        { "timeline", NULL, O_ADDRESS | O_MESSAGE_ID | O_SINCE | O_UNTIL | O_LIMIT, query_timeline, 1000 },
+        { "stats", NULL, O_SINCE | O_UNTIL | O_BY | O_LIMIT, query_stats, 0 },
+        { "suppressions", NULL, O_ADDRESS | O_SINCE | O_UNTIL | O_LIMIT, query_suppressions, 100 },
+        { "quarantine", "list", O_SINCE | O_UNTIL | O_LIMIT, query_quarantine_list, 100 },
+        { "quarantine", "show", 0, query_quarantine_show, 0 },
+        { "quarantine", "replay", 0, NULL, 0 },
+        { "prune", NULL, O_BEFORE, NULL, 0 },
+};
+
+static const char *arg_config;
+static const char *arg_database;
+static enum out_format arg_format = OUT_TABLE;
+static int arg_given;
+static struct query_args arg_q;
+static char arg_before[TIME_ISO_LEN];
+
+static void
+usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: slhookctl [-c CONF | -d DB] [-f table|json|csv] COMMAND [OPTIONS]\n"
+                "Ask slhookd's database about the mail it was told of.\n\n"
+                "Commands:\n"
+                "  events        [--type T] [--address A] [--message-id ID] [--mailing-id ID]\n"
+                "                [--since TIME] [--until TIME] [--limit N]   newest first\n"
+                "  bounces       [--async] [--address A] [--message-id ID] [--mailing-id ID]\n"
+                "                [--since TIME] [--until TIME] [--limit N]\n"
+                "  timeline      --message-id ID | --address A  [--since TIME] [--until TIME]\n"
+                "  stats         [--since TIME] [--until TIME] [--by hour|day]\n"
+                "  suppressions  [--address A] [--since TIME] [--until TIME] [--limit N]\n"
+                "  quarantine    [list [--since TIME] [--limit N] | show ID | replay]\n"
+                "  prune         --before TIME   delete events received before TIME\n\n"
+                "Options:\n"
+                "  -c, --config CONF   read the database path from slhookd's configuration\n"
+                "                      (default %s)\n"
+                "  -d, --database DB   the database file itself\n"
+                "  -f, --format F      table (default), json (one object per line) or csv\n"
+                "  -n, --limit N       at most N rows (0: all; default 100, timeline 1000)\n"
+                "  -V, --version       print the version and exit\n"
+                "  -h, --help          print this help and exit\n\n"
+                "TIME is ISO-8601 (2026-01-31, 2026-01-31T10:00:00Z) or relative to now\n"
+                "(30s, 90m, 2h, 7d, 2w). --since/--until select by event time, --before by\n"
+                "arrival time. See slhookctl(1).\n",
+                CFG_DEFAULT_PATH);
+}
+
+static int __attribute__((format(printf, 1, 2)))
+fail(const char *fmt, ...)
+{
+        va_list ap;
+
+        fputs("slhookctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        return -EINVAL;
+}
+
+static int
+parse_time_arg(const char *opt, const char *v, char out[TIME_ISO_LEN])
+{
+        if (query_parse_time(v, time_now_us(), out) < 0)
+                return fail("%s: '%s' is not a time (ISO-8601 such as 2026-01-31 or "
+                            "2026-01-31T10:00:00Z, or relative such as 90m, 2h, 7d)", opt, v);
+        return 0;
+}
+
+static int
+parse_args(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "database", required_argument, NULL, 'd' },
+                { "format", required_argument, NULL, 'f' },
+                { "limit", required_argument, NULL, 'n' },
+                { "type", required_argument, NULL, 't' },
+                { "address", required_argument, NULL, 'a' },
+                { "message-id", required_argument, NULL, 'm' },
+                { "mailing-id", required_argument, NULL, 'g' },
+                { "since", required_argument, NULL, 's' },
+                { "until", required_argument, NULL, 'u' },
+                { "before", required_argument, NULL, 'b' },
+                { "by", required_argument, NULL, 'y' },
+                { "async", no_argument, NULL, 'A' },
+                { "version", no_argument, NULL, 'V' },
+                { "help", no_argument, NULL, 'h' },
+                { NULL, 0, NULL, 0 },
+        };
+        int64_t n;
+        int c;
+
+        while ((c = getopt_long(argc, argv, "c:d:f:n:Vh", opts, NULL)) != -1) {
+                switch (c) {
+                case 'c':
+                        arg_config = optarg;
+                        break;
+                case 'd':
+                        arg_database = optarg;
+                        break;
+                case 'f':
+                        if (out_parse_format(optarg, &arg_format) < 0)
+                                return fail("--format: '%s' is not one of table, json, csv", optarg);
+                        break;
+                case 'n':
+                        if (str_to_i64(optarg, strlen(optarg), 0, 100000000, &n) < 0)
+                                return fail("--limit: '%s' is not a number of rows (0 for all)", optarg);
+                        arg_q.limit = (long) n;
+                        arg_given |= O_LIMIT;
+                        break;
+                case 't':
+                        if ((arg_q.type = query_type(optarg)) == NULL)
+                                return fail("--type: Tracking events are stored as Click, Open or Unsubscribe");
+                        arg_given |= O_TYPE;
+                        break;
+                case 'a':
+                        arg_q.address = optarg;
+                        arg_given |= O_ADDRESS;
+                        break;
+                case 'm':
+                        arg_q.message_id = optarg;
+                        arg_given |= O_MESSAGE_ID;
+                        break;
+                case 'g':
+                        arg_q.mailing_id = optarg;
+                        arg_given |= O_MAILING_ID;
+                        break;
+                case 's':
+                        if (parse_time_arg("--since", optarg, arg_q.since) < 0)
+                                return -EINVAL;
+                        arg_given |= O_SINCE;
+                        break;
+                case 'u':
+                        if (parse_time_arg("--until", optarg, arg_q.until) < 0)
+                                return -EINVAL;
+                        arg_given |= O_UNTIL;
+                        break;
+                case 'b':
+                        if (parse_time_arg("--before", optarg, arg_before) < 0)
+                                return -EINVAL;
+                        arg_given |= O_BEFORE;
+                        break;
+                case 'y':
+                        if (strcmp(optarg, "hour") == 0)
+                                arg_q.by = 'h';
+                        else if (strcmp(optarg, "day") == 0)
+                                arg_q.by = 'd';
+                        else
+                                return fail("--by: '%s' is not one of hour, day", optarg);
+                        arg_given |= O_BY;
+                        break;
+                case 'A':
+                        arg_q.async = true;
+                        arg_given |= O_ASYNC;
+                        break;
+                case 'V':
+                        printf("slhookctl %s\n", PACKAGE_VERSION);
+                        exit(EXIT_SUCCESS);
+                case 'h':
+                        usage(stdout);
+                        exit(EXIT_SUCCESS);
+                default:
+                        fputs("Try 'slhookctl --help'.\n", stderr);
+                        return -EINVAL;
+                }
+        }
+        if (arg_config && arg_database)
+                return fail("give -c CONF or -d DB, not both");
+        return 0;
+}
+
+/* The command named by the words left after the options. */
+static const struct command *
+find_command(int argc, char **argv)
+{
+        const char *name = optind < argc ? argv[optind] : NULL;
+        const char *sub = optind + 1 < argc ? argv[optind + 1] : NULL;
+        size_t i;
+        int extra;
+
+        if (name == NULL) {
+                fail("no command given; try 'slhookctl --help'");
+                return NULL;
+        }
+        if (strcmp(name, "quarantine") == 0 && sub == NULL)
+                sub = "list";
+        for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+                const struct command *c = &commands[i];
+
+                if (strcmp(c->name, name) != 0 || (c->sub && strcmp(c->sub, sub) != 0))
+                        continue;
+                extra = argc - optind - 1 - (c->sub && optind + 1 < argc);
+                if (c->sub && strcmp(c->sub, "show") == 0) {
+                        int64_t id;
+
+                        if (extra != 1 || str_to_i64(argv[optind + 2], strlen(argv[optind + 2]), 1,
+                                                     INT64_MAX, &id) < 0) {
+                                fail("quarantine show: give the id of one entry (see 'quarantine list')");
+                                return NULL;
+                        }
+                        arg_q.id = id;
+                        extra = 0;
+                }
+                if (extra > 0) {
+                        fail("%s: unexpected argument '%s'", name, argv[argc - extra]);
+                        return NULL;
+                }
+                return c;
+        }
+        if (strcmp(name, "quarantine") == 0)
+                fail("quarantine: '%s' is not one of list, show, replay", sub);
+        else
+                fail("'%s' is not a command; try 'slhookctl --help'", name);
+        return NULL;
+}
+
+static int
+check_options(const struct command *c)
+{
+        size_t i;
+
+        for (i = 0; i < sizeof(option_names) / sizeof(option_names[0]); i++)
+                if ((arg_given & option_names[i].bit) && !(c->options & option_names[i].bit))
+                        return fail("%s%s%s: %s is not an option of this command", c->name,
+                                    c->sub ? " " : "", c->sub ? c->sub : "", option_names[i].name);
+        if (strcmp(c->name, "timeline") == 0 && !(arg_given & (O_MESSAGE_ID | O_ADDRESS)))
+                return fail("timeline: give --message-id ID or --address A");
+        if (strcmp(c->name, "prune") == 0 && !(arg_given & O_BEFORE))
+                return fail("prune: give --before TIME (events received before it are deleted)");
+        if (!(arg_given & O_LIMIT))
+                arg_q.limit = c->default_limit;
+        return 0;
+}
+
+/* The database path from -d, -c or the default configuration. */
+static char *
+database_path(void)
+{
+        struct cfg *cfg = NULL;
+        char *err = NULL, *path;
+
+        if (arg_database)
+                return xstrdup(arg_database);
+        if (cfg_load(arg_config ? arg_config : CFG_DEFAULT_PATH, CFG_NO_SECRETS, &cfg, &err) < 0) {
+                fail("%s%s", err, arg_config ? "" : " (give -c CONF or -d DB)");
+                free(err);
+                return NULL;
+        }
+        path = xstrdup(cfg->database);
+        cfg_free(cfg);
+        return path;
+}
+
+static unsigned
+table_width(void)
+{
+        struct winsize ws;
+        const char *cols = getenv("COLUMNS");
+        int64_t n;
+
+        if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+                return ws.ws_col;
+        if (cols && str_to_i64(cols, strlen(cols), 20, 10000, &n) == 0)
+                return (unsigned) n;
+        return 0;
+}
+
+static const struct out_col replay_cols[] = { { "moved", true }, { "kept", true } };
+static const struct out_col prune_cols[] = { { "before", true }, { "events", true }, { "messages", true } };
+
+/* The two writing commands go through the store, as the daemon does. */
+static int
+write_command(const struct command *c, const char *path, struct out *o)
+{
+        struct store *s = NULL;
+        struct stat sb;
+        char *err = NULL, a[24], b[24];
+        const char *vals[3];
+        bool num[3] = { true, true, true };
+        int r;
+
+        if (stat(path, &sb) < 0)
+                return fail("%s: cannot open database: %s", path, strerror(errno));
+        if (store_open(path, true, &s, &err) < 0) {
+                fail("%s", err);
+                free(err);
+                return -EIO;
+        }
+        if (strcmp(c->name, "prune") == 0) {
+                uint64_t ne, nm, te = 0, tm = 0;
+
+                while ((r = store_prune(s, arg_before, &ne, &nm)) >= 0) {
+                        te += ne;
+                        tm += nm;
+                        if (r == 0)
+                                break;
+                }
+                if (r < 0) {
+                        fail("%s: prune failed after deleting %llu events: %s", path,
+                             (unsigned long long) te, store_error(s));
+                        store_close(s);
+                        return -EIO;
+                }
+                snprintf(a, sizeof(a), "%llu", (unsigned long long) te);
+                snprintf(b, sizeof(b), "%llu", (unsigned long long) tm);
+                vals[0] = arg_before;
+                vals[1] = a;
+                vals[2] = b;
+                num[0] = false;
+                out_columns(o, prune_cols, 3);
+        } else {
+                unsigned moved, kept;
+
+                if (store_replay_quarantine(s, &moved, &kept) < 0) {
+                        fail("%s: quarantine replay failed: %s", path, store_error(s));
+                        store_close(s);
+                        return -EIO;
+                }
+                snprintf(a, sizeof(a), "%u", moved);
+                snprintf(b, sizeof(b), "%u", kept);
+                vals[0] = a;
+                vals[1] = b;
+                out_columns(o, replay_cols, 2);
+        }
+        out_row(o, vals, num);
+        store_close(s);
+        return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+        const struct command *c;
+        struct query *q = NULL;
+        struct out *o;
+        char *path, *err = NULL;
+        bool more = false;
+        int r;
+
+        log_setup(LOG_FORMAT_TEXT, LOG_WARNING);
+        if (parse_args(argc, argv) < 0 || (c = find_command(argc, argv)) == NULL || check_options(c) < 0)
+                return 2;
+        if ((path = database_path()) == NULL)
+                return 1;
+        o = out_new(stdout, arg_format, table_width(), c->sub && strcmp(c->sub, "show") == 0);
+        if (c->fn == NULL)
+                r = write_command(c, path, o);
+        else if ((r = query_open(path, &q, &err)) == 0)
+                r = c->fn(q, &arg_q, o, &more, &err);
+        if (r < 0 && err)
+                fail("%s", err);
+        free(err);
+        query_close(q);
+        free(path);
+        if (out_end(o) < 0 && r >= 0)
+                r = fail("cannot write the output: %s", strerror(errno));
+        if (r >= 0 && more)
+                fprintf(stderr, "slhookctl: only the first %ld rows are shown; --limit 0 shows all\n",
+                        arg_q.limit);
+        return r < 0 ? 1 : 0;
+}
