@@ -1,0 +1,306 @@
+/* The real slhookd for end-to-end tests: a config and certificate of its
+ * own in a temporary folder, started with a 127.0.0.1 socket this process
+ * binds and passes as a socket-activation fd, and libcurl clients that talk
+ * TLS to it. Include once, after lib.h. */
+#ifndef SLHOOKD_TESTS_DAEMON_H
+#define SLHOOKD_TESTS_DAEMON_H
+
+#include <pthread.h>
+#include <sys/prctl.h>
+
+#include <curl/curl.h>
+
+#include "lib.h"
+
+struct daemon {
+        pid_t pid;
+        unsigned port;
+        char *dir, *conf, *db, *log, *cert;
+};
+
+static char *certdir;           /* shared certificates, made once */
+static struct daemon d;
+
+static inline void
+make_certs(void)
+{
+        char *expired;
+
+        certdir = t_tmpdir();
+        t_make_cert(certdir, 30);
+        expired = xasprintf("%s/expired", certdir);
+        ck_assert_int_eq(mkdir(expired, 0700), 0);
+        t_make_cert(expired, -1);
+        free(expired);
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static inline void
+drop_certs(void)
+{
+        t_rm_rf(certdir);
+        free(certdir);
+}
+
+static inline char *
+file_in(const char *name)
+{
+        return xasprintf("%s/%s", d.dir, name);
+}
+
+/* The configuration; cert_dir and key_dir pick the certificate and key
+ * under certdir: "expired/" for the expired pair, "" for the good one. */
+static inline void
+write_conf_tls(const char *cert_dir, const char *key_dir, const char *server_extra, const char *sections_extra)
+{
+        char *text = xasprintf("[server]\n"
+                               "listen = 127.0.0.1:1\n"
+                               "tls_cert = %s/%scert.pem\n"
+                               "tls_key = %s/%skey.pem\n"
+                               "threads = 2\n"
+                               "%s\n"
+                               "[endpoint main]\n"
+                               "path = /socketlabs/events\n"
+                               "secret_file = secret\n"
+                               "%s\n"
+                               "[store]\n"
+                               "database = events.db\n"
+                               "[log]\n"
+                               "format = json\n",
+                               certdir, cert_dir, certdir, key_dir, server_extra, sections_extra);
+
+        t_write(d.conf, text);
+        free(text);
+}
+
+static inline void
+write_conf(const char *server_extra, const char *sections_extra)
+{
+        write_conf_tls("", "", server_extra, sections_extra);
+}
+
+/* Whether the log holds a line with this message id. */
+static inline int
+log_has(const char *needle)
+{
+        size_t n = 0;
+        char *s = t_slurp(d.log, &n);
+        int r = t_contains(s, n, needle);
+
+        free(s);
+        return r;
+}
+
+static inline void
+daemon_start(const char *server_extra, const char *sections_extra)
+{
+        struct sockaddr_in sa = { .sin_family = AF_INET };
+        socklen_t sl = sizeof(sa);
+        char *secret;
+        int fd, i, status;
+
+        d.dir = t_tmpdir();
+        d.conf = file_in("slhookd.conf");
+        d.db = file_in("events.db");
+        d.log = file_in("slhookd.log");
+        d.cert = xasprintf("%s/cert.pem", certdir);
+        secret = file_in("secret");
+        t_write(secret, T_SECRET "\nrotated-previous-secret\n");
+        free(secret);
+        write_conf(server_extra, sections_extra);
+
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fd, 0);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(fd, 256), 0);
+        ck_assert_int_eq(getsockname(fd, (struct sockaddr *) &sa, &sl), 0);
+        d.port = ntohs(sa.sin_port);
+
+        d.pid = fork();
+        ck_assert_int_ge(d.pid, 0);
+        if (d.pid == 0) {
+                char pid[32];
+                int out = open(d.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+                int null = open("/dev/null", O_RDONLY);
+
+                prctl(PR_SET_PDEATHSIG, SIGKILL);       /* never outlive a failed test */
+                dup2(null, 0);
+                dup2(out, 1);
+                dup2(out, 2);
+                dup2(fd, 3);                            /* clears CLOEXEC on the copy */
+                snprintf(pid, sizeof(pid), "%ld", (long) getpid());
+                setenv("LISTEN_FDS", "1", 1);
+                setenv("LISTEN_PID", pid, 1);
+                unsetenv("JOURNAL_STREAM");
+                execl(SLHOOKD_BIN, "slhookd", "-c", d.conf, (char *) NULL);
+                _exit(127);
+        }
+        close(fd);
+        /* Wait for the "ready" line (bounded), or for an early exit. */
+        for (i = 0; i < 1000; i++) {
+                if (log_has("\"message_id\":\"ab2a6aadb4bd4002a0e5b4ea49d975d1\""))
+                        return;
+                ck_assert_msg(waitpid(d.pid, &status, WNOHANG) == 0, "slhookd exited at start-up");
+                usleep(10000);
+        }
+        ck_abort_msg("slhookd did not get ready in 10 s");
+}
+
+/* SIGTERM and the exit status. */
+static inline int
+daemon_stop(void)
+{
+        int status = -1;
+
+        if (d.pid > 0) {
+                kill(d.pid, SIGTERM);
+                ck_assert_int_eq(waitpid(d.pid, &status, 0), d.pid);
+                d.pid = 0;
+        }
+        return status;
+}
+
+static inline void
+setup(void)
+{
+        memset(&d, 0, sizeof(d));
+}
+
+static inline void
+teardown(void)
+{
+        if (d.pid > 0) {
+                kill(d.pid, SIGKILL);
+                waitpid(d.pid, NULL, 0);
+        }
+        if (d.dir)
+                t_rm_rf(d.dir);
+        free(d.dir);
+        free(d.conf);
+        free(d.db);
+        free(d.log);
+        free(d.cert);
+}
+
+/* ---- client ---- */
+
+struct resp {
+        CURLcode rc;
+        long status;
+        struct buf body;
+        struct buf headers;
+        long connects;
+};
+
+static inline size_t
+on_data(char *p, size_t size, size_t n, void *userdata)
+{
+        buf_append(userdata, p, size * n);
+        return size * n;
+}
+
+static inline CURL *
+client(void)
+{
+        CURL *h = curl_easy_init();
+
+        curl_easy_setopt(h, CURLOPT_CAINFO, d.cert);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT, 20L);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        return h;
+}
+
+static inline struct resp
+request(CURL *h, const char *method, const char *path, const char *body, size_t len, const char *ctype)
+{
+        struct resp r = { 0 };
+        struct curl_slist *hdrs = NULL;
+        char *url = xasprintf("https://127.0.0.1:%u%s", d.port, path);
+
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+        if (body) {
+                curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+                curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) len);
+        }
+        if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
+                curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+        if (ctype) {
+                char *line = xasprintf("Content-Type: %s", ctype);
+
+                hdrs = curl_slist_append(hdrs, line);
+                free(line);
+        }
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &r.body);
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_data);
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, &r.headers);
+        buf_append(&r.body, "", 0);
+        buf_append(&r.headers, "", 0);
+        r.rc = curl_easy_perform(h);
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
+        curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &r.connects);
+        curl_slist_free_all(hdrs);
+        free(url);
+        return r;
+}
+
+static inline struct resp
+post(const char *body)
+{
+        CURL *h = client();
+        struct resp r = request(h, "POST", "/socketlabs/events", body, strlen(body), "application/json");
+
+        curl_easy_cleanup(h);
+        return r;
+}
+
+static inline void
+resp_done(struct resp *r)
+{
+        buf_done(&r->body);
+        buf_done(&r->headers);
+}
+
+static inline struct resp
+post_file(const char *name)
+{
+        char *body = t_data(name);
+        struct resp r = post(body);
+
+        free(body);
+        return r;
+}
+
+#define q(sql) t_query(d.db, sql)
+#define exec_rw(sql) t_exec(d.db, sql)
+
+#define ASSERT_STATUS(r, code) \
+        ck_assert_msg((r).status == (code), "status %ld (curl %d), expected %d; body: %s", \
+                      (r).status, (int) (r).rc, (code), (r).body.data)
+
+/* POST body (or the test data file name) and check the status. */
+static inline void
+expect(const char *body, int status)
+{
+        struct resp r = post(body);
+
+        ASSERT_STATUS(r, status);
+        resp_done(&r);
+}
+
+static inline void
+expect_file(const char *name, int status)
+{
+        struct resp r = post_file(name);
+
+        ASSERT_STATUS(r, status);
+        resp_done(&r);
+}
+
+/* ---- the HTTP table of DESIGN.md section 4 ---- */
+
+#endif
