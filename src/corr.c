@@ -36,15 +36,12 @@ bool
 corr_key(const struct event *ev, struct corr_key *k)
 {
         memset(k, 0, sizeof(*k));
-        if (ev->kind != EVENT_MAIL || ev->is_test || empty(ev->str[EVS_ADDRESS]))
+        if (ev->kind != EVENT_MAIL || empty(ev->str[EVS_ADDRESS]))
                 return false;
         k->server_id = ev->has_num[EVN_SERVER_ID] ? ev->num[EVN_SERVER_ID] : 0;
         k->address = ev->str[EVS_ADDRESS];
         k->mailing_id = empty(ev->str[EVS_MAILING_ID]) ? NULL : ev->str[EVS_MAILING_ID];
-        if (!empty(ev->str[EVS_MESSAGE_ID]))
-                k->message_id = ev->str[EVS_MESSAGE_ID];
-        else if (k->mailing_id == NULL)
-                return false;
+        k->message_id = empty(ev->str[EVS_MESSAGE_ID]) ? NULL : ev->str[EVS_MESSAGE_ID];
         return true;
 }
 

@@ -3,9 +3,10 @@
  * the event here and writes the row back in the event's transaction.
  *
  * Key: (ServerId, MessageId, Address); when MessageId is empty,
- * (ServerId, MailingId, Address); with neither id, or for a test event, or
- * without an address, no message. Every milestone is placed by event time,
- * so applying a message's events in any order gives the same row. */
+ * (ServerId, MailingId, Address); with neither id, (ServerId, Address) holds
+ * them, never correlated. Without an Address, no message. Every milestone is
+ * placed by event time, so applying a message's events in any order gives
+ * the same row. */
 #ifndef SLHOOKD_CORR_H
 #define SLHOOKD_CORR_H
 
@@ -31,7 +32,7 @@ extern const char *const corr_count_columns[CC_COUNT];
 struct corr_key {
         int64_t server_id;              /* 0 when the event has none */
         const char *message_id;         /* NULL: keyed by mailing_id */
-        const char *mailing_id;         /* never NULL when message_id is NULL */
+        const char *mailing_id;         /* NULL with message_id NULL: neither id */
         const char *address;
 };
 

@@ -697,7 +697,14 @@ event_digest(struct event *ev, const char *endpoint)
         gnutls_hash(h, endpoint, strlen(endpoint) + 1);
         gnutls_hash(h, ev->raw, ev->raw_len);
         gnutls_hash_deinit(h, md);
-        hex_encode(md, sizeof(md), ev->digest);
+        if (ev->kind == EVENT_MAIL) {
+                /* Led by the event time, so the unique index grows at its
+                 * recent end instead of at a random page per event. */
+                snprintf(ev->digest, 17, "%016llx",
+                         (unsigned long long) (ev->occurred_at[0] && ev->occurred_us > 0 ? ev->occurred_us : 0));
+                hex_encode(md, sizeof(md), ev->digest + 16);
+        } else
+                hex_encode(md, sizeof(md), ev->digest);
 }
 
 /* ---- time ---- */

@@ -68,7 +68,7 @@ struct event {
         bool is_test;                   /* MessageId "SampleMessageId" (the peer is the caller's) */
         char *raw;                      /* the JSON object without SecretKey */
         size_t raw_len;
-        char digest[65];                /* hex SHA-256; set by event_digest() */
+        char digest[81];                /* set by event_digest() */
 };
 
 struct event_batch {
@@ -87,9 +87,11 @@ int event_parse(const char *body, size_t len, bool form, struct event_batch *ret
 /* Free everything the batch holds, wiping secrets; NULL-safe. */
 void event_batch_done(struct event_batch *b);
 
-/* Compute ev->digest: SHA-256 over the endpoint name and the raw JSON (the
- * SecretKey is not part of it, so a redelivery after a secret rotation is
- * still recognised). */
+/* Compute ev->digest: hex SHA-256 over the endpoint name and the raw JSON
+ * (the SecretKey is not part of it, so a redelivery after a secret rotation
+ * is still recognised); for EVENT_MAIL led by the event time in
+ * microseconds as 16 hex digits (0 without a DateTime), which the raw JSON
+ * determines too, so a redelivery still has the same digest. */
 void event_digest(struct event *ev, const char *endpoint);
 
 /* Parse an ISO-8601 time (date, 'T' or ' ', time, 0-9 fractional digits,

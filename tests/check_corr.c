@@ -184,13 +184,16 @@ START_TEST(test_fallback_keys)
         post_free(FAILED("", "SPRING", "carol@example.com", "2025-03-04T11:00:00Z", "Permanent"));
         /* Another mailing to the same address is another message. */
         post_free(SENT(NULL, "SUMMER", "carol@example.com", "2025-03-04T10:00:00Z"));
-        /* Neither id: no message, no bounce. */
+        /* Neither id: one row per address, never a bounce. */
         post_free(SENT(NULL, NULL, "dave@example.com", "2025-03-04T10:00:00Z"));
         post_free(FAILED("", "", "dave@example.com", "2025-03-04T11:00:00Z", "Permanent"));
         assert_rows("SELECT message_id, mailing_id, address, delay_seconds FROM async_bounces",
                     "NULL|SPRING|carol@example.com|3600\n");
-        assert_rows("SELECT mailing_id, address, state FROM messages ORDER BY mailing_id",
-                    "SPRING|carol@example.com|Failed\nSUMMER|carol@example.com|Sent\n");
+        assert_rows("SELECT message_id, mailing_id, address, state FROM messages ORDER BY mailing_id",
+                    "NULL|NULL|dave@example.com|Failed\n"
+                    "NULL|SPRING|carol@example.com|Failed\nNULL|SUMMER|carol@example.com|Sent\n");
+        /* Every event with an address links to its row. */
+        ck_assert_int_eq(query("SELECT count(*) FROM events WHERE message IS NULL"), 0);
         ck_assert_int_eq(query("SELECT count(*) FROM events"), 5);
 }
 END_TEST
@@ -220,7 +223,8 @@ START_TEST(test_test_events)
         post_free(s);
         post_free(f);
         ck_assert_int_eq(query("SELECT count(*) FROM events WHERE is_test = 1"), 2);
-        ck_assert_int_eq(query("SELECT count(*) FROM messages"), 0);
+        /* Kept as a test message (its timeline works), never a bounce. */
+        ck_assert_int_eq(query("SELECT count(*) FROM messages WHERE is_test = 1 AND sent_at < failed_at"), 1);
         assert_rows(BOUNCES, "");
         assert_rows("SELECT * FROM suppressions", "");
 }
@@ -412,18 +416,22 @@ START_TEST(test_replay)
 }
 END_TEST
 
-/* corr alone: what belongs to no message. */
+/* corr alone: which row an event belongs to. */
 START_TEST(test_keys)
 {
         struct event e = { .kind = EVENT_MAIL, .type = "Sent" };
         struct corr_key k;
 
-        ck_assert(!corr_key(&e, &k));
+        ck_assert(!corr_key(&e, &k));                   /* no address */
         e.str[EVS_ADDRESS] = "a@example.com";
-        ck_assert(!corr_key(&e, &k));
+        ck_assert(corr_key(&e, &k));                    /* neither id */
+        ck_assert_ptr_null(k.message_id);
+        ck_assert_ptr_null(k.mailing_id);
         e.str[EVS_MAILING_ID] = "M";
+        e.str[EVS_MESSAGE_ID] = "";
         ck_assert(corr_key(&e, &k));
         ck_assert_ptr_null(k.message_id);
+        ck_assert_str_eq(k.mailing_id, "M");
         ck_assert_int_eq(k.server_id, 0);
         e.str[EVS_MESSAGE_ID] = "m1";
         e.has_num[EVN_SERVER_ID] = true;
@@ -431,9 +439,6 @@ START_TEST(test_keys)
         ck_assert(corr_key(&e, &k));
         ck_assert_str_eq(k.message_id, "m1");
         ck_assert_int_eq(k.server_id, 7);
-        e.is_test = true;
-        ck_assert(!corr_key(&e, &k));
-        e.is_test = false;
         e.kind = EVENT_QUARANTINE;
         ck_assert(!corr_key(&e, &k));
 }

@@ -128,6 +128,10 @@ START_TEST(test_migrate_from_v1)
                 " 'o1','M','bob@example.org','Permanent',2001,'550 user unknown',0,'{}','d1'),"
                 "('2025-03-06T09:00:02.000000Z','main','Sent','Delivered','2025-03-04T08:15:41.000000Z',40111,"
                 " 'o1','M','BOB@example.org',NULL,NULL,NULL,0,'{}','d2'),"
+                /* tests/data/delivered.json as schema 1 stored it: SHA-256 digest */
+                "('2025-03-06T09:00:04.000000Z','main','Sent','Delivered','2025-03-04T08:15:41.773000Z',40111,"
+                " 'o5521-r1','ORDERSHIP','alice@example.net',NULL,NULL,NULL,0,'{}',"
+                " '89dba062c3073d00e5a08673a9c400f8a1f6f9048956800fb92d170165cbc347'),"
                 "('2025-03-06T09:00:03.000000Z','main','Sent','Delivered','2025-03-04T08:15:41.000000Z',40111,"
                 " 'SampleMessageId','M','t@example.org',NULL,NULL,NULL,1,'{}','d3');";
 
@@ -138,11 +142,28 @@ START_TEST(test_migrate_from_v1)
         ck_assert_msg(store_open(v1, true, &old, &err) == 0, "%s", err);
         store_close(old);
         ck_assert_int_eq(t_query(v1, "PRAGMA user_version"), 2);
-        ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM events"), 3);
-        ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM messages"), 1);
+        ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM events"), 4);
+        ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM messages WHERE is_test = 0"), 2);
+        ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM events WHERE message IS NULL"), 0);
         ck_assert_int_eq(t_query(v1, "SELECT delay_seconds FROM async_bounces WHERE message_id = 'o1'"), 175459);
         ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM events WHERE address = 'bob@EXAMPLE.org'"), 2);
         /* The upgraded schema is the fresh one, statement for statement. */
+        /* A redelivery of an event schema 1 stored is still recognised. */
+        ck_assert_msg(store_open(v1, true, &old, &err) == 0, "%s", err);
+        ck_assert_int_eq(store_start(old, 8, 0), 0);
+        {
+                char *body = t_data("delivered.json");
+                struct store_job *j = job_new(body);
+
+                ck_assert_int_eq(store_submit(old, j), 0);
+                wait_done(1);
+                ck_assert_int_eq(j->result, 0);
+                ck_assert_int_eq(j->duplicates, 1);
+                job_free(j);
+                free(body);
+        }
+        store_close(old);
+        ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM events"), 4);
         cmd = xasprintf("sqlite3 '%s' < '%s' && test \"$(sqlite3 '%s' 'SELECT sql FROM sqlite_master ORDER BY name')\" = "
                         "\"$(sqlite3 '%s' 'SELECT sql FROM sqlite_master ORDER BY name')\"", fresh, SCHEMA_SQL, fresh, v1);
         ck_assert_int_eq(system(cmd), 0);

@@ -1,8 +1,9 @@
 -- Schema 1 -> 2: message state and async-bounce correlation.
--- events is rebuilt so that address compares case-insensitively (its column
--- and index); the CREATE statements below are those of sql/schema.sql,
--- character for character. The daemon then fills messages from the events
--- already stored (store.c, messages_rebuild) in the same transaction.
+-- events is rebuilt (address compares case-insensitively, digests are led by
+-- the event time, each event links to its message); the CREATE statements
+-- below are those of sql/schema.sql, character for character. The daemon then
+-- fills messages and events.message from the events already stored (store.c,
+-- messages_rebuild) in the same transaction.
 DROP INDEX events_received_at;
 DROP INDEX events_type_occurred_at;
 DROP INDEX events_message_id;
@@ -48,30 +49,38 @@ CREATE TABLE events (
     is_test         INTEGER NOT NULL DEFAULT 0,
     peer            TEXT,               -- address of the sender
     raw             TEXT    NOT NULL,   -- the event JSON without SecretKey
-    digest          TEXT    NOT NULL UNIQUE
+    digest          TEXT    NOT NULL UNIQUE,    -- event time (16 hex digits) and SHA-256: redeliveries collide
+    message         INTEGER             -- messages.id; NULL without an Address
 );
-INSERT INTO events SELECT * FROM events_v1;
+-- Schema 1's digests were the SHA-256 alone: led by the event time now.
+INSERT INTO events (id, received_at, endpoint, type, wire_type, occurred_at, server_id, subaccount_id, ip_pool_id, message_id, mailing_id, address, from_address, subject, message_size, failure_type, failure_code, deferral_code, reason, response, local_ip, remote_mta, bounce_status, diagnostic_code, tracking_type, user_agent, client_ip, url, tag, fbl_type, fbl_from, fbl_to, length, date_time, meta, tags, is_test, peer, raw, digest)
+SELECT id, received_at, endpoint, type, wire_type, occurred_at, server_id, subaccount_id, ip_pool_id, message_id, mailing_id, address, from_address, subject, message_size, failure_type, failure_code, deferral_code, reason, response, local_ip, remote_mta, bounce_status, diagnostic_code, tracking_type, user_agent, client_ip, url, tag, fbl_type, fbl_from, fbl_to, length, date_time, meta, tags, is_test, peer, raw,
+       printf('%016x', max(0, coalesce(CAST(strftime('%s', substr(occurred_at, 1, 19)) AS INTEGER) * 1000000
+                                        + CAST(substr(occurred_at, 21, 6) AS INTEGER), 0))) || digest
+  FROM events_v1;
 DROP TABLE events_v1;
 CREATE INDEX events_received_at ON events (received_at);
 CREATE INDEX events_occurred_at ON events (occurred_at);
 CREATE INDEX events_type_occurred_at ON events (type, occurred_at);
-CREATE INDEX events_message_id ON events (message_id);
 CREATE INDEX events_mailing_id ON events (mailing_id);
-CREATE INDEX events_address ON events (address);
+CREATE INDEX events_message ON events (message);
 
 -- The latest state of each message, kept by the writer in the transaction that
 -- stores the event, so it never disagrees with events. A message is keyed by
 -- (server_id, message_id, address), or by (server_id, mailing_id, address)
--- when the events carry no MessageId; events with neither id, and test
--- events, belong to no message. Milestones are placed by event time
--- (occurred_at, or received_at when the event has no DateTime), so the order
--- in which notifications arrive does not matter.
+-- when the events carry no MessageId; events with neither id share one row
+-- per (server_id, address) that is never correlated. Every event with an
+-- Address belongs to one row (events.message): lookups by address or message
+-- id go through this table. Milestones are placed by event time (occurred_at,
+-- or received_at when the event has no DateTime), so the order in which
+-- notifications arrive does not matter.
 CREATE TABLE messages (
     id              INTEGER PRIMARY KEY,
     server_id       INTEGER NOT NULL,   -- 0 when the events carry no ServerId
     message_id      TEXT,               -- NULL when keyed by mailing_id
     mailing_id      TEXT,
     address         TEXT    NOT NULL COLLATE NOCASE,
+    is_test         INTEGER NOT NULL DEFAULT 0,     -- made of test events
     state           TEXT,               -- Queued Deferred Sent Failed: latest by event time, NULL before any
     first_at        TEXT    NOT NULL,   -- earliest event time
     last_at         TEXT    NOT NULL,   -- latest event time
@@ -94,17 +103,20 @@ CREATE TABLE messages (
 );
 CREATE UNIQUE INDEX messages_by_message_id ON messages (message_id, address, server_id) WHERE message_id IS NOT NULL;
 CREATE UNIQUE INDEX messages_by_mailing_id ON messages (mailing_id, address, server_id) WHERE message_id IS NULL;
+CREATE INDEX messages_address ON messages (address);
 CREATE INDEX messages_failed_at ON messages (failed_at) WHERE failed_at IS NOT NULL;
 
 -- Messages reported Sent and later, by event time, Failed: the receiving
 -- server accepted them and bounced them afterwards. Suppressed failures
--- (no delivery was attempted) are not bounces.
+-- (no delivery was attempted), test messages and events without ids are
+-- not bounces.
 CREATE VIEW async_bounces AS
 SELECT server_id, message_id, mailing_id, address, sent_at, failed_at,
        CAST(round((julianday(failed_at) - julianday(sent_at)) * 86400) AS INTEGER) AS delay_seconds,
        failure_type, failure_code, reason
   FROM messages
- WHERE failed_at > sent_at AND failure_type IS NOT 'Suppressed';
+ WHERE failed_at > sent_at AND failure_type IS NOT 'Suppressed' AND is_test = 0
+   AND (message_id IS NOT NULL OR mailing_id IS NOT NULL);
 
 -- Addresses not to mail again: hard-bounced (Permanent, or already suppressed
 -- by SocketLabs), complained or unsubscribed. Test events excluded.
