@@ -114,8 +114,15 @@ json_string(FILE *f, const char *s)
         fputc('"', f);
 }
 
+/* A stored time, "YYYY-MM-DDTHH:MM:SS.ffffffZ"? */
+static bool
+is_time(const char *v)
+{
+        return v && strlen(v) == 27 && v[4] == '-' && v[10] == 'T' && v[19] == '.' && v[26] == 'Z';
+}
+
 /* A table cell: controls and broken UTF-8 as '?', so no value can move the
- * cursor or change the terminal. */
+ * cursor or change the terminal; times to the second. */
 static char *
 sanitize(const char *v)
 {
@@ -123,6 +130,11 @@ sanitize(const char *v)
         const unsigned char *p = (const unsigned char *) v;
         size_t k;
 
+        if (is_time(v)) {
+                buf_append(&b, v, 19);
+                buf_puts(&b, "Z");
+                return b.data;
+        }
         buf_puts(&b, "");
         while (p && *p) {
                 if (*p < 0x20 || *p == 0x7f) {
@@ -247,20 +259,27 @@ table(struct out *o)
                 if (minw[i] > w[i])
                         minw[i] = w[i];
         }
-        /* Narrow the widest column, one step at a time, until the table fits
-         * (no column below its header or 8). */
+        /* Narrow the widest free-text column, one step at a time, until the
+         * table fits; then, if it must, the widest of the others (no column
+         * below its header or 8). */
         for (;;) {
+                size_t flex = SIZE_MAX;
+
                 total = shown ? 2 * (shown - 1) : 0;
                 widest = SIZE_MAX;
                 for (i = 0; i < o->ncols; i++)
                         if (o->cols[i].brief) {
                                 total += w[i];
-                                if (w[i] > minw[i] && (widest == SIZE_MAX || w[i] > w[widest]))
+                                if (w[i] <= minw[i])
+                                        continue;
+                                if (widest == SIZE_MAX || w[i] > w[widest])
                                         widest = i;
+                                if (o->cols[i].flex && (flex == SIZE_MAX || w[i] > w[flex]))
+                                        flex = i;
                         }
                 if (o->width == 0 || total <= o->width || widest == SIZE_MAX)
                         break;
-                w[widest]--;
+                w[flex != SIZE_MAX ? flex : widest]--;
         }
         for (r = 0; r <= o->nrows; r++)
                 for (i = 0; i < o->ncols; i++)

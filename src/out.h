@@ -1,6 +1,7 @@
 /* out: rows written as a terminal table, JSON lines or CSV. Values are
  * untrusted text (they came in over the webhook): the table shows control
- * characters and broken UTF-8 as '?', JSON and CSV escape and quote them. */
+ * characters and broken UTF-8 as '?', JSON and CSV escape and quote them.
+ * The table writes times ("YYYY-MM-DDTHH:MM:SS.ffffffZ") to the second. */
 #ifndef SLHOOKD_OUT_H
 #define SLHOOKD_OUT_H
 
@@ -13,6 +14,7 @@ enum out_format { OUT_TABLE, OUT_JSON, OUT_CSV };
 struct out_col {
         const char *name;
         bool brief;             /* shown in the table (JSON and CSV show every column) */
+        bool flex;              /* free text the table cuts first when it must narrow */
 };
 
 struct out;

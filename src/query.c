@@ -163,16 +163,16 @@ run(struct query *q, struct stmt *s, const struct out_col *cols, size_t ncols, l
         "WHEN 'Sent' THEN response WHEN 'Click' THEN url WHEN 'Complaint' THEN fbl_type END AS detail"
 
 static const struct out_col event_cols[] = {
-        { "id", true }, { "occurred_at", true }, { "type", true }, { "address", true },
-        { "message_id", true }, { "mailing_id", false }, { "server_id", false }, { "detail", true },
-        { "received_at", false }, { "endpoint", false }, { "wire_type", false }, { "subaccount_id", false },
-        { "ip_pool_id", false }, { "from_address", false }, { "subject", false }, { "message_size", false },
-        { "failure_type", false }, { "failure_code", false }, { "deferral_code", false }, { "reason", false },
-        { "response", false }, { "local_ip", false }, { "remote_mta", false }, { "bounce_status", false },
-        { "diagnostic_code", false }, { "tracking_type", false }, { "user_agent", false },
-        { "client_ip", false }, { "url", false }, { "tag", false }, { "fbl_type", false },
-        { "fbl_from", false }, { "fbl_to", false }, { "length", false }, { "date_time", false },
-        { "meta", false }, { "tags", false }, { "is_test", false }, { "peer", false },
+        { "id", true, false }, { "occurred_at", true, false }, { "type", true, false }, { "address", true, true },
+        { "message_id", true, false }, { "mailing_id", false, false }, { "server_id", false, false }, { "detail", true, true },
+        { "received_at", false, false }, { "endpoint", false, false }, { "wire_type", false, false }, { "subaccount_id", false, false },
+        { "ip_pool_id", false, false }, { "from_address", false, false }, { "subject", false, true }, { "message_size", false, false },
+        { "failure_type", false, false }, { "failure_code", false, false }, { "deferral_code", false, false }, { "reason", false, true },
+        { "response", false, true }, { "local_ip", false, false }, { "remote_mta", false, false }, { "bounce_status", false, false },
+        { "diagnostic_code", false, true }, { "tracking_type", false, false }, { "user_agent", false, true },
+        { "client_ip", false, false }, { "url", false, true }, { "tag", false, false }, { "fbl_type", false, false },
+        { "fbl_from", false, false }, { "fbl_to", false, false }, { "length", false, false }, { "date_time", false, false },
+        { "meta", false, false }, { "tags", false, false }, { "is_test", false, false }, { "peer", false, false },
 };
 
 static void
@@ -238,14 +238,14 @@ int
 query_bounces(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
 {
         static const struct out_col cols[] = {
-                { "occurred_at", true }, { "server_id", false }, { "message_id", true }, { "mailing_id", false },
-                { "address", true }, { "failure_type", true }, { "failure_code", true }, { "reason", true },
-                { "remote_mta", false }, { "bounce_status", false }, { "diagnostic_code", false },
+                { "occurred_at", true, false }, { "server_id", false, false }, { "message_id", true, false }, { "mailing_id", false, false },
+                { "address", true, true }, { "failure_type", true, false }, { "failure_code", true, false }, { "reason", true, true },
+                { "remote_mta", false, false }, { "bounce_status", false, false }, { "diagnostic_code", false, true },
         };
         static const struct out_col async_cols[] = {
-                { "server_id", false }, { "message_id", true }, { "mailing_id", false }, { "address", true },
-                { "sent_at", false }, { "failed_at", true }, { "delay_seconds", true },
-                { "failure_type", true }, { "failure_code", true }, { "reason", true },
+                { "server_id", false, false }, { "message_id", true, false }, { "mailing_id", false, false }, { "address", true, true },
+                { "sent_at", false, false }, { "failed_at", true, false }, { "delay_seconds", true, false },
+                { "failure_type", true, false }, { "failure_code", true, false }, { "reason", true, true },
         };
         struct stmt s = { 0 };
 
@@ -268,8 +268,8 @@ int
 query_suppressions(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
 {
         static const struct out_col cols[] = {
-                { "address", true }, { "reasons", true }, { "since", true },
-                { "bounced_at", false }, { "complained_at", false }, { "unsubscribed_at", false },
+                { "address", true, true }, { "reasons", true, true }, { "since", true, false },
+                { "bounced_at", false, false }, { "complained_at", false, false }, { "unsubscribed_at", false, false },
         };
         struct stmt s = { 0 };
 
@@ -288,7 +288,7 @@ int
 query_quarantine_list(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
 {
         static const struct out_col cols[] = {
-                { "id", true }, { "received_at", true }, { "endpoint", true }, { "peer", true }, { "reason", true },
+                { "id", true, false }, { "received_at", true, false }, { "endpoint", true, false }, { "peer", true, false }, { "reason", true, true },
         };
         struct stmt s = { 0 };
 
@@ -305,8 +305,8 @@ int
 query_quarantine_show(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
 {
         static const struct out_col cols[] = {
-                { "id", true }, { "received_at", true }, { "endpoint", true }, { "peer", true },
-                { "reason", true }, { "digest", true }, { "raw", true },
+                { "id", true, false }, { "received_at", true, false }, { "endpoint", true, false }, { "peer", true, false },
+                { "reason", true, true }, { "digest", true, false }, { "raw", true, true },
         };
         struct stmt s = { 0 };
         char id[24];
@@ -357,9 +357,9 @@ int
 query_stats(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
 {
         static const struct out_col cols[] = {
-                { "from", true }, { "to", true }, { "total", true }, { "queued", true }, { "sent", true },
-                { "failed", true }, { "deferred", true }, { "complaint", true }, { "click", true },
-                { "open", true }, { "unsubscribe", true }, { "other", true },
+                { "from", true, false }, { "to", false, false }, { "total", true, false }, { "queued", true, false }, { "sent", true, false },
+                { "failed", true, false }, { "deferred", true, false }, { "complaint", true, false }, { "click", true, false },
+                { "open", true, false }, { "unsubscribe", true, false }, { "other", true, false },
         };
         /* Each type's events in the range, through the (type, occurred_at)
          * index; the types themselves by a skip scan of that index. */

@@ -317,8 +317,8 @@ table_width(void)
         return 0;
 }
 
-static const struct out_col replay_cols[] = { { "moved", true }, { "kept", true } };
-static const struct out_col prune_cols[] = { { "before", true }, { "events", true }, { "messages", true } };
+static const struct out_col replay_cols[] = { { "moved", true, false }, { "kept", true, false } };
+static const struct out_col prune_cols[] = { { "before", true, false }, { "events", true, false }, { "messages", true, false } };
 
 /* The two writing commands go through the store, as the daemon does. */
 static int
