@@ -214,7 +214,7 @@ fill(struct store *s, unsigned long long events, unsigned long messages, unsigne
         while (done < events) {
                 b.len = 0;
                 buf_puts(&b, "[");
-                t0 = now - span + (int64_t) ((double) span * (double) m / (double) messages);
+                t0 = now - span + (int64_t) ((double) span * (double) done / (double) events);
                 /* About 1,000 events a job: many requests' worth in one batch. */
                 for (i = 0; i < 100 && done < events; i++, m++)
                         done += message(&b, "m", m, (unsigned) (messages / 5), t0, now, i == 0);

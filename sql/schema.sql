@@ -125,6 +125,16 @@ SELECT address,
                 OR (type = 'Failed' AND failure_type IN ('Permanent', 'Suppressed')))
          GROUP BY address);
 
+-- Events per hour of event time (UTC, "YYYY-MM-DDTHH") and type, kept by the
+-- writer in the transaction that stores the event and by retention as it
+-- deletes: slhookctl stats adds these up instead of counting events.
+CREATE TABLE event_counts (
+    hour            TEXT    NOT NULL,
+    type            TEXT    NOT NULL,
+    events          INTEGER NOT NULL,
+    PRIMARY KEY (hour, type)
+) WITHOUT ROWID;
+
 -- Authenticated payloads that could not become an event row, with the reason.
 CREATE TABLE quarantine (
     id              INTEGER PRIMARY KEY,

@@ -87,15 +87,22 @@ struct stmt {
         bool where;
 };
 
+/* Add a condition to the WHERE clause. */
+static void
+where(struct stmt *s, const char *sql)
+{
+        buf_printf(&s->sql, " %s %s", s->where ? "AND" : "WHERE", sql);
+        s->where = true;
+}
+
+/* Add a condition with one parameter, when the parameter is given. */
 static void
 cond(struct stmt *s, const char *sql, const char *param)
 {
-        if (param == NULL || (param[0] == '\0' && strchr(sql, '?')))
+        if (param == NULL || s->n == 8)
                 return;
-        buf_printf(&s->sql, " %s %s", s->where ? "AND" : "WHERE", sql);
-        s->where = true;
-        if (strchr(sql, '?') && s->n < 8)
-                s->params[s->n++] = param;
+        where(s, sql);
+        s->params[s->n++] = param;
 }
 
 /* Run s (a limit of 0 is none), writing its rows under cols. The SQL names
@@ -258,7 +265,7 @@ query_bounces(struct query *q, const struct query_args *a, struct out *o, bool *
         }
         buf_puts(&s.sql, "SELECT occurred_at, server_id, message_id, mailing_id, address, failure_type, "
                  "failure_code, reason, remote_mta, bounce_status, diagnostic_code FROM events");
-        cond(&s, "type = 'Failed' AND is_test = 0 AND failure_type IS NOT 'Suppressed'", "");
+        where(&s, "type = 'Failed' AND is_test = 0 AND failure_type IS NOT 'Suppressed'");
         common_filters(&s, a, "occurred_at", true);
         buf_puts(&s.sql, " ORDER BY occurred_at DESC, id DESC");
         return run(q, &s, cols, N(cols), a->limit, o, more, reterr);
@@ -323,7 +330,11 @@ query_quarantine_show(struct query *q, const struct query_args *a, struct out *o
         return r;
 }
 
-/* ---- stats: counts per type, pivoted into one row per period ---- */
+/* ---- stats: counts per type, pivoted into one row per period ----
+ *
+ * Whole hours come from event_counts (kept by the writer); only the parts
+ * of the range's first and last hour that the range cuts are counted from
+ * events, so the cost does not grow with the traffic. */
 
 static const char *const stat_types[] = {
         "Queued", "Sent", "Failed", "Deferred", "Complaint", "Click", "Open", "Unsubscribe",
@@ -331,100 +342,177 @@ static const char *const stat_types[] = {
 #define N_STAT (N(stat_types))
 
 struct bucket {
-        char key[TIME_ISO_LEN];
-        char first[TIME_ISO_LEN], last[TIME_ISO_LEN];
+        char key[TIME_ISO_LEN];         /* the hour's first 13, 10 or 0 characters */
+        char first[14], last[14];       /* hours seen */
         long long n[N_STAT + 2];        /* types, other, total */
 };
 
-/* The bounds of the period that key (a prefix of a time) names. */
-static void
-period(const struct bucket *b, const struct query_args *a, char from[TIME_ISO_LEN], char to[TIME_ISO_LEN])
-{
-        int64_t us;
+struct stats {
+        struct bucket *b;
+        size_t n;
+        size_t keylen;
+};
 
-        if (a->by == 0) {
-                snprintf(from, TIME_ISO_LEN, "%s", a->since[0] ? a->since : b->first);
-                snprintf(to, TIME_ISO_LEN, "%s", a->until[0] ? a->until : b->last);
-                return;
+static void
+stats_add(struct stats *st, const char *hour, const char *type, long long n)
+{
+        struct bucket *b = NULL;
+        size_t i, k;
+
+        for (i = st->n; i > 0; i--)
+                if (strncmp(st->b[i - 1].key, hour, st->keylen) == 0) {
+                        b = &st->b[i - 1];
+                        break;
+                }
+        if (b == NULL) {
+                st->b = xreallocarray(st->b, st->n + 1, sizeof(*st->b));
+                b = &st->b[st->n++];
+                memset(b, 0, sizeof(*b));
+                snprintf(b->key, sizeof(b->key), "%.*s", (int) st->keylen, hour);
         }
-        snprintf(from, TIME_ISO_LEN, "%s%s", b->key, a->by == 'h' ? ":00:00.000000Z" : "T00:00:00.000000Z");
-        if (event_parse_time(from, strlen(from), &us) < 0)
-                us = 0;
-        time_format_iso(us + (a->by == 'h' ? 3600LL : 86400LL) * 1000000, to);
+        for (k = 0; k < N_STAT && strcmp(type, stat_types[k]) != 0; k++)
+                ;
+        b->n[k] += n;
+        b->n[N_STAT + 1] += n;
+        if (b->first[0] == '\0' || strcmp(hour, b->first) < 0)
+                snprintf(b->first, sizeof(b->first), "%s", hour);
+        if (strcmp(hour, b->last) > 0)
+                snprintf(b->last, sizeof(b->last), "%s", hour);
+}
+
+/* Run sql (rows: hour, type, count) with the range [from, to) bound. */
+static int
+stats_sql(struct query *q, const char *sql, const char *from, const char *to, struct stats *st, char **reterr)
+{
+        sqlite3_stmt *s;
+        int rc;
+
+        if (sqlite3_prepare_v2(q->db, sql, -1, &s, NULL) != SQLITE_OK) {
+                *reterr = xasprintf("%s: query failed: %s", q->path, sqlite3_errmsg(q->db));
+                return -EIO;
+        }
+        sqlite3_bind_text(s, 1, from, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, to, -1, SQLITE_STATIC);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                const char *hour = (const char *) sqlite3_column_text(s, 0);
+                const char *type = (const char *) sqlite3_column_text(s, 1);
+
+                if (hour && type && strlen(hour) == 13)
+                        stats_add(st, hour, type, sqlite3_column_int64(s, 2));
+        }
+        sqlite3_finalize(s);
+        if (rc != SQLITE_DONE) {
+                *reterr = xasprintf("%s: query failed: %s", q->path, sqlite3_errmsg(q->db));
+                return -EIO;
+        }
+        return 0;
+}
+
+/* The hour of t ("YYYY-MM-DDTHH"), and whether t is its first instant. */
+static bool
+hour_of(const char *t, char hour[14])
+{
+        snprintf(hour, 14, "%.13s", t);
+        return strcmp(t + 13, ":00:00.000000Z") == 0;
+}
+
+static void
+next_hour(const char *hour, char out[TIME_ISO_LEN])
+{
+        char *t = xasprintf("%s:00:00Z", hour);
+        int64_t us = 0;
+
+        (void) event_parse_time(t, strlen(t), &us);
+        time_format_iso(us + 3600LL * 1000000, out);
+        free(t);
+}
+
+static int
+bucket_cmp(const void *a, const void *b)
+{
+        return strcmp(((const struct bucket *) a)->key, ((const struct bucket *) b)->key);
 }
 
 int
 query_stats(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
 {
         static const struct out_col cols[] = {
-                { "from", true, false }, { "to", false, false }, { "total", true, false }, { "queued", true, false }, { "sent", true, false },
-                { "failed", true, false }, { "deferred", true, false }, { "complaint", true, false }, { "click", true, false },
+                { "from", true, false }, { "to", false, false }, { "total", true, false },
+                { "queued", true, false }, { "sent", true, false }, { "failed", true, false },
+                { "deferred", true, false }, { "complaint", true, false }, { "click", true, false },
                 { "open", true, false }, { "unsubscribe", true, false }, { "other", true, false },
         };
-        /* Each type's events in the range, through the (type, occurred_at)
+        static const char whole_sql[] =
+                "SELECT hour, type, events FROM event_counts WHERE hour >= ?1 AND hour < ?2 AND events > 0";
+        /* Each type's events in [?1, ?2) through the (type, occurred_at)
          * index; the types themselves by a skip scan of that index. */
-        static const char sql[] =
+        static const char part_sql[] =
                 "WITH RECURSIVE t(type) AS ("
                 " SELECT min(type) FROM events"
                 " UNION ALL SELECT (SELECT min(type) FROM events WHERE type > t.type) FROM t WHERE t.type IS NOT NULL)"
-                " SELECT t.type, substr(e.occurred_at, 1, ?3) AS bucket, count(*), min(e.occurred_at),"
-                " max(e.occurred_at) FROM t JOIN events e ON e.type = t.type"
+                " SELECT substr(e.occurred_at, 1, 13), t.type, count(*) FROM t JOIN events e ON e.type = t.type"
                 " WHERE t.type IS NOT NULL AND e.occurred_at >= ?1 AND e.occurred_at < ?2"
-                " GROUP BY bucket, t.type ORDER BY bucket";
-        struct bucket *b = NULL;
-        size_t nb = 0, i, k;
-        sqlite3_stmt *st;
-        int rc, rows = 0;
+                " GROUP BY 1, 2";
+        struct stats st = { .keylen = a->by == 'h' ? 13 : a->by == 'd' ? 10 : 0 };
+        char hs[14] = "", he[14] = "9", h[14], edge[TIME_ISO_LEN];
+        const char *until = a->until[0] ? a->until : "9";
+        bool s_aligned = true, u_aligned = true;
+        size_t i, k;
+        int r = 0, rows = 0;
 
         *more = false;
-        if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK) {
-                *reterr = xasprintf("%s: query failed: %s", q->path, sqlite3_errmsg(q->db));
-                return -EIO;
-        }
-        sqlite3_bind_text(st, 1, a->since, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, a->until[0] ? a->until : "9", -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 3, a->by == 'h' ? 13 : a->by == 'd' ? 10 : 0);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                const char *type = (const char *) sqlite3_column_text(st, 0);
-                const char *key = (const char *) sqlite3_column_text(st, 1);
-                const char *first = (const char *) sqlite3_column_text(st, 3);
-                const char *last = (const char *) sqlite3_column_text(st, 4);
-                long long n = sqlite3_column_int64(st, 2);
-
-                if (nb == 0 || strcmp(b[nb - 1].key, key ? key : "") != 0) {
-                        b = xreallocarray(b, nb + 1, sizeof(*b));
-                        memset(&b[nb], 0, sizeof(*b));
-                        snprintf(b[nb].key, TIME_ISO_LEN, "%s", key ? key : "");
-                        nb++;
+        if (a->since[0]) {
+                s_aligned = hour_of(a->since, hs);
+                if (!s_aligned) {
+                        /* The cut first hour, counted exactly. */
+                        next_hour(hs, edge);
+                        r = stats_sql(q, part_sql, a->since, strcmp(edge, until) < 0 ? edge : until, &st, reterr);
+                        snprintf(hs, sizeof(hs), "%.13s", edge);
                 }
-                for (k = 0; k < N_STAT && strcmp(type, stat_types[k]) != 0; k++)
-                        ;
-                b[nb - 1].n[k] += n;
-                b[nb - 1].n[N_STAT + 1] += n;
-                if (first && (b[nb - 1].first[0] == '\0' || strcmp(first, b[nb - 1].first) < 0))
-                        snprintf(b[nb - 1].first, TIME_ISO_LEN, "%s", first);
-                if (last && strcmp(last, b[nb - 1].last) > 0)
-                        snprintf(b[nb - 1].last, TIME_ISO_LEN, "%s", last);
         }
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE) {
-                *reterr = xasprintf("%s: query failed: %s", q->path, sqlite3_errmsg(q->db));
-                free(b);
-                return -EIO;
+        if (r == 0 && a->until[0]) {
+                u_aligned = hour_of(a->until, he);
+                /* The cut last hour, unless the first one already covered it. */
+                if (!u_aligned && strcmp(he, hs) >= 0) {
+                        snprintf(edge, sizeof(edge), "%s:00:00.000000Z", he);
+                        r = stats_sql(q, part_sql, strcmp(edge, a->since) > 0 ? edge : a->since, a->until,
+                                      &st, reterr);
+                }
         }
+        if (r == 0 && strcmp(hs, he) < 0)
+                r = stats_sql(q, whole_sql, hs, he, &st, reterr);
+        if (r < 0) {
+                free(st.b);
+                return r;
+        }
+        qsort(st.b, st.n, sizeof(*st.b), bucket_cmp);
         out_columns(o, cols, N(cols));
-        for (i = 0; i < nb && (a->limit <= 0 || (long) i < a->limit); i++) {
+        for (i = 0; i < st.n && (a->limit <= 0 || (long) i < a->limit); i++) {
                 char from[TIME_ISO_LEN], to[TIME_ISO_LEN], num[N_STAT + 2][24];
                 const char *vals[N(cols)];
                 bool isnum[N(cols)];
 
-                period(&b[i], a, from, to);
+                /* A period's bounds: its hour or day, or the range asked for
+                 * (else the hours that have events). */
+                snprintf(h, sizeof(h), "%s", st.b[i].first);
+                if (st.keylen == 10)
+                        snprintf(h, sizeof(h), "%.10sT00", st.b[i].first);
+                snprintf(from, sizeof(from), "%s:00:00.000000Z", h);
+                if (st.keylen == 0 && a->since[0])
+                        snprintf(from, sizeof(from), "%s", a->since);
+                if (st.keylen == 10) {
+                        snprintf(h, sizeof(h), "%.10sT23", st.b[i].first);
+                        next_hour(h, to);
+                } else
+                        next_hour(st.keylen == 13 ? st.b[i].first : st.b[i].last, to);
+                if (st.keylen == 0 && a->until[0])
+                        snprintf(to, sizeof(to), "%s", a->until);
                 vals[0] = from;
                 vals[1] = to;
                 isnum[0] = isnum[1] = false;
-                snprintf(num[0], sizeof(num[0]), "%lld", b[i].n[N_STAT + 1]);
+                snprintf(num[0], sizeof(num[0]), "%lld", st.b[i].n[N_STAT + 1]);
                 for (k = 0; k <= N_STAT; k++)
-                        snprintf(num[k + 1], sizeof(num[k + 1]), "%lld", b[i].n[k]);
+                        snprintf(num[k + 1], sizeof(num[k + 1]), "%lld", st.b[i].n[k]);
                 for (k = 0; k < N_STAT + 2; k++) {
                         vals[k + 2] = num[k];
                         isnum[k + 2] = true;
@@ -432,8 +520,8 @@ query_stats(struct query *q, const struct query_args *a, struct out *o, bool *mo
                 out_row(o, vals, isnum);
                 rows++;
         }
-        *more = i < nb;
-        free(b);
+        *more = i < st.n;
+        free(st.b);
         return rows;
 }
 

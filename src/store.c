@@ -27,7 +27,7 @@ extern const unsigned store_n_migrations;
 enum {
         ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_EVENT, ST_QUARANTINE, ST_VALIDATION,
         ST_MSG_BY_MESSAGE, ST_MSG_BY_MAILING, ST_MSG_INSERT, ST_MSG_UPDATE, ST_MSG_DELETE, ST_EVENT_MESSAGE,
-        ST_PRUNE_EVENTS, ST_PRUNE_MESSAGES, ST_PRUNE_CURSOR,
+        ST_COUNT_ADD, ST_PRUNE_COUNTS, ST_PRUNE_ZERO, ST_PRUNE_EVENTS, ST_PRUNE_MESSAGES, ST_PRUNE_CURSOR,
         ST_COUNT
 };
 
@@ -208,8 +208,18 @@ prepare(struct store *s, char **reterr)
                                   "last_validation_peer = excluded.last_validation_peer",
                 [ST_MSG_DELETE] = "DELETE FROM messages WHERE id = ?",
                 [ST_EVENT_MESSAGE] = "UPDATE events SET message = ? WHERE id = ?",
+                [ST_COUNT_ADD] = "INSERT INTO event_counts (hour, type, events) VALUES (substr(?1, 1, 13), ?2, 1) "
+                                 "ON CONFLICT (hour, type) DO UPDATE SET events = events + 1",
+                /* The same batch as ST_PRUNE_EVENTS, taken off the counts first. */
+                [ST_PRUNE_COUNTS] = "UPDATE event_counts SET events = events - d.n FROM "
+                                    "(SELECT substr(occurred_at, 1, 13) AS h, type AS t, count(*) AS n FROM events "
+                                    " WHERE id IN (SELECT id FROM events WHERE received_at < ?1 "
+                                    "              ORDER BY received_at, id LIMIT ?2) "
+                                    " AND occurred_at IS NOT NULL GROUP BY h, t) AS d "
+                                    "WHERE event_counts.hour = d.h AND event_counts.type = d.t",
+                [ST_PRUNE_ZERO] = "DELETE FROM event_counts WHERE events <= 0",
                 [ST_PRUNE_EVENTS] = "DELETE FROM events WHERE id IN "
-                                    "(SELECT id FROM events WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)",
+                                    "(SELECT id FROM events WHERE received_at < ?1 ORDER BY received_at, id LIMIT ?2)",
                 /* messages has no index on updated_at (every event would move
                  * an entry of it): retention walks the table by id instead. */
                 [ST_PRUNE_MESSAGES] = "DELETE FROM messages WHERE id IN (SELECT id FROM messages "
@@ -451,6 +461,12 @@ store_mail(struct store *s, const struct store_job *job, const struct event *ev)
         }
         if ((n = run(s, st)) < 0)
                 goto out;
+        if (n == 1 && ev->occurred_at[0]) {
+                bind_text(s->st[ST_COUNT_ADD], 1, ev->occurred_at);
+                bind_text(s->st[ST_COUNT_ADD], 2, ev->type);
+                if (run(s, s->st[ST_COUNT_ADD]) < 0)
+                        n = -1;
+        }
         if (n == 1 && id > 0 && !created && message_update(s, ev, &m, id, job->received_at) < 0)
                 n = -1;
         if (n == 0 && created) {
@@ -662,7 +678,7 @@ prune_cursor(struct store *s, sqlite3_int64 *next, bool *wrapped)
 int
 store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t *ret_messages)
 {
-        sqlite3_stmt *ev = s->st[ST_PRUNE_EVENTS], *msg = s->st[ST_PRUNE_MESSAGES];
+        sqlite3_stmt *ev = s->st[ST_PRUNE_EVENTS], *msg = s->st[ST_PRUNE_MESSAGES], *cnt = s->st[ST_PRUNE_COUNTS];
         sqlite3_int64 next = 0;
         bool wrapped = true;
         int ne, nm;
@@ -670,12 +686,15 @@ store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t 
         *ret_events = *ret_messages = 0;
         if (run(s, s->st[ST_BEGIN]) < 0)
                 return -EIO;
+        bind_text(cnt, 1, before);
+        sqlite3_bind_int(cnt, 2, PRUNE_BATCH);
         bind_text(ev, 1, before);
         sqlite3_bind_int(ev, 2, PRUNE_BATCH);
         bind_text(msg, 1, before);
         sqlite3_bind_int(msg, 2, PRUNE_BATCH);
         sqlite3_bind_int64(msg, 3, s->prune_cursor);
-        if ((ne = run(s, ev)) < 0 || prune_cursor(s, &next, &wrapped) < 0 || (nm = run(s, msg)) < 0 ||
+        if (run(s, cnt) < 0 || (ne = run(s, ev)) < 0 || (ne > 0 && run(s, s->st[ST_PRUNE_ZERO]) < 0) ||
+            prune_cursor(s, &next, &wrapped) < 0 || (nm = run(s, msg)) < 0 ||
             run(s, s->st[ST_COMMIT]) < 0) {
                 if (!sqlite3_get_autocommit(s->db))
                         (void) run(s, s->st[ST_ROLLBACK]);

@@ -111,6 +111,18 @@ assert_rows(const char *sql, const char *want)
         free(got);
 }
 
+/* event_counts agrees with events, hour by hour. */
+static void
+assert_counts(void)
+{
+        char *want = rows("SELECT substr(occurred_at, 1, 13), type, count(*) FROM events "
+                          "WHERE occurred_at IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2");
+
+        assert_rows("SELECT hour, type, events FROM event_counts WHERE events > 0 ORDER BY 1, 2", want);
+        ck_assert_int_gt(strlen(want), 0);
+        free(want);
+}
+
 #define BOUNCES "SELECT server_id, message_id, mailing_id, address, sent_at, failed_at, delay_seconds, " \
                 "failure_type, failure_code, reason FROM async_bounces ORDER BY failed_at, message_id"
 
@@ -174,6 +186,7 @@ START_TEST(test_duplicates)
         assert_rows(BOUNCES, one_bounce);
         ck_assert_int_eq(query("SELECT count(*) FROM events"), 2);
         ck_assert_int_eq(query("SELECT events FROM messages"), 2);
+        assert_counts();        /* redeliveries are not counted */
 }
 END_TEST
 
@@ -311,6 +324,7 @@ START_TEST(test_any_order_same_row)
                          "2025-03-04T13:00:00.000000Z|2025-03-04T12:00:00.000000Z|1|2025-03-04T12:30:00.000000Z|1|NULL\n");
         free(first);
         ck_assert_int_eq(query("SELECT count(*) FROM async_bounces"), ROUNDS);
+        assert_counts();
 }
 END_TEST
 
@@ -348,6 +362,8 @@ START_TEST(test_prune)
         ck_assert_int_eq(query("SELECT count(*) FROM events"), 1);
         ck_assert_int_eq(store_prune(st, "2025-03-05T00:00:00Z", &ne, &nm), 0);
         ck_assert_int_eq(ne + nm, 0);
+        assert_counts();        /* the pruned events are no longer counted */
+        ck_assert_int_eq(query("SELECT count(*) FROM event_counts"), 1);
 }
 END_TEST
 

@@ -235,6 +235,32 @@ START_TEST(test_stats_and_suppressions)
                          "\"total\":2,\"queued\":1,\"sent\":1,\"failed\":0,\"deferred\":0,\"complaint\":0,"
                          "\"click\":0,\"open\":0,\"unsubscribe\":0,\"other\":0}\n");
         ctl_done(&c);
+        /* Cut hours at both ends are counted exactly: 08:15:41 and 09:00 only. */
+        c = ctl("-d '%s' stats --since 2025-03-04T08:15:20Z --until 2025-03-04T10:00:00Z -f csv", d.db);
+        ASSERT_OK(c);
+        ck_assert_str_eq(c.out,
+                         "from,to,total,queued,sent,failed,deferred,complaint,click,open,unsubscribe,other\n"
+                         "2025-03-04T08:15:20.000000Z,2025-03-04T10:00:00.000000Z,2,0,2,0,0,0,0,0,0,0\n");
+        ctl_done(&c);
+        c = ctl("-d '%s' stats --since 2025-03-04T08:15:20Z --until 2025-03-04T08:15:50Z -f csv", d.db);
+        ASSERT_OK(c);
+        ck_assert_ptr_nonnull(strstr(c.out, "Z,1,0,1,0,"));
+        ctl_done(&c);
+        c = ctl("-d '%s' stats --since 2025-03-04T08:15:20Z --until 2025-03-04T10:00:01Z --by hour -f csv", d.db);
+        ASSERT_OK(c);
+        ck_assert_str_eq(c.out,
+                         "from,to,total,queued,sent,failed,deferred,complaint,click,open,unsubscribe,other\n"
+                         "2025-03-04T08:00:00.000000Z,2025-03-04T09:00:00.000000Z,1,0,1,0,0,0,0,0,0,0\n"
+                         "2025-03-04T09:00:00.000000Z,2025-03-04T10:00:00.000000Z,1,0,1,0,0,0,0,0,0,0\n"
+                         "2025-03-04T10:00:00.000000Z,2025-03-04T11:00:00.000000Z,1,0,0,0,0,0,1,0,0,0\n");
+        ctl_done(&c);
+        /* No range: every hour with events. */
+        c = ctl("-d '%s' stats -f csv", d.db);
+        ASSERT_OK(c);
+        ck_assert_str_eq(c.out,
+                         "from,to,total,queued,sent,failed,deferred,complaint,click,open,unsubscribe,other\n"
+                         "2025-03-04T08:00:00.000000Z,2025-03-06T09:00:00.000000Z,5,1,2,1,0,0,1,0,0,0\n");
+        ctl_done(&c);
         c = ctl("-d '%s' suppressions -f csv", d.db);
         ASSERT_OK(c);
         ck_assert_str_eq(c.out,

@@ -145,6 +145,7 @@ START_TEST(test_migrate_from_v1)
         ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM events"), 4);
         ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM messages WHERE is_test = 0"), 2);
         ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM events WHERE message IS NULL"), 0);
+        ck_assert_int_eq(t_query(v1, "SELECT sum(events) FROM event_counts"), 4);
         ck_assert_int_eq(t_query(v1, "SELECT delay_seconds FROM async_bounces WHERE message_id = 'o1'"), 175459);
         ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM events WHERE address = 'bob@EXAMPLE.org'"), 2);
         /* The upgraded schema is the fresh one, statement for statement. */

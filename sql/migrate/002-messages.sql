@@ -136,4 +136,13 @@ SELECT address,
                 OR (type = 'Failed' AND failure_type IN ('Permanent', 'Suppressed')))
          GROUP BY address);
 
+CREATE TABLE event_counts (
+    hour            TEXT    NOT NULL,
+    type            TEXT    NOT NULL,
+    events          INTEGER NOT NULL,
+    PRIMARY KEY (hour, type)
+) WITHOUT ROWID;
+INSERT INTO event_counts (hour, type, events)
+SELECT substr(occurred_at, 1, 13), type, count(*) FROM events WHERE occurred_at IS NOT NULL GROUP BY 1, 2;
+
 PRAGMA user_version = 2;
