@@ -193,15 +193,28 @@ event_select(struct stmt *s)
                  "is_test, peer FROM events");
 }
 
+/* --since/--until on column col. */
+static void
+range(struct stmt *s, const char *col, const struct query_args *a)
+{
+        char sql[64];
+
+        if (a->since[0]) {
+                snprintf(sql, sizeof(sql), "%s >= ?", col);
+                cond(s, sql, a->since);
+        }
+        if (a->until[0]) {
+                snprintf(sql, sizeof(sql), "%s < ?", col);
+                cond(s, sql, a->until);
+        }
+}
+
 /* Filters on events go through messages for the address and the message id
  * (events has no index of either: see sql/schema.sql); on messages and its
  * views they apply directly. */
 static void
 common_filters(struct stmt *s, const struct query_args *a, const char *time_col, bool events)
 {
-        char *since = a->since[0] ? xasprintf("%s >= ?", time_col) : NULL;
-        char *until = a->until[0] ? xasprintf("%s < ?", time_col) : NULL;
-
         if (events) {
                 cond(s, "message IN (SELECT id FROM messages WHERE address = ?)", a->address);
                 cond(s, "message IN (SELECT id FROM messages WHERE message_id = ?)", a->message_id);
@@ -210,12 +223,7 @@ common_filters(struct stmt *s, const struct query_args *a, const char *time_col,
                 cond(s, "message_id = ?", a->message_id);
         }
         cond(s, "mailing_id = ?", a->mailing_id);
-        if (since)
-                cond(s, since, a->since);
-        if (until)
-                cond(s, until, a->until);
-        free(since);
-        free(until);
+        range(s, time_col, a);
 }
 
 int
@@ -283,10 +291,7 @@ query_suppressions(struct query *q, const struct query_args *a, struct out *o, b
         buf_puts(&s.sql, "SELECT address, reasons, since, bounced_at, complained_at, unsubscribed_at "
                  "FROM suppressions");
         cond(&s, "address = ?", a->address);
-        if (a->since[0])
-                cond(&s, "since >= ?", a->since);
-        if (a->until[0])
-                cond(&s, "since < ?", a->until);
+        range(&s, "since", a);
         buf_puts(&s.sql, " ORDER BY since DESC, address");
         return run(q, &s, cols, N(cols), a->limit, o, more, reterr);
 }
@@ -295,15 +300,13 @@ int
 query_quarantine_list(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
 {
         static const struct out_col cols[] = {
-                { "id", true, false }, { "received_at", true, false }, { "endpoint", true, false }, { "peer", true, false }, { "reason", true, true },
+                { "id", true, false }, { "received_at", true, false }, { "endpoint", true, false },
+                { "peer", true, false }, { "reason", true, true },
         };
         struct stmt s = { 0 };
 
         buf_puts(&s.sql, "SELECT id, received_at, endpoint, peer, reason FROM quarantine");
-        if (a->since[0])
-                cond(&s, "received_at >= ?", a->since);
-        if (a->until[0])
-                cond(&s, "received_at < ?", a->until);
+        range(&s, "received_at", a);
         buf_puts(&s.sql, " ORDER BY id DESC");
         return run(q, &s, cols, N(cols), a->limit, o, more, reterr);
 }
