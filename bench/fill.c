@@ -175,10 +175,12 @@ message(struct buf *b, const char *label, unsigned long m, unsigned addresses, i
 
 #define EMIT(type, when, async) \
         do { \
+                int64_t at_ = (when); \
                 if (!first || n) \
                         buf_puts(b, ","); \
-                event_json(b, type, label, m, a, \
-                           live ? time_now_us() - 1000LL * below(5000) : (when) < now ? (when) : now, async); \
+                if (live) \
+                        at_ = time_now_us() - 1000LL * below(5000); \
+                event_json(b, type, label, m, a, live || at_ < now ? at_ : now, async); \
                 n++; \
         } while (0)
         EMIT(T_QUEUED, t, false);
