@@ -333,6 +333,20 @@ query_quarantine_show(struct query *q, const struct query_args *a, struct out *o
         return r;
 }
 
+int
+query_status(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
+{
+        static const struct out_col cols[] = {
+                { "endpoint", true, false }, { "last_validation_at", true, false },
+                { "last_validation_peer", true, false },
+        };
+        struct stmt s = { 0 };
+
+        buf_puts(&s.sql, "SELECT endpoint, last_validation_at, last_validation_peer FROM webhook_status "
+                 "ORDER BY endpoint");
+        return run(q, &s, cols, N(cols), a->limit, o, more, reterr);
+}
+
 /* ---- stats: counts per type, pivoted into one row per period ----
  *
  * Whole hours come from event_counts (kept by the writer); only the parts

@@ -56,6 +56,7 @@ static const struct command {
         { "quarantine", "list", O_SINCE | O_UNTIL | O_LIMIT, query_quarantine_list, 100 },
         { "quarantine", "show", 0, query_quarantine_show, 0 },
         { "quarantine", "replay", 0, NULL, 0 },
+        { "status", NULL, 0, query_status, 0 },
         { "prune", NULL, O_BEFORE, NULL, 0 },
 };
 
@@ -81,6 +82,7 @@ usage(FILE *f)
                 "  stats         [--since TIME] [--until TIME] [--by hour|day]\n"
                 "  suppressions  [--address A] [--since TIME] [--until TIME] [--limit N]\n"
                 "  quarantine    [list [--since TIME] [--limit N] | show ID | replay]\n"
+                "  status        what each webhook endpoint last went through (validation)\n"
                 "  prune         --before TIME   delete events received before TIME\n\n"
                 "Options:\n"
                 "  -c, --config CONF   read the database path from slhookd's configuration\n"

@@ -372,6 +372,26 @@ START_TEST(test_prune_and_empty)
 }
 END_TEST
 
+#define STATUS_HEAD "{\"endpoint\":\"main\",\"last_validation_at\":\"20"
+
+START_TEST(test_status)
+{
+        struct ctl c;
+
+        daemon_start("", "");
+        c = ctl("-d '%s' status -f csv", d.db);
+        ASSERT_OK(c);
+        ck_assert_str_eq(c.out, "endpoint,last_validation_at,last_validation_peer\n");
+        ctl_done(&c);
+        expect_file("validation.json", 200);
+        c = ctl("-d '%s' status -f json", d.db);
+        ASSERT_OK(c);
+        ck_assert_msg(strncmp(c.out, STATUS_HEAD, strlen(STATUS_HEAD)) == 0, "%s", c.out);
+        ck_assert_ptr_nonnull(strstr(c.out, "\"last_validation_peer\":\"127.0.0.1\"}\n"));
+        ctl_done(&c);
+}
+END_TEST
+
 START_TEST(test_limit)
 {
         struct ctl c;
@@ -527,6 +547,7 @@ main(void)
         tcase_add_test(tc, test_relative_times);
         tcase_add_test(tc, test_quarantine_commands);
         tcase_add_test(tc, test_prune_and_empty);
+        tcase_add_test(tc, test_status);
         tcase_add_test(tc, test_limit);
         tcase_add_test(tc, test_errors);
         tcase_add_test(tc, test_config_without_secret_access);
