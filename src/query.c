@@ -502,7 +502,8 @@ query_stats(struct query *q, const struct query_args *a, struct out *o, bool *mo
                 free(st.b);
                 return r;
         }
-        qsort(st.b, st.n, sizeof(*st.b), bucket_cmp);
+        if (st.n > 1)
+                qsort(st.b, st.n, sizeof(*st.b), bucket_cmp);
         out_columns(o, cols, N(cols));
         for (i = 0; i < st.n && (a->limit <= 0 || (long) i < a->limit); i++) {
                 char from[TIME_ISO_LEN], to[TIME_ISO_LEN], num[N_STAT + 2][24];
