@@ -93,7 +93,8 @@ init_dir(const char *prog, const char *dir)
 {
         char *cert = xasprintf("%s/cert.pem", dir), *key = xasprintf("%s/key.pem", dir);
         char *secret = xasprintf("%s/secret", dir), *conf = xasprintf("%s/slhookd.conf", dir);
-        char *err = NULL, s[33];
+        char *err = NULL, *ctl = NULL, s[33];
+        const char *slash;
         int r = 0;
 
         if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
@@ -143,6 +144,15 @@ init_dir(const char *prog, const char *dir)
                         goto fail;
                 }
         }
+        /* slhookctl beside this slhookd (the build tree), else on PATH. */
+        slash = strrchr(prog, '/');
+        ctl = slash ? xasprintf("%.*s/slhookctl", (int) (slash - prog), prog) : NULL;
+        if (ctl && access(ctl, X_OK) < 0) {
+                free(ctl);
+                ctl = NULL;
+        }
+        if (ctl == NULL)
+                ctl = xstrdup("slhookctl");
         printf("slhookd: %s/ holds cert.pem, key.pem, secret and slhookd.conf\n\n"
                "Start it:\n"
                "  %s -c %s\n\n"
@@ -154,8 +164,9 @@ init_dir(const char *prog, const char *dir)
                "\"Response\":\"250 2.0.0 OK\",\"SecretKey\":\"'\"$(cat %s)\"'\"}'\n\n"
                "See it stored:\n"
                "  sqlite3 -header -column %s/events.db "
-               "'SELECT id, received_at, type, message_id, address FROM events'\n",
-               dir, prog, conf, cert, secret, dir);
+               "'SELECT id, received_at, type, message_id, address FROM events'\n"
+               "  %s -c %s timeline --message-id hello-1\n",
+               dir, prog, conf, cert, secret, dir, ctl, conf);
         goto out;
 fail:
         fprintf(stderr, "slhookd: %s\n", err);
@@ -165,6 +176,7 @@ out:
         free(key);
         free(secret);
         free(conf);
+        free(ctl);
         return r;
 }
 

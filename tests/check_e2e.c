@@ -540,6 +540,8 @@ START_TEST(test_init_dir)
         ck_assert_int_eq(run(args, &out), 0);
         ck_assert_ptr_nonnull(strstr(out, "curl --cacert"));
         ck_assert_ptr_nonnull(strstr(out, "sqlite3"));
+        /* slhookctl beside the slhookd that ran (the build tree). */
+        ck_assert_ptr_nonnull(strstr(out, SLHOOKCTL_BIN " -c "));
         free(out);
         /* Idempotent: run again, keep what is there. */
         ck_assert_int_eq(run(args, &out), 0);
