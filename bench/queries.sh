@@ -63,6 +63,7 @@ events=$(sqlite3 "$DB" "SELECT max(id) FROM events")
 messages=$(sqlite3 "$DB" "SELECT max(id) FROM messages")
 msg=$(sqlite3 "$DB" "SELECT message_id FROM messages WHERE id >= $messages / 2 AND message_id IS NOT NULL LIMIT 1")
 addr=$(sqlite3 "$DB" "SELECT address FROM messages WHERE id >= $messages / 3 LIMIT 1")
+mailing=$(sqlite3 "$DB" "SELECT mailing_id FROM messages WHERE id >= $messages / 4 AND mailing_id IS NOT NULL LIMIT 1")
 size=$(du -m "$DB" | cut -f1)
 
 echo "kind,name,value,rows" > "$CSV"
@@ -70,6 +71,7 @@ echo "database: $DB, $events events, $messages messages, $size MiB; $(nproc) CPU
 echo
 time_query "timeline of one message" timeline --message-id "$msg"
 time_query "events of one address" events --address "$addr"
+time_query "events of one mailing" events --mailing-id "$mailing"
 time_query "async bounces of the last day" bounces --async --since 1d
 time_query "stats of the last day" stats --since 1d
 time_query "stats of the last day by hour" stats --since 1d --by hour

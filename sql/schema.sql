@@ -51,7 +51,7 @@ CREATE TABLE events (
 CREATE INDEX events_received_at ON events (received_at);
 CREATE INDEX events_occurred_at ON events (occurred_at);
 CREATE INDEX events_type_occurred_at ON events (type, occurred_at);
-CREATE INDEX events_mailing_id ON events (mailing_id);
+CREATE INDEX events_mailing_id ON events (mailing_id, occurred_at);
 CREATE INDEX events_message ON events (message);
 
 -- The latest state of each message, kept by the writer in the transaction that
