@@ -146,11 +146,21 @@ CREATE TABLE quarantine (
     digest          TEXT    NOT NULL UNIQUE
 );
 
--- What happened to each webhook endpoint.
+-- What happened to each webhook endpoint: the last Validation handshake, and
+-- what the management thread last did through the SocketLabs API.
 CREATE TABLE webhook_status (
     endpoint              TEXT PRIMARY KEY,
     last_validation_at    TEXT,
-    last_validation_peer  TEXT
+    last_validation_peer  TEXT,
+    webhook_id            TEXT,       -- the webhook at SocketLabs
+    registered_at         TEXT,       -- when it was last found or created
+    last_test_at          TEXT,       -- when the last self-test ended
+    last_test_result      TEXT,       -- passed | failed
+    last_test_step        TEXT,       -- register | secret | perform-test | wait: where it ended
+    last_test_http_status INTEGER,    -- of the last API call
+    last_test_rtt_ms      REAL,       -- perform-test called to the test event stored
+    last_error            TEXT,       -- why it failed; NULL when it passed
+    last_passed_at        TEXT
 );
 
 PRAGMA user_version = 2;

@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,15 @@ struct http {
         atomic_bool draining;
         atomic_ullong refused;
         atomic_llong refused_logged_at;
+
+        /* A secret per endpoint set while running (http_set_secret), and
+         * the ones it replaced, freed at the end. */
+        _Atomic(char *) *extra;
+        pthread_mutex_t retired_lock;
+        char **retired;
+        size_t n_retired;
+
+        atomic_ullong test_stored, test_refused;
 };
 
 enum req_state { REQ_READING, REQ_WAITING, REQ_ANSWERED };
@@ -136,8 +146,9 @@ reply_error(struct req *r, unsigned status, const char *msg)
 
 /* Compare against every secret of the endpoint, never stopping early. */
 static bool
-secret_ok(const struct cfg_endpoint *ep, const struct event *ev)
+secret_ok(struct http *h, const struct cfg_endpoint *ep, const struct event *ev)
 {
+        const char *extra = atomic_load(&h->extra[ep - h->cfg->endpoints]);
         bool ok = false;
         size_t i;
 
@@ -145,7 +156,20 @@ secret_ok(const struct cfg_endpoint *ep, const struct event *ev)
                 return false;
         for (i = 0; i < ep->n_secrets; i++)
                 ok |= str_eq_ct(ev->secret, ev->secret_len, ep->secrets[i], strlen(ep->secrets[i]));
+        if (extra)
+                ok |= str_eq_ct(ev->secret, ev->secret_len, extra, strlen(extra));
         return ok;
+}
+
+static bool
+has_test_event(const struct event_batch *b)
+{
+        size_t i;
+
+        for (i = 0; i < b->n; i++)
+                if (b->v[i].is_test)
+                        return true;
+        return false;
 }
 
 /* Writer thread: the job's transaction ended; wake its connection. */
@@ -154,6 +178,8 @@ job_done(struct store_job *job)
 {
         struct req *r = job->userdata;
 
+        if (job->result == 0 && has_test_event(&r->batch))
+                atomic_fetch_add(&r->h->test_stored, 1);
         MHD_resume_connection(r->conn);
 }
 
@@ -216,8 +242,11 @@ process(struct req *r)
                 return ret;
         }
         for (i = 0; i < r->batch.n; i++)
-                if (!secret_ok(r->ep, &r->batch.v[i]))
+                if (!secret_ok(h, r->ep, &r->batch.v[i])) {
+                        if (has_test_event(&r->batch))
+                                atomic_fetch_add(&h->test_refused, 1);
                         return reply_error(r, MHD_HTTP_UNAUTHORIZED, "SecretKey missing or wrong");
+                }
         for (i = 0; i < r->batch.n; i++) {
                 struct event *ev = &r->batch.v[i];
 
@@ -412,11 +441,14 @@ http_start(const struct cfg *cfg, const struct tls_creds *tls, struct store *sto
         socklen_t sl = sizeof(ss);
 
         h->cfg = cfg;
+        h->extra = xcalloc(cfg->n_endpoints, sizeof(*h->extra));
+        pthread_mutex_init(&h->retired_lock, NULL);
         h->store = store;
         h->fd = listen_fd >= 0 ? listen_fd : bind_listen(cfg, reterr);
         if (h->fd < 0) {
                 int r = h->fd;
 
+                free(h->extra);
                 free(h);
                 return r;
         }
@@ -443,6 +475,7 @@ http_start(const struct cfg *cfg, const struct tls_creds *tls, struct store *sto
                                     h->port);
                 if (listen_fd < 0)
                         close(h->fd);
+                free(h->extra);
                 free(h);
                 return -EIO;
         }
@@ -473,12 +506,55 @@ http_in_flight(const struct http *h)
 struct http *
 http_stop(struct http *h)
 {
+        size_t i;
+
         if (h == NULL)
                 return NULL;
+
         MHD_stop_daemon(h->mhd);
         /* A quiesced daemon leaves the listening socket to us. */
         if (atomic_load(&h->draining))
                 close(h->fd);
+        for (i = 0; i < h->cfg->n_endpoints; i++) {
+                char *s = atomic_load(&h->extra[i]);
+
+                if (s)
+                        freezero(s, strlen(s));
+        }
+        for (i = 0; i < h->n_retired; i++)
+                freezero(h->retired[i], strlen(h->retired[i]));
+        free(h->retired);
+        free(h->extra);
+        pthread_mutex_destroy(&h->retired_lock);
         free(h);
         return NULL;
+}
+
+int
+http_set_secret(struct http *h, const char *endpoint, const char *secret)
+{
+        char *old;
+        size_t i;
+
+        for (i = 0; i < h->cfg->n_endpoints; i++)
+                if (strcmp(h->cfg->endpoints[i].name, endpoint) == 0)
+                        break;
+        if (i == h->cfg->n_endpoints)
+                return -ENOENT;
+        /* Requests may be reading the old one: it lives until http_stop. */
+        old = atomic_exchange(&h->extra[i], xstrdup(secret));
+        if (old) {
+                pthread_mutex_lock(&h->retired_lock);
+                h->retired = xreallocarray(h->retired, h->n_retired + 1, sizeof(char *));
+                h->retired[h->n_retired++] = old;
+                pthread_mutex_unlock(&h->retired_lock);
+        }
+        return 0;
+}
+
+void
+http_test_events(struct http *h, uint64_t *stored, uint64_t *refused)
+{
+        *stored = atomic_load(&h->test_stored);
+        *refused = atomic_load(&h->test_refused);
 }

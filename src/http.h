@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include <stdint.h>
+
 #include "cfg.h"
 #include "store.h"
 #include "tls.h"
@@ -30,6 +32,15 @@ void http_quiesce(struct http *h);
 
 /* Requests received but not yet answered. */
 unsigned http_in_flight(const struct http *h);
+
+/* Accept secret for endpoint too, from now on (a secret the management
+ * thread generated). Any thread. Returns 0 or -ENOENT. */
+int http_set_secret(struct http *h, const char *endpoint, const char *secret);
+
+/* Requests carrying a test event (MessageId SampleMessageId, or from
+ * SocketLabs' test address) that were stored (or found stored already), and
+ * that were refused for their SecretKey. Both only grow. Any thread. */
+void http_test_events(struct http *h, uint64_t *stored, uint64_t *refused);
 
 /* Close every connection and free; NULL-safe; returns NULL. The store must
  * have been stopped first so that no connection still waits for it. */

@@ -22,6 +22,7 @@ enum log_format {
 #define LOG_MID_STORE    "d93dee04687d4954b522f1cea2ebd46b" /* storage failure or recovery */
 #define LOG_MID_CONFIG   "2720e942eeba4c438dde965e8873349a" /* configuration problem or warning */
 #define LOG_MID_TLS      "87d001fd2f924ec0992e401d835b071c" /* TLS / HTTP library message */
+#define LOG_MID_MGMT     "1e536cc4e9e74a5e81b9b16831747924" /* management thread: registration, self-test */
 #define LOG_MID_GENERAL  "d41e216e8dfd458c902143d9e678afc2" /* anything else */
 
 /* Structured fields of a line. NULL strings and negative numbers are left out. */

@@ -13,12 +13,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <gnutls/gnutls.h>
 #include <systemd/sd-daemon.h>
 
 #include "cfg.h"
 #include "http.h"
 #include "log.h"
+#include "mgmt.h"
 #include "store.h"
 #include "tls.h"
 #include "util.h"
@@ -226,6 +228,7 @@ main(int argc, char **argv)
         struct tls_creds *tls = NULL;
         struct store *store = NULL;
         struct http *http = NULL;
+        struct mgmt *mgmt = NULL;
         sigset_t sigs;
         char *err = NULL;
         size_t i;
@@ -283,6 +286,9 @@ main(int argc, char **argv)
         if (http_start(cfg, tls, store, fd, &http, &err) < 0)
                 goto fatal;
         tls = tls_free(tls);    /* the listener has its own copy; wipe ours */
+        if (cfg->api && (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+                         mgmt_start(cfg, http, store, &mgmt, &err) < 0))
+                goto fatal;
 
         log_full(LOG_INFO, LOG_MID_START, NULL,
                  "slhookd %s ready: https://%s:%u%s, %zu endpoint%s, database %s",
@@ -303,10 +309,13 @@ main(int argc, char **argv)
         (void) sd_notify(0, "STOPPING=1\nSTATUS=draining");
         log_full(LOG_INFO, LOG_MID_STOP, NULL, "%s: finishing open requests, then stopping",
                  sig == SIGINT ? "SIGINT" : "SIGTERM");
+        mgmt = mgmt_stop(mgmt);  /* ends an API call or a wait under way */
         drain(http, store);
         http = http_stop(http);
         store = store_close(store);
         log_full(LOG_INFO, LOG_MID_STOP, NULL, "stopped");
+        if (cfg->api)
+                curl_global_cleanup();
         cfg_free(cfg);
         gnutls_global_deinit();
         return EXIT_SUCCESS;
@@ -314,6 +323,8 @@ main(int argc, char **argv)
 fatal:
         log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "%s", err ? err : "start-up failed");
         free(err);
+        mgmt_stop(mgmt);
+        store_stop(store);
         http_stop(http);
         store_close(store);
         tls_free(tls);

@@ -337,13 +337,19 @@ int
 query_status(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
 {
         static const struct out_col cols[] = {
-                { "endpoint", true, false }, { "last_validation_at", true, false },
-                { "last_validation_peer", true, false },
+                { "endpoint", true, false }, { "webhook_id", true, false }, { "last_test_result", true, false },
+                { "last_test_at", true, false }, { "last_test_rtt_ms", true, false },
+                { "last_error", true, true }, { "last_test_step", false, false },
+                { "last_test_http_status", false, false }, { "last_passed_at", false, false },
+                { "registered_at", false, false }, { "last_validation_at", false, false },
+                { "last_validation_peer", false, false },
         };
         struct stmt s = { 0 };
 
-        buf_puts(&s.sql, "SELECT endpoint, last_validation_at, last_validation_peer FROM webhook_status "
-                 "ORDER BY endpoint");
+        buf_puts(&s.sql, "SELECT endpoint, webhook_id, last_test_result, last_test_at, "
+                 "round(last_test_rtt_ms, 1) AS last_test_rtt_ms, last_error, last_test_step, "
+                 "last_test_http_status, last_passed_at, registered_at, last_validation_at, "
+                 "last_validation_peer FROM webhook_status ORDER BY endpoint");
         return run(q, &s, cols, N(cols), a->limit, o, more, reterr);
 }
 

@@ -82,7 +82,7 @@ usage(FILE *f)
                 "  stats         [--since TIME] [--until TIME] [--by hour|day]\n"
                 "  suppressions  [--address A] [--since TIME] [--until TIME] [--limit N]\n"
                 "  quarantine    [list [--since TIME] [--limit N] | show ID | replay]\n"
-                "  status        what each webhook endpoint last went through (validation)\n"
+                "  status        each endpoint's webhook, last self-test and validation\n"
                 "  prune         --before TIME   delete events received before TIME\n\n"
                 "Options:\n"
                 "  -c, --config CONF   read the database path from slhookd's configuration\n"

@@ -25,7 +25,7 @@ extern const unsigned store_n_migrations;
 #define MESSAGES_VERSION 2
 
 enum {
-        ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_EVENT, ST_QUARANTINE, ST_VALIDATION,
+        ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_EVENT, ST_QUARANTINE, ST_VALIDATION, ST_STATUS,
         ST_MSG_BY_MESSAGE, ST_MSG_BY_MAILING, ST_MSG_INSERT, ST_MSG_UPDATE, ST_MSG_DELETE, ST_EVENT_MESSAGE,
         ST_COUNT_ADD, ST_PRUNE_COUNTS, ST_PRUNE_ZERO, ST_PRUNE_EVENTS, ST_PRUNE_MESSAGES, ST_PRUNE_CURSOR,
         ST_COUNT
@@ -206,6 +206,17 @@ prepare(struct store *s, char **reterr)
                                   "VALUES (?, ?, ?) ON CONFLICT (endpoint) DO UPDATE SET "
                                   "last_validation_at = excluded.last_validation_at, "
                                   "last_validation_peer = excluded.last_validation_peer",
+                [ST_STATUS] = "INSERT INTO webhook_status (endpoint, webhook_id, registered_at, last_test_at, "
+                              "last_test_result, last_test_step, last_test_http_status, last_test_rtt_ms, "
+                              "last_error, last_passed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+                              "ON CONFLICT (endpoint) DO UPDATE SET "
+                              "webhook_id = coalesce(excluded.webhook_id, webhook_id), "
+                              "registered_at = coalesce(excluded.registered_at, registered_at), "
+                              "last_test_at = excluded.last_test_at, last_test_result = excluded.last_test_result, "
+                              "last_test_step = excluded.last_test_step, "
+                              "last_test_http_status = excluded.last_test_http_status, "
+                              "last_test_rtt_ms = excluded.last_test_rtt_ms, last_error = excluded.last_error, "
+                              "last_passed_at = coalesce(excluded.last_passed_at, last_passed_at)",
                 [ST_MSG_DELETE] = "DELETE FROM messages WHERE id = ?",
                 [ST_EVENT_MESSAGE] = "UPDATE events SET message = ? WHERE id = ?",
                 [ST_COUNT_ADD] = "INSERT INTO event_counts (hour, type, events) VALUES (substr(?1, 1, 13), ?2, 1) "
@@ -583,6 +594,29 @@ store_job_rows(struct store *s, struct store_job *job)
                 bind_text(st, 1, job->endpoint);
                 bind_text(st, 2, job->received_at);
                 bind_text(st, 3, job->peer);
+                if (run(s, st) < 0)
+                        return -1;
+        }
+        if (job->status) {
+                const struct store_webhook_status *w = job->status;
+                sqlite3_stmt *st = s->st[ST_STATUS];
+
+                bind_text(st, 1, job->endpoint);
+                bind_text(st, 2, w->webhook_id);
+                bind_text(st, 3, w->registered ? job->received_at : NULL);
+                bind_text(st, 4, job->received_at);
+                bind_text(st, 5, w->passed ? "passed" : "failed");
+                bind_text(st, 6, w->step);
+                if (w->http_status > 0)
+                        sqlite3_bind_int64(st, 7, w->http_status);
+                else
+                        sqlite3_bind_null(st, 7);
+                if (w->rtt_ms >= 0)
+                        sqlite3_bind_double(st, 8, w->rtt_ms);
+                else
+                        sqlite3_bind_null(st, 8);
+                bind_text(st, 9, w->passed ? NULL : w->error);
+                bind_text(st, 10, w->passed ? job->received_at : NULL);
                 if (run(s, st) < 0)
                         return -1;
         }

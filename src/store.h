@@ -14,6 +14,17 @@
 
 struct store;
 
+/* What the management thread last did, for webhook_status. */
+struct store_webhook_status {
+        const char *webhook_id;         /* NULL: unchanged */
+        bool registered;                /* found or created now: registered_at */
+        bool passed;
+        const char *step;               /* where the self-test ended */
+        long http_status;               /* of the last API call, 0: none */
+        double rtt_ms;                  /* < 0: none */
+        const char *error;              /* NULL when passed */
+};
+
 /* One request's worth of work. Owned by the caller; the store borrows it from
  * store_submit() until it calls done(). */
 struct store_job {
@@ -22,6 +33,7 @@ struct store_job {
         const char *peer;               /* sender address as text */
         char received_at[TIME_ISO_LEN];
         bool validation;                /* record a Validation for endpoint */
+        const struct store_webhook_status *status;      /* or NULL; time: received_at */
 
         /* Set by the writer before done(): 0, or a negative errno. */
         int result;

@@ -372,7 +372,7 @@ START_TEST(test_prune_and_empty)
 }
 END_TEST
 
-#define STATUS_HEAD "{\"endpoint\":\"main\",\"last_validation_at\":\"20"
+#define STATUS_HEAD "{\"endpoint\":\"main\",\"webhook_id\":null,\"last_test_result\":null,"
 
 START_TEST(test_status)
 {
@@ -381,12 +381,15 @@ START_TEST(test_status)
         daemon_start("", "");
         c = ctl("-d '%s' status -f csv", d.db);
         ASSERT_OK(c);
-        ck_assert_str_eq(c.out, "endpoint,last_validation_at,last_validation_peer\n");
+        ck_assert_str_eq(c.out, "endpoint,webhook_id,last_test_result,last_test_at,last_test_rtt_ms,last_error,"
+                                "last_test_step,last_test_http_status,last_passed_at,registered_at,"
+                                "last_validation_at,last_validation_peer\n");
         ctl_done(&c);
         expect_file("validation.json", 200);
         c = ctl("-d '%s' status -f json", d.db);
         ASSERT_OK(c);
         ck_assert_msg(strncmp(c.out, STATUS_HEAD, strlen(STATUS_HEAD)) == 0, "%s", c.out);
+        ck_assert_ptr_nonnull(strstr(c.out, "\"last_validation_at\":\"20"));
         ck_assert_ptr_nonnull(strstr(c.out, "\"last_validation_peer\":\"127.0.0.1\"}\n"));
         ctl_done(&c);
 }

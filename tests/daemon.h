@@ -15,6 +15,7 @@
 struct daemon {
         pid_t pid;
         unsigned port;
+        int fd;                 /* the listening socket, until the daemon has it */
         char *dir, *conf, *db, *log, *cert;
 };
 
@@ -91,13 +92,15 @@ log_has(const char *needle)
         return r;
 }
 
+/* The daemon's folder and its listening socket on 127.0.0.1 (so its port is
+ * known before it starts); daemon_start does this when it was not done. */
 static inline void
-daemon_start(const char *server_extra, const char *sections_extra)
+daemon_listen(void)
 {
         struct sockaddr_in sa = { .sin_family = AF_INET };
         socklen_t sl = sizeof(sa);
         char *secret;
-        int fd, i, status;
+        int fd;
 
         d.dir = t_tmpdir();
         d.conf = file_in("slhookd.conf");
@@ -107,7 +110,6 @@ daemon_start(const char *server_extra, const char *sections_extra)
         secret = file_in("secret");
         t_write(secret, T_SECRET "\nrotated-previous-secret\n");
         free(secret);
-        write_conf(server_extra, sections_extra);
 
         fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         ck_assert_int_ge(fd, 0);
@@ -116,6 +118,49 @@ daemon_start(const char *server_extra, const char *sections_extra)
         ck_assert_int_eq(listen(fd, 256), 0);
         ck_assert_int_eq(getsockname(fd, (struct sockaddr *) &sa, &sl), 0);
         d.port = ntohs(sa.sin_port);
+        d.fd = fd;
+}
+
+static inline void daemon_spawn(const char *server_extra, const char *sections_extra, bool wait_ready);
+
+static inline void
+daemon_start(const char *server_extra, const char *sections_extra)
+{
+        daemon_spawn(server_extra, sections_extra, true);
+}
+
+/* Start it for a test that expects it to refuse to start. */
+static inline void
+daemon_start_expect_exit(const char *server_extra, const char *sections_extra)
+{
+        daemon_spawn(server_extra, sections_extra, false);
+}
+
+static inline void
+daemon_spawn(const char *server_extra, const char *sections_extra, bool wait_ready)
+{
+        int fd, i, status;
+
+        if (d.port == 0)
+                daemon_listen();
+        fd = d.fd;
+        /* "@PORT@" in the extra sections is the daemon's port. */
+        {
+                struct buf b = { 0 };
+                const char *p = sections_extra, *at;
+                char port[16];
+
+                snprintf(port, sizeof(port), "%u", d.port);
+                buf_puts(&b, "");
+                while ((at = strstr(p, "@PORT@")) != NULL) {
+                        buf_append(&b, p, (size_t) (at - p));
+                        buf_puts(&b, port);
+                        p = at + 6;
+                }
+                buf_puts(&b, p);
+                write_conf(server_extra, b.data);
+                buf_done(&b);
+        }
 
         d.pid = fork();
         ck_assert_int_ge(d.pid, 0);
@@ -137,6 +182,8 @@ daemon_start(const char *server_extra, const char *sections_extra)
                 _exit(127);
         }
         close(fd);
+        if (!wait_ready)
+                return;
         /* Wait for the "ready" line (bounded), or for an early exit. */
         for (i = 0; i < 1000; i++) {
                 if (log_has("\"message_id\":\"ab2a6aadb4bd4002a0e5b4ea49d975d1\""))

@@ -145,4 +145,26 @@ CREATE TABLE event_counts (
 INSERT INTO event_counts (hour, type, events)
 SELECT substr(occurred_at, 1, 13), type, count(*) FROM events WHERE occurred_at IS NOT NULL GROUP BY 1, 2;
 
+ALTER TABLE webhook_status RENAME TO webhook_status_v1;
+-- What happened to each webhook endpoint: the last Validation handshake, and
+-- what the management thread last did through the SocketLabs API.
+CREATE TABLE webhook_status (
+    endpoint              TEXT PRIMARY KEY,
+    last_validation_at    TEXT,
+    last_validation_peer  TEXT,
+    webhook_id            TEXT,       -- the webhook at SocketLabs
+    registered_at         TEXT,       -- when it was last found or created
+    last_test_at          TEXT,       -- when the last self-test ended
+    last_test_result      TEXT,       -- passed | failed
+    last_test_step        TEXT,       -- register | secret | perform-test | wait: where it ended
+    last_test_http_status INTEGER,    -- of the last API call
+    last_test_rtt_ms      REAL,       -- perform-test called to the test event stored
+    last_error            TEXT,       -- why it failed; NULL when it passed
+    last_passed_at        TEXT
+);
+
+INSERT INTO webhook_status (endpoint, last_validation_at, last_validation_peer)
+SELECT endpoint, last_validation_at, last_validation_peer FROM webhook_status_v1;
+DROP TABLE webhook_status_v1;
+
 PRAGMA user_version = 2;

@@ -1,0 +1,410 @@
+/* mgmt: register the webhook and self-test it through the SocketLabs API. */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "api.h"
+#include "log.h"
+#include "mgmt.h"
+#include "util.h"
+
+#define BACKOFF_FIRST_US (5LL * 1000000)
+#define BACKOFF_MAX_US (300LL * 1000000)
+#define WAIT_STEP_US (20 * 1000)
+
+struct mgmt {
+        const struct cfg *cfg;
+        const struct cfg_endpoint *ep;
+        struct http *http;
+        struct store *store;
+        struct api *api;
+        char *secret_path;              /* where a generated secret is kept */
+        char *secret;                   /* the secret to register: the endpoint's or generated */
+        char *webhook_id;
+
+        pthread_t thread;
+        bool started;
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+        atomic_bool stop;
+
+        /* the last outcome, to log changes only */
+        bool have_last, last_passed;
+        char last_error[200];
+};
+
+/* ---- the record of a run ---- */
+
+struct run {
+        struct store_webhook_status st;
+        char error[200];
+        bool done;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+};
+
+static void
+recorded(struct store_job *job)
+{
+        struct run *r = job->userdata;
+
+        pthread_mutex_lock(&r->mu);
+        r->done = true;
+        pthread_cond_signal(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+}
+
+/* Write the run to webhook_status through the writer, and wait for it. */
+static void
+record(struct mgmt *m, struct run *r)
+{
+        struct store_job job = { 0 };
+
+        job.endpoint = m->ep->name;
+        job.status = &r->st;
+        job.done = recorded;
+        job.userdata = r;
+        time_now_iso(job.received_at);
+        r->done = false;
+        if (store_submit(m->store, &job) < 0) {
+                log_full(LOG_WARNING, LOG_MID_MGMT, NULL, "cannot record the self-test: the store is busy");
+                return;
+        }
+        pthread_mutex_lock(&r->mu);
+        while (!r->done)
+                pthread_cond_wait(&r->cv, &r->mu);
+        pthread_mutex_unlock(&r->mu);
+}
+
+/* Log and report the outcome; a repeated outcome only at debug level. */
+static void
+report(struct mgmt *m, struct run *r)
+{
+        struct log_fields f = LOG_FIELDS_NONE;
+        bool changed = !m->have_last || m->last_passed != r->st.passed ||
+                       (!r->st.passed && strcmp(m->last_error, r->error) != 0);
+
+        f.endpoint = m->ep->name;
+        f.status = (int) r->st.http_status;
+        if (r->st.rtt_ms >= 0)
+                f.latency_us = (int64_t) (r->st.rtt_ms * 1000);
+        if (r->st.passed) {
+                log_full(changed ? LOG_NOTICE : LOG_DEBUG, LOG_MID_MGMT, &f,
+                         "self-test passed: webhook %s, test event stored %.0f ms after perform-test",
+                         m->webhook_id ? m->webhook_id : "?", r->st.rtt_ms);
+                sd_notifyf(0, "STATUS=self-test passed (webhook %s, %.0f ms)", m->webhook_id ? m->webhook_id : "?",
+                           r->st.rtt_ms);
+        } else {
+                log_full(changed ? LOG_ERR : LOG_DEBUG, LOG_MID_MGMT, &f, "self-test failed at %s: %s",
+                         r->st.step, r->error);
+                sd_notifyf(0, "STATUS=self-test failed at %s: %s", r->st.step, r->error);
+        }
+        m->have_last = true;
+        m->last_passed = r->st.passed;
+        snprintf(m->last_error, sizeof(m->last_error), "%s", r->error);
+}
+
+static bool
+fail(struct run *r, const char *step, const struct api_call *c, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+static bool
+fail(struct run *r, const char *step, const struct api_call *c, const char *fmt, ...)
+{
+        va_list ap;
+
+        r->st.passed = false;
+        r->st.step = step;
+        if (c)
+                r->st.http_status = c->http_status;
+        va_start(ap, fmt);
+        vsnprintf(r->error, sizeof(r->error), fmt, ap);
+        va_end(ap);
+        r->st.error = r->error;
+        return false;
+}
+
+/* ---- the steps ---- */
+
+/* A new secret from the API, kept in the state directory (0600) and
+ * accepted by the listener from now on. */
+static bool
+new_secret(struct mgmt *m, struct run *r)
+{
+        struct api_call c;
+        char *s = NULL, *line;
+        int e;
+
+        if (api_generate_secret(m->api, &s, &c) < 0)
+                return fail(r, "secret", &c, "generate-secret-key: %s", c.error);
+        line = xasprintf("%s\n", s);
+        e = file_write_atomic(m->secret_path, line, strlen(line), 0600);
+        freezero(line, strlen(line));
+        if (e < 0) {
+                freezero(s, strlen(s));
+                return fail(r, "secret", NULL, "cannot keep the new secret in %s: %s", m->secret_path, strerror(-e));
+        }
+        http_set_secret(m->http, m->ep->name, s);
+        if (m->secret)
+                freezero(m->secret, strlen(m->secret));
+        m->secret = s;
+        log_full(LOG_NOTICE, LOG_MID_MGMT, NULL, "[endpoint %s] has a new secret from SocketLabs, kept in %s",
+                 m->ep->name, m->secret_path);
+        return true;
+}
+
+/* Find the webhook, or create it (with a new secret if the endpoint has
+ * none). */
+static bool
+registered(struct mgmt *m, struct run *r)
+{
+        const char *url = m->cfg->api_public_url;
+        struct api_call c;
+        char *id = NULL;
+        bool fresh = false;
+
+        if (m->webhook_id)
+                return true;
+        if (m->cfg->api_webhook_id) {
+                if (api_get_webhook(m->api, m->cfg->api_webhook_id, &c) < 0)
+                        return fail(r, "register", &c, "webhook %s: %s", m->cfg->api_webhook_id, c.error);
+                id = xstrdup(m->cfg->api_webhook_id);
+        } else if (api_find_webhook(m->api, url, &id, &c) < 0)
+                return fail(r, "register", &c, "listing webhooks: %s", c.error);
+        if (m->secret == NULL) {
+                if (!new_secret(m, r))
+                        goto fail;
+                fresh = true;
+        }
+        if (id == NULL) {
+                if (api_create_webhook(m->api, url, m->secret, &id, &c) < 0)
+                        return fail(r, "register", &c, "creating the webhook for %s: %s", url, c.error);
+                log_full(LOG_NOTICE, LOG_MID_MGMT, NULL, "created webhook %s for %s", id, url);
+        } else if (fresh && api_update_webhook(m->api, id, url, m->secret, &c) < 0) {
+                fail(r, "secret", &c, "giving webhook %s the new secret: %s", id, c.error);
+                goto fail;
+        }
+        m->webhook_id = id;
+        r->st.registered = true;
+        r->st.webhook_id = id;
+        return true;
+fail:
+        free(id);
+        return false;
+}
+
+/* Sleep up to us, or until stopped; true when stopped. */
+static bool
+pause_for(struct mgmt *m, int64_t us)
+{
+        int64_t until = time_mono_us() + us;
+        struct timespec ts = { .tv_sec = until / 1000000, .tv_nsec = (until % 1000000) * 1000 };
+
+        pthread_mutex_lock(&m->lock);
+        while (!atomic_load(&m->stop) && time_mono_us() < until)
+                pthread_cond_timedwait(&m->wake, &m->lock, &ts);
+        pthread_mutex_unlock(&m->lock);
+        return atomic_load(&m->stop);
+}
+
+/* perform-test, then the test event must be stored by our own listener. */
+static bool
+self_test(struct mgmt *m, struct run *r)
+{
+        int64_t t0, deadline;
+        uint64_t stored0, refused0, stored, refused;
+        struct api_call c;
+        int e;
+
+        http_test_events(m->http, &stored0, &refused0);
+        t0 = time_mono_us();
+        if ((e = api_perform_test(m->api, m->webhook_id, "Sent", &c)) < 0) {
+                if (e == -ENOENT) {
+                        /* Deleted at SocketLabs: register again next time. */
+                        free(m->webhook_id);
+                        m->webhook_id = NULL;
+                }
+                return fail(r, "perform-test", &c, "perform-test: %s", c.error);
+        }
+        r->st.http_status = c.http_status;
+        deadline = t0 + (int64_t) m->cfg->api_self_test_timeout * 1000000;
+        for (;;) {
+                http_test_events(m->http, &stored, &refused);
+                if (stored > stored0)
+                        break;
+                if (refused > refused0)
+                        return fail(r, "wait", NULL, "the test event came with a wrong SecretKey (answered 401)");
+                if (time_mono_us() >= deadline)
+                        return fail(r, "wait", NULL, "the test event was not received within %u s",
+                                    m->cfg->api_self_test_timeout);
+                if (pause_for(m, WAIT_STEP_US))
+                        return fail(r, "wait", NULL, "stopped");
+        }
+        r->st.rtt_ms = (double) (time_mono_us() - t0) / 1000.0;
+        r->st.passed = true;
+        r->st.step = "wait";
+        return true;
+}
+
+static bool
+run_once(struct mgmt *m)
+{
+        struct run r = { .st = { .rtt_ms = -1 } };
+        bool ok;
+
+        pthread_mutex_init(&r.mu, NULL);
+        pthread_cond_init(&r.cv, NULL);
+        ok = registered(m, &r) && (m->secret || new_secret(m, &r)) && self_test(m, &r);
+        if (!atomic_load(&m->stop)) {
+                record(m, &r);
+                report(m, &r);
+        }
+        pthread_mutex_destroy(&r.mu);
+        pthread_cond_destroy(&r.cv);
+        return ok;
+}
+
+static void *
+mgmt_main(void *arg)
+{
+        struct mgmt *m = arg;
+        int64_t interval = (int64_t) m->cfg->api_self_test_interval * 1000000, backoff = 0;
+
+        while (!atomic_load(&m->stop)) {
+                if (run_once(m))
+                        backoff = 0;
+                else
+                        backoff = backoff ? backoff * 2 : BACKOFF_FIRST_US;
+                if (backoff > BACKOFF_MAX_US)
+                        backoff = BACKOFF_MAX_US;
+                if (pause_for(m, backoff && backoff < interval ? backoff : interval))
+                        break;
+        }
+        return NULL;
+}
+
+/* ---- start and stop ---- */
+
+static char *
+read_key(const struct cfg *cfg, char **reterr)
+{
+        const char *creds = getenv("CREDENTIALS_DIRECTORY");
+        char *data = NULL, *path = NULL, *key;
+        size_t len;
+        int r = file_read(cfg->api_key_file, 4096, &data, &len);
+
+        if (r < 0 && creds) {
+                path = xasprintf("%s/api-key", creds);
+                r = file_read(path, 4096, &data, &len);
+        }
+        if (r < 0) {
+                *reterr = xasprintf("%s: [api] key_file: cannot read '%s': %s", cfg->file, cfg->api_key_file,
+                                    strerror(-r));
+                free(path);
+                return NULL;
+        }
+        free(path);
+        key = xstrdup(str_trim(data));
+        freezero(data, len);
+        if (key[0] == '\0' || strpbrk(key, "\r\n")) {
+                *reterr = xasprintf("%s: [api] key_file: '%s' does not hold one API key", cfg->file,
+                                    cfg->api_key_file);
+                freezero(key, strlen(key));
+                return NULL;
+        }
+        return key;
+}
+
+/* The state directory: systemd's StateDirectory=, else the database's. */
+static char *
+state_path(const struct cfg *cfg, const char *endpoint)
+{
+        const char *sd = getenv("STATE_DIRECTORY");
+        const char *slash = strrchr(cfg->database, '/');
+
+        if (sd && sd[0])
+                return xasprintf("%.*s/%s.secret", (int) strcspn(sd, ":"), sd, endpoint);
+        if (slash)
+                return xasprintf("%.*s/%s.secret", (int) (slash - cfg->database), cfg->database, endpoint);
+        return xasprintf("%s.secret", endpoint);
+}
+
+int
+mgmt_start(const struct cfg *cfg, struct http *http, struct store *store, struct mgmt **ret, char **reterr)
+{
+        struct mgmt *m = xcalloc(1, sizeof(*m));
+        pthread_condattr_t ca;
+        char *key, *data = NULL;
+        size_t i, len;
+        int r;
+
+        for (i = 0; i < cfg->n_endpoints; i++)
+                if (strcmp(cfg->endpoints[i].name, cfg->api_endpoint) == 0)
+                        m->ep = &cfg->endpoints[i];
+        if (m->ep == NULL || (key = read_key(cfg, reterr)) == NULL) {
+                if (m->ep == NULL)
+                        *reterr = xasprintf("%s: [api] endpoint: no [endpoint %s]", cfg->file, cfg->api_endpoint);
+                free(m);
+                return -EINVAL;
+        }
+        m->cfg = cfg;
+        m->http = http;
+        m->store = store;
+        m->api = api_new(cfg->api_base_url, key, cfg->api_ca_file, cfg->api_self_test_timeout, &m->stop);
+        freezero(key, strlen(key));
+        m->secret_path = state_path(cfg, m->ep->name);
+        if (m->ep->n_secrets > 0)
+                m->secret = xstrdup(m->ep->secrets[0]);
+        else if (file_read(m->secret_path, 4096, &data, &len) == 0) {
+                /* One generated by an earlier run. */
+                if (str_trim(data)[0]) {
+                        m->secret = xstrdup(str_trim(data));
+                        http_set_secret(http, m->ep->name, m->secret);
+                }
+                freezero(data, len);
+        }
+        pthread_mutex_init(&m->lock, NULL);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&m->wake, &ca);
+        pthread_condattr_destroy(&ca);
+        if ((r = pthread_create(&m->thread, NULL, mgmt_main, m)) != 0) {
+                *reterr = xasprintf("cannot start the management thread: %s", strerror(r));
+                mgmt_stop(m);
+                return -r;
+        }
+        m->started = true;
+        *ret = m;
+        return 0;
+}
+
+struct mgmt *
+mgmt_stop(struct mgmt *m)
+{
+        if (m == NULL)
+                return NULL;
+        pthread_mutex_lock(&m->lock);
+        atomic_store(&m->stop, true);
+        pthread_cond_broadcast(&m->wake);
+        pthread_mutex_unlock(&m->lock);
+        if (m->started)
+                pthread_join(m->thread, NULL);
+        api_free(m->api);
+        if (m->secret)
+                freezero(m->secret, strlen(m->secret));
+        free(m->secret_path);
+        free(m->webhook_id);
+        pthread_mutex_destroy(&m->lock);
+        pthread_cond_destroy(&m->wake);
+        free(m);
+        return NULL;
+}
