@@ -265,8 +265,8 @@ run_once(struct mgmt *m)
         pthread_cond_init(&r.cv, NULL);
         ok = registered(m, &r) && (m->secret || new_secret(m, &r)) && self_test(m, &r);
         if (!atomic_load(&m->stop)) {
+                report(m, &r);          /* the log line first: it never lags the row */
                 record(m, &r);
-                report(m, &r);
         }
         pthread_mutex_destroy(&r.mu);
         pthread_cond_destroy(&r.cv);
