@@ -19,7 +19,7 @@
 
 #define BACKOFF_FIRST_US (5LL * 1000000)
 #define BACKOFF_MAX_US (300LL * 1000000)
-#define WAIT_STEP_US (20 * 1000)
+#define WAIT_STEP_US (5 * 1000)
 
 struct mgmt {
         const struct cfg *cfg;

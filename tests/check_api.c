@@ -81,6 +81,31 @@ START_TEST(test_register_and_find)
 }
 END_TEST
 
+/* The other answer shapes: bare array and string, other member names. */
+START_TEST(test_bare_shapes)
+{
+        struct api *a = client(API_KEY, 10);
+        struct api_call c;
+        char *id = NULL, *found = NULL, *secret = NULL;
+
+        fake_api_bare(fake, true);
+        ck_assert_int_eq(api_generate_secret(a, &secret, &c), 0);
+        ck_assert_msg(strncmp(secret, "gen-", 4) == 0, "%s", secret);
+        ck_assert_int_eq(api_create_webhook(a, "https://hooks.example.com/b", secret, &id, &c), 0);
+        ck_assert_str_eq(id, "1001");
+        fake_api_add(fake, "https://hooks.example.com/other", "s");
+        ck_assert_int_eq(api_find_webhook(a, "https://hooks.example.com/b", &found, &c), 0);
+        ck_assert_str_eq(found, "1001");
+        free(found);
+        ck_assert_int_eq(api_find_webhook(a, "https://hooks.example.com/other", &found, &c), 0);
+        ck_assert_str_eq(found, "1002");
+        free(found);
+        free(secret);
+        free(id);
+        api_free(a);
+}
+END_TEST
+
 START_TEST(test_key_rejected)
 {
         struct api *a = client("not-the-key", 10);
@@ -179,6 +204,7 @@ main(void)
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_register_and_find);
+        tcase_add_test(tc, test_bare_shapes);
         tcase_add_test(tc, test_key_rejected);
         tcase_add_test(tc, test_misbehaving_api);
         tcase_add_test(tc, test_stop_interrupts);

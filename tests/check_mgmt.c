@@ -137,6 +137,14 @@ START_TEST(test_register_and_self_test)
         /* The test event made the whole trip into the database. */
         ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'SampleMessageId' AND is_test = 1"), 1);
         ck_assert(log_has("self-test passed: webhook 1001"));
+        /* The figure for the record: perform-test called to event stored. */
+        {
+                char *rtt = t_rows(d.db, "SELECT round(last_test_rtt_ms, 2) FROM webhook_status");
+
+                rtt[strcspn(rtt, "\n")] = '\0';
+                fprintf(stderr, "self-test round trip on loopback: %s ms\n", rtt);
+                free(rtt);
+        }
         /* Registered with the endpoint's own secret. */
         {
                 char *s = fake_api_secret(fake, 1001);
@@ -236,6 +244,34 @@ START_TEST(test_secret_generated)
         free(secret);
         free(file);
         free(sections);
+        free(api);
+}
+END_TEST
+
+/* A webhook already registered, an endpoint without a secret: the new
+ * secret is given to the webhook (update), and the self-test passes. */
+START_TEST(test_secret_given_to_existing_webhook)
+{
+        char *api = api_section("gen", "/gen/events", 10, NULL), *sections, *file, *secret, *held;
+        char *url = public_url("/gen/events");
+        int id = fake_api_add(fake, url, "old-secret");
+
+        sections = xasprintf("[endpoint gen]\npath = /gen/events\n%s", api);
+        daemon_start("", sections);
+        wait_result("gen", "passed");
+        ck_assert_int_eq(fake_api_counts(fake).updates, 1);
+        ck_assert_int_eq(fake_api_counts(fake).creates, 0);
+        file = file_in("gen.secret");
+        secret = t_slurp(file, NULL);
+        secret[strcspn(secret, "\n")] = '\0';
+        held = fake_api_secret(fake, id);
+        ck_assert_str_eq(held, secret);
+        ck_assert_int_eq(daemon_stop(), 0);
+        free(held);
+        free(secret);
+        free(file);
+        free(sections);
+        free(url);
         free(api);
 }
 END_TEST
@@ -345,6 +381,7 @@ main(void)
         tcase_add_test(tc, test_reuses_registered_webhook);
         tcase_add_test(tc, test_webhook_id_configured);
         tcase_add_test(tc, test_secret_generated);
+        tcase_add_test(tc, test_secret_given_to_existing_webhook);
         tcase_add_loop_test(tc, test_failures, 0, 6);
         tcase_add_test(tc, test_recovers);
         tcase_add_test(tc, test_sigterm_interrupts_api);

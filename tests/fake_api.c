@@ -28,6 +28,7 @@ struct fake_api {
         char *cert, *key, *api_key, *ca_file;
         pthread_mutex_t mu;
         enum fake_mode mode;
+        bool bare;
         struct hook hooks[MAX_HOOKS];
         int n;
         struct fake_counts counts;
@@ -149,12 +150,18 @@ route(struct fake_api *f, struct MHD_Connection *c, const char *method, const ch
         pthread_mutex_lock(&f->mu);
         if (strcmp(url, "/v2/event-webhook") == 0 && strcmp(method, "GET") == 0) {
                 f->counts.lists++;
-                n = snprintf(out, sizeof(out), "{\"data\":[");
-                for (i = 0; i < f->n; i++)
-                        n += snprintf(out + n, sizeof(out) - (size_t) n,
-                                      "%s{\"id\":%d,\"name\":\"hook\",\"url\":\"%s\",\"enabled\":true}",
-                                      i ? "," : "", f->hooks[i].id, f->hooks[i].url);
-                snprintf(out + n, sizeof(out) - (size_t) n, "]}");
+                n = snprintf(out, sizeof(out), f->bare ? "[" : "{\"data\":[");
+                for (i = 0; i < f->n; i++) {
+                        if (f->bare)
+                                n += snprintf(out + n, sizeof(out) - (size_t) n,
+                                              "%s{\"Name\":\"hook\",\"Url\":\"%s\",\"Id\":\"%d\"}",
+                                              i ? "," : "", f->hooks[i].url, f->hooks[i].id);
+                        else
+                                n += snprintf(out + n, sizeof(out) - (size_t) n,
+                                              "%s{\"id\":%d,\"name\":\"hook\",\"url\":\"%s\",\"enabled\":true}",
+                                              i ? "," : "", f->hooks[i].id, f->hooks[i].url);
+                }
+                snprintf(out + n, sizeof(out) - (size_t) n, f->bare ? "]" : "]}");
                 pthread_mutex_unlock(&f->mu);
                 return reply(c, 200, out);
         }
@@ -172,13 +179,18 @@ route(struct fake_api *f, struct MHD_Connection *c, const char *method, const ch
                 hk->id = 1000 + f->n;
                 hk->url = u;
                 hk->secret = s;
-                snprintf(out, sizeof(out), "{\"data\":{\"id\":%d,\"url\":\"%s\",\"enabled\":true}}", hk->id, u);
+                if (f->bare)
+                        snprintf(out, sizeof(out), "{\"webhookId\":\"%d\",\"url\":\"%s\"}", hk->id, u);
+                else
+                        snprintf(out, sizeof(out), "{\"data\":{\"id\":%d,\"url\":\"%s\",\"enabled\":true}}",
+                                 hk->id, u);
                 pthread_mutex_unlock(&f->mu);
                 return reply(c, 201, out);
         }
         if (strcmp(url, "/v2/event-webhook/generate-secret-key") == 0 && strcmp(method, "POST") == 0) {
                 f->counts.secrets++;
-                snprintf(out, sizeof(out), "{\"data\":\"gen-%08x%08x\"}", (unsigned) random(), (unsigned) random());
+                snprintf(out, sizeof(out), f->bare ? "\"gen-%08x%08x\"" : "{\"data\":\"gen-%08x%08x\"}",
+                         (unsigned) random(), (unsigned) random());
                 pthread_mutex_unlock(&f->mu);
                 return reply(c, 200, out);
         }
@@ -292,6 +304,14 @@ fake_api_port(const struct fake_api *f)
         const union MHD_DaemonInfo *i = MHD_get_daemon_info(f->mhd, MHD_DAEMON_INFO_BIND_PORT);
 
         return i ? i->port : 0;
+}
+
+void
+fake_api_bare(struct fake_api *f, bool bare)
+{
+        pthread_mutex_lock(&f->mu);
+        f->bare = bare;
+        pthread_mutex_unlock(&f->mu);
 }
 
 void

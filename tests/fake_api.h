@@ -31,6 +31,9 @@ struct fake_api;
 struct fake_api *fake_api_start(const char *cert, const char *key, const char *api_key, const char *ca_file);
 unsigned fake_api_port(const struct fake_api *f);
 void fake_api_mode(struct fake_api *f, enum fake_mode m);
+/* Answer in the other shapes PROTOCOL.md section 10 allows: bare arrays and
+ * strings instead of {"data": ...}, "Id"/"Url"/"webhookId" member names. */
+void fake_api_bare(struct fake_api *f, bool bare);
 /* A webhook that exists before the daemon starts; returns its id. */
 int fake_api_add(struct fake_api *f, const char *url, const char *secret);
 struct fake_counts fake_api_counts(struct fake_api *f);
