@@ -368,6 +368,28 @@ START_TEST(test_missing_key_file)
 }
 END_TEST
 
+/* No key file, but a systemd credential. */
+START_TEST(test_key_from_credential)
+{
+        char *api = api_section("main", "/socketlabs/events", 10, NULL), *key = file_in("api-key");
+        char *creds = file_in("creds"), *cred;
+
+        unlink(key);
+        ck_assert_int_eq(mkdir(creds, 0700), 0);
+        cred = xasprintf("%s/api-key", creds);
+        t_write(cred, API_KEY "\n");
+        setenv("CREDENTIALS_DIRECTORY", creds, 1);
+        daemon_start("", api);
+        wait_result("main", "passed");
+        ck_assert_int_eq(fake_api_counts(fake).unauthorized, 0);
+        ck_assert_int_eq(daemon_stop(), 0);
+        free(cred);
+        free(creds);
+        free(key);
+        free(api);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -386,5 +408,6 @@ main(void)
         tcase_add_test(tc, test_recovers);
         tcase_add_test(tc, test_sigterm_interrupts_api);
         tcase_add_test(tc, test_missing_key_file);
+        tcase_add_test(tc, test_key_from_credential);
         return t_run(s, tc);
 }
