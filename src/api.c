@@ -350,6 +350,29 @@ call(struct api *a, const char *method, const char *path, const char *json, char
         return r;
 }
 
+/* A call whose answer is parsed into w (then the caller's to free). The
+ * body is wiped: it may hold a secret. Returns call()'s result, or -EPROTO
+ * with c->error naming what when the answer is not JSON. */
+static int
+call_json(struct api *a, const char *method, const char *path, const char *json, struct answer *w,
+          struct api_call *c, const char *what)
+{
+        char *body;
+        int r;
+
+        memset(w, 0, sizeof(*w));
+        if ((r = call(a, method, path, json, &body, c)) < 0)
+                return r;
+        r = answer_parse(body, strlen(body), w);
+        freezero(body, strlen(body));
+        if (r < 0) {
+                answer_free(w);
+                memset(w, 0, sizeof(*w));
+                snprintf(c->error, sizeof(c->error), "unexpected answer to %s", what);
+        }
+        return r;
+}
+
 static int
 malformed(struct api_call *c, const char *what)
 {
@@ -361,19 +384,12 @@ int
 api_find_webhook(struct api *a, const char *url, char **ret_id, struct api_call *c)
 {
         struct answer w;
-        char *body;
         size_t i;
         int r;
 
         *ret_id = NULL;
-        if ((r = call(a, "GET", PATH_WEBHOOKS, NULL, &body, c)) < 0)
+        if ((r = call_json(a, "GET", PATH_WEBHOOKS, NULL, &w, c, "the webhook list")) < 0)
                 return r;
-        r = answer_parse(body, strlen(body), &w);
-        free(body);
-        if (r < 0) {
-                answer_free(&w);
-                return malformed(c, "the webhook list");
-        }
         /* Any object, at any depth ("data", "items"...), whose URL is ours. */
         for (i = 0; i < w.n && *ret_id == NULL; i++)
                 if (w.v[i].str && key_in(w.v[i].key, url_keys, N(url_keys)) && strcmp(w.v[i].val, url) == 0) {
@@ -432,21 +448,19 @@ webhook_json(const char *url, const char *secret)
 int
 api_create_webhook(struct api *a, const char *url, const char *secret, char **ret_id, struct api_call *c)
 {
-        char *json = webhook_json(url, secret), *body;
+        char *json = webhook_json(url, secret);
         struct answer w;
         const char *id = NULL;
         size_t i;
         int r, depth;
 
         *ret_id = NULL;
-        r = call(a, "POST", PATH_WEBHOOKS, json, &body, c);
+        r = call_json(a, "POST", PATH_WEBHOOKS, json, &w, c, "creating the webhook");
         freezero(json, strlen(json));
         if (r < 0)
                 return r;
-        r = answer_parse(body, strlen(body), &w);
-        free(body);
         /* The new webhook's id: the shallowest id-like member. */
-        for (i = 0, depth = 0; r == 0 && i < w.n; i++)
+        for (i = 0, depth = 0; i < w.n; i++)
                 if (key_in(w.v[i].key, id_keys, N(id_keys)) && (id == NULL || w.v[i].depth < depth)) {
                         id = w.v[i].val;
                         depth = w.v[i].depth;
@@ -474,18 +488,15 @@ api_generate_secret(struct api *a, char **ret_secret, struct api_call *c)
 {
         struct answer w;
         const char *s = NULL;
-        char *body;
         size_t i;
         int r;
 
         *ret_secret = NULL;
-        if ((r = call(a, "POST", PATH_GENERATE_SECRET, NULL, &body, c)) < 0)
+        if ((r = call_json(a, "POST", PATH_GENERATE_SECRET, NULL, &w, c, "generate-secret-key")) < 0)
                 return r;
-        r = answer_parse(body, strlen(body), &w);
-        freezero(body, strlen(body));
         /* A bare string, {"data": "…"}, or the first string member whose
          * name says secret or key. */
-        for (i = 0; r == 0 && i < w.n && s == NULL; i++)
+        for (i = 0; i < w.n && s == NULL; i++)
                 if (w.v[i].str && (w.v[i].key == NULL || strcasecmp(w.v[i].key, "data") == 0 ||
                                    strcasestr(w.v[i].key, "secret") || strcasestr(w.v[i].key, "key")))
                         s = w.v[i].val;
