@@ -408,7 +408,8 @@ reader(char *str, int num, void *stream)
 static int
 load_secrets(struct cfg *c, struct cfg_endpoint *ep, char **reterr)
 {
-        char *data = NULL, *save = NULL, *line;
+        const char *creds = getenv("CREDENTIALS_DIRECTORY");
+        char *data = NULL, *save = NULL, *line, *cred = NULL;
         size_t len;
         int r;
 
@@ -418,6 +419,15 @@ load_secrets(struct cfg *c, struct cfg_endpoint *ep, char **reterr)
                      c->file, ep->line, ep->name);
                 ep->secrets = xreallocarray(ep->secrets, ep->n_secrets + 1, sizeof(char *));
                 ep->secrets[ep->n_secrets++] = xstrdup(ep->secret_inline);
+        }
+        /* A systemd credential NAME.secret (LoadCredential=) comes first:
+         * the service's own user may not read secret_file itself. */
+        if (creds && creds[0]) {
+                cred = xasprintf("%s/%s.secret", creds, ep->name);
+                r = file_read(cred, 1024 * 1024, &data, &len);
+                free(cred);
+                if (r == 0)
+                        goto parse;
         }
         if (ep->secret_file == NULL)
                 return 0;
@@ -429,6 +439,7 @@ load_secrets(struct cfg *c, struct cfg_endpoint *ep, char **reterr)
                                     c->file, ep->line, ep->name, ep->secret_file, strerror(-r));
                 return r;
         }
+parse:
         for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 str_trim(line);
                 if (line[0] == '\0' || line[0] == '#')

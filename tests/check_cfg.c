@@ -248,6 +248,28 @@ START_TEST(test_api_secret_may_be_absent)
 }
 END_TEST
 
+/* Under systemd the secret comes as the credential NAME.secret, which the
+ * service's user can read where it cannot read secret_file. */
+START_TEST(test_secret_from_credential)
+{
+        struct cfg *c = NULL;
+        char *creds = xasprintf("%s/creds", dir), *file = xasprintf("%s/creds/main.secret", dir), *err;
+
+        ck_assert_int_eq(mkdir(creds, 0700), 0);
+        t_write(file, "from-credential\n# old\nsecond\n");
+        setenv("CREDENTIALS_DIRECTORY", creds, 1);
+        err = load("[endpoint main]\npath = /x\nsecret_file = /nonexistent/secret\n", &c);
+        ck_assert_msg(err == NULL, "%s", err);
+        ck_assert_uint_eq(c->endpoints[0].n_secrets, 2);
+        ck_assert_str_eq(c->endpoints[0].secrets[0], "from-credential");
+        ck_assert_str_eq(c->endpoints[0].secrets[1], "second");
+        cfg_free(c);
+        unsetenv("CREDENTIALS_DIRECTORY");
+        free(file);
+        free(creds);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -256,6 +278,7 @@ main(void)
 
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, test_full);
+        tcase_add_test(tc, test_secret_from_credential);
         tcase_add_test(tc, test_defaults);
         tcase_add_loop_test(tc, test_errors, 0, (int) ARRAY_SIZE(bad));
         tcase_add_test(tc, test_long_line);
