@@ -1,0 +1,34 @@
+#!/bin/sh
+# The systemd units: systemd-analyze verify is clean, and
+# systemd-analyze security --offline=true rates the service 1.2 or lower.
+set -eu
+top_srcdir=${top_srcdir:-$(dirname "$0")/..}
+top_builddir=${top_builddir:-.}
+if ! command -v systemd-analyze >/dev/null; then
+        echo "systemd-analyze is missing (apt-get install systemd)" >&2
+        exit 1
+fi
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+# The built units, with the binary at its build-tree path (verify checks
+# that ExecStart= is executable).
+bin=$(cd "$top_builddir/src" && pwd)/slhookd
+sed "s|/[^ ]*/slhookd -c|$bin -c|" "$top_builddir/systemd/slhookd.service" > "$dir/slhookd.service"
+cp "$top_srcdir/systemd/slhookd.socket" "$dir/slhookd.socket"
+grep -q "^ExecStart=$bin " "$dir/slhookd.service"
+out=$(cd "$dir" && systemd-analyze verify --man=no slhookd.socket slhookd.service 2>&1) || {
+        echo "systemd-analyze verify failed: $out" >&2
+        exit 1
+}
+if [ -n "$out" ]; then
+        echo "systemd-analyze verify: $out" >&2
+        exit 1
+fi
+score=$(cd "$dir" && systemd-analyze security --offline=true slhookd.service 2>&1 |
+        sed -n 's/.*Overall exposure level for slhookd.service: \([0-9.]*\).*/\1/p')
+echo "exposure: $score"
+[ -n "$score" ] || { echo "no exposure score" >&2; exit 1; }
+awk -v s="$score" 'BEGIN { exit !(s <= 1.2) }' || { echo "exposure $score is above 1.2" >&2; exit 1; }
+grep -q '^ListenStream=443$' "$dir/slhookd.socket"
+grep -q '^IPAddressAllow=142.0.176.0/20 52.152.150.178$' "$dir/slhookd.socket"
+grep -q '^IPAddressDeny=any$' "$dir/slhookd.socket"
