@@ -40,6 +40,11 @@ struct http {
         size_t n_retired;
 
         atomic_ullong test_stored, test_refused;
+
+        /* Progress, for the watchdog: requests read and not yet answered,
+         * and answers given. */
+        atomic_uint waiting;
+        atomic_ullong answered;
 };
 
 enum req_state { REQ_READING, REQ_WAITING, REQ_ANSWERED };
@@ -56,6 +61,7 @@ struct req {
         bool form;
         struct event_batch batch;
         struct store_job job;
+        bool counted;                   /* in h->waiting */
 };
 
 static const char *const json_type = "application/json";
@@ -112,6 +118,11 @@ reply(struct req *r, unsigned status, const char *content_type, const char *body
         MHD_destroy_response(resp);
         log_request(r, (int) status);
         r->state = REQ_ANSWERED;
+        if (r->counted) {
+                r->counted = false;
+                atomic_fetch_sub(&r->h->waiting, 1);
+                atomic_fetch_add(&r->h->answered, 1);
+        }
         return ret;
 }
 
@@ -231,6 +242,8 @@ process(struct req *r)
         size_t i;
         int rc;
 
+        r->counted = true;
+        atomic_fetch_add(&h->waiting, 1);
         rc = event_parse(r->body ? r->body : "", r->len, r->form && !looks_like_json(r->body, r->len),
                          &r->batch, &err);
         if (r->body)
@@ -354,6 +367,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_Re
         if (r->body)
                 freezero(r->body, r->cap + 1);
         event_batch_done(&r->batch);
+        if (r->counted)
+                atomic_fetch_sub(&h->waiting, 1);
         free(r);
         *con_cls = NULL;
         atomic_fetch_sub(&h->in_flight, 1);
@@ -550,6 +565,13 @@ http_set_secret(struct http *h, const char *endpoint, const char *secret)
                 pthread_mutex_unlock(&h->retired_lock);
         }
         return 0;
+}
+
+void
+http_progress(struct http *h, uint64_t *answered, unsigned *waiting)
+{
+        *answered = atomic_load(&h->answered);
+        *waiting = atomic_load(&h->waiting);
 }
 
 void

@@ -42,6 +42,10 @@ int http_set_secret(struct http *h, const char *endpoint, const char *secret);
  * that were refused for their SecretKey. Both only grow. Any thread. */
 void http_test_events(struct http *h, uint64_t *stored, uint64_t *refused);
 
+/* For the watchdog: answers given so far, and requests read but not yet
+ * answered (the listener's own work, not the sending). Any thread. */
+void http_progress(struct http *h, uint64_t *answered, unsigned *waiting);
+
 /* Close every connection and free; NULL-safe; returns NULL. The store must
  * have been stopped first so that no connection still waits for it. */
 struct http *http_stop(struct http *h);

@@ -205,6 +205,43 @@ activated_socket(char **reterr)
         return SD_LISTEN_FDS_START;
 }
 
+/* The watchdog: WATCHDOG=1 only while both the writer and the listener make
+ * progress (each is idle, or finished something since the last tick). A
+ * wedged one stops the pings, so that systemd restarts the service. */
+struct watchdog {
+        uint64_t batches, answered;
+        bool stalled;
+};
+
+static void
+watchdog_tick(struct watchdog *w, struct store *s, struct http *h, int64_t tick_us)
+{
+        uint64_t batches, answered;
+        unsigned waiting;
+        bool idle, writer_ok, listener_ok;
+
+        store_progress(s, &batches, &idle);
+        http_progress(h, &answered, &waiting);
+        writer_ok = idle || batches != w->batches;
+        listener_ok = waiting == 0 || answered != w->answered;
+        w->batches = batches;
+        w->answered = answered;
+        if (writer_ok && listener_ok) {
+                (void) sd_notify(0, "WATCHDOG=1");
+                if (w->stalled)
+                        (void) sd_notify(0, "STATUS=running");
+                w->stalled = false;
+                return;
+        }
+        if (!w->stalled)
+                log_full(LOG_WARNING, LOG_MID_GENERAL, NULL, "the %s has made no progress for %lld ms; "
+                         "the watchdog is no longer fed", writer_ok ? "listener" : "writer",
+                         (long long) tick_us / 1000);
+        (void) sd_notifyf(0, "STATUS=stalled: the %s has made no progress for %lld ms",
+                          writer_ok ? "listener" : "writer", (long long) tick_us / 1000);
+        w->stalled = true;
+}
+
 static void
 drain(struct http *h, struct store *s)
 {
@@ -229,6 +266,10 @@ main(int argc, char **argv)
         struct store *store = NULL;
         struct http *http = NULL;
         struct mgmt *mgmt = NULL;
+        struct watchdog wd = { 0 };
+        struct timespec tick = { 0 };
+        uint64_t watchdog_us = 0;
+        bool watchdog;
         sigset_t sigs;
         char *err = NULL;
         size_t i;
@@ -296,8 +337,15 @@ main(int argc, char **argv)
                  cfg->endpoints[0].path, cfg->n_endpoints, cfg->n_endpoints == 1 ? "" : "s", cfg->database);
         (void) sd_notifyf(0, "READY=1\nSTATUS=listening on port %u", http_port(http));
 
+        watchdog = sd_watchdog_enabled(0, &watchdog_us) > 0;
+        tick.tv_sec = (time_t) (watchdog_us / 2 / 1000000);
+        tick.tv_nsec = (long) (watchdog_us / 2 % 1000000) * 1000;
         for (;;) {
-                sig = sigwaitinfo(&sigs, NULL);
+                sig = watchdog ? sigtimedwait(&sigs, NULL, &tick) : sigwaitinfo(&sigs, NULL);
+                if (sig < 0 && errno == EAGAIN) {
+                        watchdog_tick(&wd, store, http, (int64_t) watchdog_us / 2);
+                        continue;
+                }
                 if (sig < 0)
                         continue;
                 if (sig == SIGHUP) {

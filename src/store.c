@@ -47,6 +47,8 @@ struct store {
         bool stopping;
         bool failing;                   /* last transaction failed: log recovery once */
         atomic_uint_fast64_t commits;
+        atomic_uint_fast64_t batches;   /* written, committed or not: progress */
+        atomic_bool busy;               /* writing a batch now */
 
         unsigned retention_days;        /* 0: keep forever */
         uint64_t pruned_events, pruned_messages;        /* this retention pass */
@@ -883,9 +885,13 @@ writer_main(void *arg)
                 batch = s->head;
                 s->head = s->tail = NULL;
                 s->queued = 0;
+                atomic_store(&s->busy, batch != NULL);
                 pthread_mutex_unlock(&s->lock);
-                if (batch)
+                if (batch) {
                         write_batch(s, batch);
+                        atomic_store(&s->busy, false);
+                        atomic_fetch_add(&s->batches, 1);
+                }
                 /* Retention runs between batches, one small transaction at a
                  * time, so ingestion waits for at most one of them. */
                 if (time_mono_us() >= next_prune)
@@ -965,6 +971,15 @@ store_close(struct store *s)
         free(s->path);
         free(s);
         return NULL;
+}
+
+void
+store_progress(struct store *s, uint64_t *batches, bool *idle)
+{
+        pthread_mutex_lock(&s->lock);
+        *idle = s->queued == 0 && !atomic_load(&s->busy);
+        pthread_mutex_unlock(&s->lock);
+        *batches = atomic_load(&s->batches);
 }
 
 uint64_t

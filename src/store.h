@@ -85,6 +85,10 @@ int store_replay_quarantine(struct store *s, unsigned *moved, unsigned *kept);
 /* The database's last error message, for the calls above. */
 const char *store_error(const struct store *s);
 
+/* For the watchdog: batches the writer has finished (committed or not), and
+ * whether it has nothing to do. Any thread. */
+void store_progress(struct store *s, uint64_t *batches, bool *idle);
+
 /* Transactions committed so far; moves while the writer makes progress. */
 uint64_t store_commits(const struct store *s);
 

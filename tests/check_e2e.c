@@ -471,6 +471,53 @@ START_TEST(test_sigterm_drains)
 }
 END_TEST
 
+/* ---- systemd ---- */
+
+static void *
+post_one(void *arg)
+{
+        struct resp r = post_file("queued.json");
+
+        *(long *) arg = r.status;
+        resp_done(&r);
+        return NULL;
+}
+
+/* The watchdog is fed while the writer works, and not while it is wedged
+ * (another connection holds the database's write lock), then again. */
+START_TEST(test_watchdog)
+{
+        int nfd = notify_socket(), pings = 0;
+        sqlite3 *lock;
+        pthread_t t;
+        long status = 0;
+
+        setenv("WATCHDOG_USEC", "400000", 1);
+        daemon_start("", "");
+        ck_assert(await_notification(nfd, "READY=1", NULL));
+        ck_assert_msg(await_notification(nfd, "WATCHDOG=1", NULL), "no watchdog ping");
+        expect_file("delivered.json", 200);
+        ck_assert(await_notification(nfd, "WATCHDOG=1", NULL));
+
+        ck_assert_int_eq(sqlite3_open(d.db, &lock), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(lock, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+        ck_assert_int_eq(pthread_create(&t, NULL, post_one, &status), 0);
+        ck_assert_msg(await_notification(nfd, "STATUS=stalled: the writer", NULL), "no stall reported");
+        /* Wedged: half a second more (several ticks), not one ping. */
+        usleep(500 * 1000);
+        ck_assert(!notified(nfd, "WATCHDOG=1"));
+        ck_assert_int_eq(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(lock);
+        pthread_join(t, NULL);
+        ck_assert_int_eq(status, 200);
+        ck_assert(await_notification(nfd, "WATCHDOG=1", &pings));
+        ck_assert(await_notification(nfd, "STATUS=running", NULL) || pings > 0);
+        ck_assert(log_has("the writer has made no progress"));
+        ck_assert_int_eq(daemon_stop(), 0);
+        close(nfd);
+}
+END_TEST
+
 /* ---- command line ---- */
 
 static int
@@ -582,6 +629,7 @@ main(void)
         tcase_add_test(tc, test_concurrent_clients);
         tcase_add_test(tc, test_logs_and_secrets);
         tcase_add_test(tc, test_sigterm_drains);
+        tcase_add_test(tc, test_watchdog);
         tcase_add_test(tc, test_check_mode);
         tcase_add_test(tc, test_init_dir);
         return t_run(s, tc);

@@ -4,8 +4,6 @@
  * API misbehaves, while intake goes on. */
 #include "config.h"
 
-#include <sys/un.h>
-
 #include "daemon.h"
 #include "fake_api.h"
 
@@ -117,37 +115,6 @@ assert_key_nowhere(void)
                 ck_assert(!t_contains(s, n, API_KEY));
         free(s);
         free(p);
-}
-
-/* A datagram socket standing in for systemd's NOTIFY_SOCKET. */
-static int
-notify_socket(void)
-{
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        char *path = file_in("notify");
-        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-
-        ck_assert_int_ge(fd, 0);
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-        ck_assert_int_eq(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
-        setenv("NOTIFY_SOCKET", path, 1);
-        free(path);
-        return fd;
-}
-
-/* Whether a notification so far holds needle. */
-static bool
-notified(int fd, const char *needle)
-{
-        char msg[4096];
-        ssize_t n;
-        bool found = false;
-
-        while ((n = recv(fd, msg, sizeof(msg) - 1, 0)) > 0) {
-                msg[n] = '\0';
-                found |= strstr(msg, needle) != NULL;
-        }
-        return found;
 }
 
 START_TEST(test_register_and_self_test)

@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <sys/prctl.h>
+#include <sys/un.h>
 
 #include <curl/curl.h>
 
@@ -320,6 +321,63 @@ post_file(const char *name)
 
         free(body);
         return r;
+}
+
+/* A datagram socket standing in for systemd's NOTIFY_SOCKET. */
+static inline int
+notify_socket(void)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char *path;
+        int fd;
+
+        if (d.port == 0)
+                daemon_listen();
+        path = file_in("notify");
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        ck_assert_int_ge(fd, 0);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        setenv("NOTIFY_SOCKET", path, 1);
+        free(path);
+        return fd;
+}
+
+/* Whether a notification so far holds needle. */
+static inline bool
+notified(int fd, const char *needle)
+{
+        char msg[4096];
+        ssize_t n;
+        bool found = false;
+
+        while ((n = recv(fd, msg, sizeof(msg) - 1, 0)) > 0) {
+                msg[n] = '\0';
+                found |= strstr(msg, needle) != NULL;
+        }
+        return found;
+}
+
+/* Wait (bounded, 10 s) for a notification holding needle; whether one came.
+ * *pings counts the WATCHDOG=1 seen meanwhile, when pings is not NULL. */
+static inline bool
+await_notification(int fd, const char *needle, int *pings)
+{
+        char msg[4096];
+        ssize_t n;
+        int i;
+
+        for (i = 0; i < 1000; i++) {
+                while ((n = recv(fd, msg, sizeof(msg) - 1, 0)) > 0) {
+                        msg[n] = '\0';
+                        if (pings && strstr(msg, "WATCHDOG=1"))
+                                (*pings)++;
+                        if (strstr(msg, needle))
+                                return true;
+                }
+                usleep(10 * 1000);
+        }
+        return false;
 }
 
 #define q(sql) t_query(d.db, sql)
