@@ -512,6 +512,27 @@ http_quiesce(struct http *h)
         (void) MHD_quiesce_daemon(h->mhd);
 }
 
+int
+http_listen_fd(const struct http *h)
+{
+        return h->fd;
+}
+
+void
+http_handover(struct http *h)
+{
+        http_quiesce(h);
+        h->fd = -1;
+}
+
+unsigned
+http_connections(struct http *h)
+{
+        const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+        return i ? i->num_connections : 0;
+}
+
 unsigned
 http_in_flight(const struct http *h)
 {
@@ -527,8 +548,9 @@ http_stop(struct http *h)
                 return NULL;
 
         MHD_stop_daemon(h->mhd);
-        /* A quiesced daemon leaves the listening socket to us. */
-        if (atomic_load(&h->draining))
+        /* A quiesced daemon leaves the listening socket to us (unless it
+         * was handed over to a successor). */
+        if (atomic_load(&h->draining) && h->fd >= 0)
                 close(h->fd);
         for (i = 0; i < h->cfg->n_endpoints; i++) {
                 char *s = atomic_load(&h->extra[i]);

@@ -30,6 +30,16 @@ unsigned http_port(const struct http *h);
  * answered with "Connection: close". */
 void http_quiesce(struct http *h);
 
+/* The listening socket (to start a successor on it, see http_handover). */
+int http_listen_fd(const struct http *h);
+
+/* Stop accepting, as http_quiesce, and leave the listening socket open for
+ * the successor already serving it. */
+void http_handover(struct http *h);
+
+/* Connections open now. */
+unsigned http_connections(struct http *h);
+
 /* Requests received but not yet answered. */
 unsigned http_in_flight(const struct http *h);
 

@@ -242,15 +242,72 @@ watchdog_tick(struct watchdog *w, struct store *s, struct http *h, int64_t tick_
         w->stalled = true;
 }
 
+/* Wait (bounded) until h has no request under way, then no connection. */
+static void
+settle(struct http *h, int requests_s, int connections_s)
+{
+        int64_t t0 = time_mono_us();
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+        while (http_in_flight(h) > 0 && time_mono_us() - t0 < (int64_t) requests_s * 1000000)
+                nanosleep(&ts, NULL);
+        t0 = time_mono_us();
+        while (http_connections(h) > 0 && time_mono_us() - t0 < (int64_t) connections_s * 1000000)
+                nanosleep(&ts, NULL);
+}
+
+/* SIGHUP: the configuration, certificate, key, secrets and log level again.
+ * A new listener serves the same socket first; then the old one stops
+ * accepting, finishes its requests (answering "Connection: close") and
+ * goes. Anything wrong with the new files keeps all as it was. */
+static void
+reload(struct cfg **cfg, struct http **http, struct mgmt **mgmt, struct store *store)
+{
+        struct cfg *nc = NULL, *oc = *cfg;
+        struct tls_creds *tls = NULL;
+        struct http *nh = NULL, *old = *http;
+        char *err = NULL;
+        size_t i;
+
+        (void) sd_notify(0, "RELOADING=1\nSTATUS=reloading");
+        if (cfg_load(arg_config, 0, &nc, &err) < 0 ||
+            tls_load(nc->tls_cert, nc->tls_key, nc->tls_priorities, &tls, &err) < 0 ||
+            http_start(nc, tls, store, http_listen_fd(old), &nh, &err) < 0) {
+                log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "reload refused, the running configuration stays: %s", err);
+                free(err);
+                tls_free(tls);
+                cfg_free(nc);
+                (void) sd_notify(0, "READY=1\nSTATUS=reload refused; running as before");
+                return;
+        }
+        tls_free(tls);
+        for (i = 0; i < nc->n_warnings; i++)
+                log_full(LOG_WARNING, LOG_MID_CONFIG, NULL, "%s", nc->warnings[i]);
+        if (strcmp(nc->database, oc->database) != 0 || nc->synchronous_full != oc->synchronous_full ||
+            nc->queue_size != oc->queue_size || nc->retention_days != oc->retention_days ||
+            strcmp(nc->listen_host, oc->listen_host) != 0 || nc->listen_port != oc->listen_port)
+                log_notice("reload: [store] settings and listen take effect at the next restart");
+        *mgmt = mgmt_stop(*mgmt);       /* it uses the old listener */
+        http_handover(old);
+        *http = nh;
+        if (nc->api && mgmt_start(nc, nh, store, mgmt, &err) < 0) {
+                log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "reload: the management thread cannot start: %s", err);
+                free(err);
+        }
+        settle(old, DRAIN_SECONDS, 5);
+        http_stop(old);
+        cfg_free(oc);
+        *cfg = nc;
+        log_set_level(nc->log_level);
+        log_full(LOG_NOTICE, LOG_MID_CONFIG, NULL, "reloaded %s: certificate, key, secrets and log level", nc->file);
+        (void) sd_notifyf(0, "READY=1\nSTATUS=reloaded; listening on port %u", http_port(nh));
+}
+
 static void
 drain(struct http *h, struct store *s)
 {
-        int64_t deadline = time_mono_us() + (int64_t) DRAIN_SECONDS * 1000000;
-        struct timespec ts = { 0, 10 * 1000 * 1000 };
-
         http_quiesce(h);
-        while (http_in_flight(h) > 0 && time_mono_us() < deadline)
-                nanosleep(&ts, NULL);
+        settle(h, DRAIN_SECONDS, 0);
         if (http_in_flight(h) > 0)
                 log_warning("%u requests still open after %d s; closing them", http_in_flight(h), DRAIN_SECONDS);
         /* The writer finishes every queued job (and wakes its connection)
@@ -327,8 +384,11 @@ main(int argc, char **argv)
         if (http_start(cfg, tls, store, fd, &http, &err) < 0)
                 goto fatal;
         tls = tls_free(tls);    /* the listener has its own copy; wipe ours */
-        if (cfg->api && (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
-                         mgmt_start(cfg, http, store, &mgmt, &err) < 0))
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+                err = xstrdup("cannot initialise libcurl");
+                goto fatal;
+        }
+        if (cfg->api && mgmt_start(cfg, http, store, &mgmt, &err) < 0)
                 goto fatal;
 
         log_full(LOG_INFO, LOG_MID_START, NULL,
@@ -349,7 +409,7 @@ main(int argc, char **argv)
                 if (sig < 0)
                         continue;
                 if (sig == SIGHUP) {
-                        log_notice("SIGHUP: reloading is not supported yet; restart to apply changes");
+                        reload(&cfg, &http, &mgmt, store);
                         continue;
                 }
                 break;
@@ -362,8 +422,7 @@ main(int argc, char **argv)
         http = http_stop(http);
         store = store_close(store);
         log_full(LOG_INFO, LOG_MID_STOP, NULL, "stopped");
-        if (cfg->api)
-                curl_global_cleanup();
+        curl_global_cleanup();
         cfg_free(cfg);
         gnutls_global_deinit();
         return EXIT_SUCCESS;

@@ -3,6 +3,8 @@
  * by certtool, libcurl clients, and the SQLite file checked directly. */
 #include "config.h"
 
+#include <stdatomic.h>
+
 #include "daemon.h"
 
 START_TEST(test_stored_after_commit)
@@ -518,6 +520,151 @@ START_TEST(test_watchdog)
 }
 END_TEST
 
+struct poster {
+        const char *ca;
+        atomic_bool stop;
+        int ok, failed;
+};
+
+/* One keep-alive client posting distinct events until told to stop. */
+static void *
+poster_main(void *arg)
+{
+        struct poster *p = arg;
+        CURL *h = client();
+        char body[256];
+        int i;
+
+        curl_easy_setopt(h, CURLOPT_CAINFO, p->ca);
+        for (i = 0; !atomic_load(&p->stop) && i < 100000; i++) {
+                struct resp r;
+
+                snprintf(body, sizeof(body), "{\"Type\":\"Queued\",\"MessageId\":\"hup-%d\","
+                         "\"Address\":\"h@example.com\",\"SecretKey\":\"%s\"}", i, T_SECRET);
+                r = request(h, "POST", "/socketlabs/events", body, strlen(body), "application/json");
+                if (r.status == 200)
+                        p->ok++;
+                else
+                        p->failed++;
+                resp_done(&r);
+        }
+        curl_easy_cleanup(h);
+        return NULL;
+}
+
+/* Whether a new connection trusting only ca gets 200 for a post with secret. */
+static bool
+served_with(const char *ca, const char *secret)
+{
+        CURL *h = client();
+        char *body = xasprintf("{\"Type\":\"Queued\",\"MessageId\":\"probe-%s\",\"SecretKey\":\"%s\"}",
+                               secret, secret);
+        struct resp r;
+        bool ok;
+
+        curl_easy_setopt(h, CURLOPT_CAINFO, ca);
+        r = request(h, "POST", "/socketlabs/events", body, strlen(body), "application/json");
+        ok = r.status == 200;
+        resp_done(&r);
+        curl_easy_cleanup(h);
+        free(body);
+        return ok;
+}
+
+static void
+copy_file(const char *from, const char *to)
+{
+        size_t n;
+        char *data = t_slurp(from, &n);
+
+        ck_assert_ptr_nonnull(data);
+        t_write(to, data);
+        free(data);
+}
+
+/* SIGHUP with a new certificate and a new secret while a keep-alive client
+ * goes on posting: no request fails, new connections get the new
+ * certificate, the new secret works; a broken certificate is refused and
+ * the running one stays. */
+START_TEST(test_reload)
+{
+        struct poster p = { 0 };
+        pthread_t t;
+        char *newdir, *bundle, *cert, *key, *newcert, *old, *secret, *tmp;
+        int i, before;
+
+        daemon_listen();
+        d.tls_dir = d.dir;
+        cert = file_in("cert.pem");
+        key = file_in("key.pem");
+        old = xasprintf("%s/cert.pem", certdir);
+        copy_file(old, cert);
+        tmp = xasprintf("%s/key.pem", certdir);
+        copy_file(tmp, key);
+        free(tmp);
+        newdir = file_in("new");
+        ck_assert_int_eq(mkdir(newdir, 0700), 0);
+        t_make_cert(newdir, 30);
+        newcert = xasprintf("%s/cert.pem", newdir);
+        /* The client trusts both, as a sender would across a renewal. */
+        bundle = file_in("bundle.pem");
+        {
+                char *a = t_slurp(old, NULL), *b = t_slurp(newcert, NULL), *both = xasprintf("%s%s", a, b);
+
+                t_write(bundle, both);
+                free(a);
+                free(b);
+                free(both);
+        }
+        daemon_start("", "");
+        p.ca = bundle;
+        ck_assert_int_eq(pthread_create(&t, NULL, poster_main, &p), 0);
+        for (i = 0; i < 500 && p.ok < 20; i++)
+                usleep(10 * 1000);
+
+        copy_file(newcert, cert);
+        tmp = xasprintf("%s/key.pem", newdir);
+        copy_file(tmp, key);
+        free(tmp);
+        secret = file_in("secret");
+        t_write(secret, T_SECRET "\nbrand-new-secret\n");
+        ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+        for (i = 0; i < 1000 && !log_has("\"message\":\"reloaded "); i++)
+                usleep(10 * 1000);
+        ck_assert_msg(log_has("\"message\":\"reloaded "), "no reload logged");
+        ck_assert(served_with(newcert, "brand-new-secret"));
+        ck_assert(!served_with(old, T_SECRET));         /* the old certificate is gone */
+        before = p.ok;
+        for (i = 0; i < 500 && p.ok < before + 20; i++)
+                usleep(10 * 1000);
+
+        /* A broken certificate: refused, the running one stays. */
+        t_write(cert, "not a certificate\n");
+        ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+        for (i = 0; i < 1000 && !log_has("reload refused"); i++)
+                usleep(10 * 1000);
+        ck_assert(log_has("reload refused"));
+        ck_assert(served_with(newcert, T_SECRET));
+        before = p.ok;
+        for (i = 0; i < 500 && p.ok < before + 20; i++)
+                usleep(10 * 1000);
+
+        atomic_store(&p.stop, true);
+        pthread_join(t, NULL);
+        ck_assert_msg(p.failed == 0, "%d of %d requests failed", p.failed, p.ok + p.failed);
+        ck_assert_int_gt(p.ok, 60);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id LIKE 'hup-%'"), p.ok);
+        ck_assert_int_eq(daemon_stop(), 0);
+        free(secret);
+        free(bundle);
+        free(newcert);
+        free(newdir);
+        free(old);
+        free(key);
+        free(cert);
+}
+END_TEST
+
 /* ---- command line ---- */
 
 static int
@@ -630,6 +777,7 @@ main(void)
         tcase_add_test(tc, test_logs_and_secrets);
         tcase_add_test(tc, test_sigterm_drains);
         tcase_add_test(tc, test_watchdog);
+        tcase_add_test(tc, test_reload);
         tcase_add_test(tc, test_check_mode);
         tcase_add_test(tc, test_init_dir);
         return t_run(s, tc);

@@ -18,6 +18,7 @@ struct daemon {
         unsigned port;
         int fd;                 /* the listening socket, until the daemon has it */
         char *dir, *conf, *db, *log, *cert;
+        const char *tls_dir;    /* the certificate and key, when not certdir's */
 };
 
 static char *certdir;           /* shared certificates, made once */
@@ -69,7 +70,8 @@ write_conf_tls(const char *cert_dir, const char *key_dir, const char *server_ext
                                "database = events.db\n"
                                "[log]\n"
                                "format = json\n",
-                               certdir, cert_dir, certdir, key_dir, server_extra, sections_extra);
+                               d.tls_dir ? d.tls_dir : certdir, cert_dir, d.tls_dir ? d.tls_dir : certdir,
+                               key_dir, server_extra, sections_extra);
 
         t_write(d.conf, text);
         free(text);
