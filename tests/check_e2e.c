@@ -591,9 +591,10 @@ START_TEST(test_reload)
         struct poster p = { 0 };
         pthread_t t;
         char *newdir, *bundle, *cert, *key, *newcert, *old, *secret, *tmp;
-        int i, before;
+        int i, before, nfd;
 
         daemon_listen();
+        nfd = notify_socket();
         d.tls_dir = d.dir;
         cert = file_in("cert.pem");
         key = file_in("key.pem");
@@ -632,6 +633,8 @@ START_TEST(test_reload)
         for (i = 0; i < 1000 && !log_has("\"message\":\"reloaded "); i++)
                 usleep(10 * 1000);
         ck_assert_msg(log_has("\"message\":\"reloaded "), "no reload logged");
+        ck_assert(await_notification(nfd, "RELOADING=1", NULL));
+        ck_assert(await_notification(nfd, "READY=1", NULL));
         ck_assert(served_with(newcert, "brand-new-secret"));
         ck_assert(!served_with(old, T_SECRET));         /* the old certificate is gone */
         before = p.ok;
@@ -644,6 +647,7 @@ START_TEST(test_reload)
         for (i = 0; i < 1000 && !log_has("reload refused"); i++)
                 usleep(10 * 1000);
         ck_assert(log_has("reload refused"));
+        ck_assert(await_notification(nfd, "STATUS=reload refused", NULL));
         ck_assert(served_with(newcert, T_SECRET));
         before = p.ok;
         for (i = 0; i < 500 && p.ok < before + 20; i++)
@@ -655,6 +659,8 @@ START_TEST(test_reload)
         ck_assert_int_gt(p.ok, 60);
         ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id LIKE 'hup-%'"), p.ok);
         ck_assert_int_eq(daemon_stop(), 0);
+        ck_assert(await_notification(nfd, "STOPPING=1", NULL));
+        close(nfd);
         free(secret);
         free(bundle);
         free(newcert);
@@ -662,6 +668,48 @@ START_TEST(test_reload)
         free(old);
         free(key);
         free(cert);
+}
+END_TEST
+
+/* Socket activation by systemd-socket-activate: slhookd is started by the
+ * first connection, serves it on the passed socket and ignores listen. */
+START_TEST(test_systemd_socket_activate)
+{
+        char addr[64];
+        struct resp r;
+        int i;
+
+        daemon_listen();
+        close(d.fd);            /* its port is for systemd-socket-activate to take */
+        snprintf(addr, sizeof(addr), "127.0.0.1:%u", d.port);
+        write_conf("", "");
+        d.pid = fork();
+        ck_assert_int_ge(d.pid, 0);
+        if (d.pid == 0) {
+                int out = open(d.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                dup2(out, 1);
+                dup2(out, 2);
+                unsetenv("LISTEN_FDS");
+                execlp("systemd-socket-activate", "systemd-socket-activate", "-l", addr,
+                       SLHOOKD_BIN, "-c", d.conf, (char *) NULL);
+                _exit(127);
+        }
+        /* Bounded wait for it to listen; the first post starts slhookd. */
+        for (i = 0; i < 500; i++) {
+                r = post_file("queued.json");
+                if (r.status == 200)
+                        break;
+                resp_done(&r);
+                usleep(10 * 1000);
+        }
+        ASSERT_STATUS(r, 200);
+        resp_done(&r);
+        ck_assert(log_has("ready: https://(socket):"));
+        ck_assert_int_eq(q("SELECT count(*) FROM events"), 1);
+        expect_file("delivered.json", 200);
+        ck_assert_int_eq(daemon_stop(), 0);
 }
 END_TEST
 
@@ -778,6 +826,7 @@ main(void)
         tcase_add_test(tc, test_sigterm_drains);
         tcase_add_test(tc, test_watchdog);
         tcase_add_test(tc, test_reload);
+        tcase_add_test(tc, test_systemd_socket_activate);
         tcase_add_test(tc, test_check_mode);
         tcase_add_test(tc, test_init_dir);
         return t_run(s, tc);
