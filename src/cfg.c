@@ -531,6 +531,18 @@ validate(struct parser *p, unsigned flags, char **reterr)
                         goto bad;
                 }
         }
+        /* Last: every other mistake is named first. */
+        if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
+                err = xstrdup(c->tls_cert ? "[server] tls_key: missing (tls_cert is given)"
+                                          : "[server] tls_cert: missing (tls_key is given)");
+                goto bad;
+        }
+        if (c->tls_cert == NULL && strncmp(c->listen_host, "127.", 4) != 0 && strcmp(c->listen_host, "::1") != 0 &&
+            strcmp(c->listen_host, "localhost") != 0) {
+                err = xasprintf("[server] tls_cert: missing; plain HTTP is allowed only when listen is a loopback "
+                                "address (behind a local TLS proxy), not '%s'", c->listen_host);
+                goto bad;
+        }
         return 0;
 bad:
         *reterr = xasprintf("%s: %s", c->file, err);
@@ -549,8 +561,6 @@ cfg_load(const char *path, unsigned flags, struct cfg **ret, char **reterr)
         c->file = xstrdup(path);
         c->listen_host = xstrdup("0.0.0.0");
         c->listen_port = 8443;
-        c->tls_cert = xstrdup("/etc/slhookd/tls/cert.pem");
-        c->tls_key = xstrdup("/etc/slhookd/tls/key.pem");
         c->tls_priorities = xstrdup(CFG_DEFAULT_PRIORITIES);
         c->max_body = 65536;
         c->timeout = 30;

@@ -32,7 +32,7 @@ struct cfg {
         /* [server] */
         char *listen_host;
         unsigned listen_port;
-        char *tls_cert;
+        char *tls_cert;                 /* NULL with tls_key: plain HTTP (loopback only) */
         char *tls_key;
         char *tls_priorities;
         struct acl *allow;

@@ -289,6 +289,66 @@ process(struct req *r)
         return MHD_YES;
 }
 
+/* Count a refused peer; one log line a second at most, so that a scan
+ * cannot flood the log. */
+static void
+refused(struct http *h, const char *peer)
+{
+        unsigned long long n = atomic_fetch_add(&h->refused, 1) + 1;
+        int64_t now = time_mono_us(), last = atomic_load(&h->refused_logged_at);
+
+        if (now - last >= 1000000 && atomic_compare_exchange_strong(&h->refused_logged_at, &last, now)) {
+                struct log_fields f = LOG_FIELDS_NONE;
+
+                f.peer = peer;
+                log_full(LOG_NOTICE, LOG_MID_REFUSED, &f,
+                         "refused connection from %s: not in the allow list (%llu refused so far)", peer, n);
+        }
+}
+
+/* For a request from a trusted proxy: the client is the right-most
+ * X-Forwarded-For address that is not itself a trusted proxy (the proxy
+ * when there is none). Writes it to peer; returns 1 when it is allowed, 0
+ * when not, -1 when the header is not a list of addresses. */
+static int
+proxied_peer(struct http *h, struct MHD_Connection *conn, const struct sockaddr *proxy, char peer[ACL_ADDR_LEN])
+{
+        const char *xff = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For");
+        struct sockaddr_storage ss;
+        char item[INET6_ADDRSTRLEN + 1];
+        const char *end, *start, *seg;
+        size_t n;
+
+        if (xff == NULL)
+                return acl_match(h->cfg->allow, proxy);
+        for (end = xff + strlen(xff); end > xff;) {
+                for (seg = end; seg > xff && seg[-1] != ','; seg--)
+                        ;
+                start = seg;
+                while (start < end && (*start == ' ' || *start == '\t'))
+                        start++;
+                n = (size_t) (end - start);
+                while (n > 0 && (start[n - 1] == ' ' || start[n - 1] == '\t'))
+                        n--;
+                if (n == 0 || n >= sizeof(item))
+                        return -1;
+                memcpy(item, start, n);
+                item[n] = '\0';
+                memset(&ss, 0, sizeof(ss));
+                if (inet_pton(AF_INET, item, &((struct sockaddr_in *) &ss)->sin_addr) == 1)
+                        ss.ss_family = AF_INET;
+                else if (inet_pton(AF_INET6, item, &((struct sockaddr_in6 *) &ss)->sin6_addr) == 1)
+                        ss.ss_family = AF_INET6;
+                else
+                        return -1;
+                acl_format_addr((struct sockaddr *) &ss, peer);
+                if (!acl_match(h->cfg->trusted_proxies, (struct sockaddr *) &ss) || seg == xff)
+                        return acl_match(h->cfg->allow, (struct sockaddr *) &ss);
+                end = seg - 1;          /* the comma before */
+        }
+        return -1;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
            const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -309,6 +369,16 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
                 acl_format_addr(ci ? ci->client_addr : NULL, r->peer);
                 atomic_fetch_add(&h->in_flight, 1);
                 *con_cls = r;
+                if (ci && acl_match(h->cfg->trusted_proxies, ci->client_addr)) {
+                        int ok = proxied_peer(h, conn, ci->client_addr, r->peer);
+
+                        if (ok < 0)
+                                return reply_error(r, MHD_HTTP_BAD_REQUEST, "X-Forwarded-For is not a list of addresses");
+                        if (ok == 0) {
+                                refused(h, r->peer);
+                                return reply_error(r, MHD_HTTP_FORBIDDEN, "not in the allow list");
+                        }
+                }
 
                 r->ep = cfg_endpoint_by_path(h->cfg, url);
                 if (r->ep == NULL)
@@ -379,23 +449,12 @@ on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
         struct http *h = cls;
         char peer[ACL_ADDR_LEN];
-        unsigned long long n;
-        int64_t now, last;
 
-        if (acl_match(h->cfg->allow, addr))
+        /* A trusted proxy is let in: its client is checked per request. */
+        if (acl_match(h->cfg->allow, addr) || acl_match(h->cfg->trusted_proxies, addr))
                 return MHD_YES;
-        n = atomic_fetch_add(&h->refused, 1) + 1;
-        /* One line a second at most: a scan must not flood the log. */
-        now = time_mono_us();
-        last = atomic_load(&h->refused_logged_at);
-        if (now - last >= 1000000 && atomic_compare_exchange_strong(&h->refused_logged_at, &last, now)) {
-                struct log_fields f = LOG_FIELDS_NONE;
-
-                acl_format_addr(addr, peer);
-                f.peer = peer;
-                log_full(LOG_NOTICE, LOG_MID_REFUSED, &f,
-                         "refused connection from %s: not in the allow list (%llu refused so far)", peer, n);
-        }
+        acl_format_addr(addr, peer);
+        refused(h, peer);
         return MHD_NO;
 }
 
@@ -412,6 +471,20 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
                 msg[--n] = '\0';
         log_full(LOG_INFO, LOG_MID_TLS, NULL, "libmicrohttpd: %s", msg);
         free(msg);
+}
+
+static bool
+loopback(const struct sockaddr *sa)
+{
+        if (sa->sa_family == AF_INET)
+                return (ntohl(((const struct sockaddr_in *) sa)->sin_addr.s_addr) >> 24) == 127;
+        if (sa->sa_family == AF_INET6) {
+                const struct in6_addr *a = &((const struct sockaddr_in6 *) sa)->sin6_addr;
+
+                return IN6_IS_ADDR_LOOPBACK(a) ||
+                       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+        }
+        return false;
 }
 
 static int
@@ -471,20 +544,36 @@ http_start(const struct cfg *cfg, const struct tls_creds *tls, struct store *sto
                 h->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &ss)->sin6_port
                                                          : ((struct sockaddr_in *) &ss)->sin_port);
         atomic_store(&h->refused_logged_at, -1000000000);
-        h->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TLS | MHD_USE_ERROR_LOG |
-                                  MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME,
-                                  0, on_accept, h, on_request, h,
-                                  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-                                  MHD_OPTION_LISTEN_SOCKET, (MHD_socket) h->fd,
-                                  MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) cfg->threads,
-                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned int) cfg->max_connections,
-                                  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) cfg->max_connections_per_ip,
-                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) cfg->timeout,
-                                  MHD_OPTION_HTTPS_MEM_CERT, tls->cert_pem,
-                                  MHD_OPTION_HTTPS_MEM_KEY, tls->key_pem,
-                                  MHD_OPTION_HTTPS_PRIORITIES, cfg->tls_priorities,
-                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-                                  MHD_OPTION_END);
+        if (tls == NULL && !loopback((struct sockaddr *) &ss)) {
+                *reterr = xstrdup("[server] tls_cert: missing; plain HTTP is allowed only on a loopback address "
+                                  "(behind a local TLS proxy)");
+                if (listen_fd < 0)
+                        close(h->fd);
+                free(h->extra);
+                free(h);
+                return -EINVAL;
+        }
+        {
+                struct MHD_OptionItem opts[] = {
+                        { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t) on_mhd_log, h },
+                        { MHD_OPTION_LISTEN_SOCKET, h->fd, NULL },
+                        { MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL },
+                        { MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL },
+                        { MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip, NULL },
+                        { MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout, NULL },
+                        { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) on_completed, h },
+                        /* last, so that plain HTTP ends the array before them */
+                        { tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, tls ? tls->cert_pem : NULL },
+                        { MHD_OPTION_HTTPS_MEM_KEY, 0, tls ? tls->key_pem : NULL },
+                        { MHD_OPTION_HTTPS_PRIORITIES, 0, cfg->tls_priorities },
+                        { MHD_OPTION_END, 0, NULL },
+                };
+
+                h->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | (tls ? MHD_USE_TLS : 0) | MHD_USE_ERROR_LOG |
+                                          MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME,
+                                          0, on_accept, h, on_request, h,
+                                          MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+        }
         if (h->mhd == NULL) {
                 *reterr = xasprintf("cannot start the HTTPS listener on port %u (see the libmicrohttpd message above)",
                                     h->port);

@@ -18,8 +18,9 @@ struct http;
 
 /* Start listening. listen_fd >= 0: serve on that listening socket (socket
  * activation); otherwise bind cfg->listen_host:listen_port. Borrows cfg, tls
- * (only during the call) and store (until http_stop). Returns 0 or a negative
- * errno with *reterr set. */
+ * (only during the call) and store (until http_stop). tls NULL: plain HTTP,
+ * refused unless the socket is a loopback one (behind a local TLS proxy).
+ * Returns 0 or a negative errno with *reterr set. */
 int http_start(const struct cfg *cfg, const struct tls_creds *tls, struct store *store,
                int listen_fd, struct http **ret, char **reterr);
 

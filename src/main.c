@@ -271,7 +271,7 @@ reload(struct cfg **cfg, struct http **http, struct mgmt **mgmt, struct store *s
 
         (void) sd_notify(0, "RELOADING=1\nSTATUS=reloading");
         if (cfg_load(arg_config, 0, &nc, &err) < 0 ||
-            tls_load(nc->tls_cert, nc->tls_key, nc->tls_priorities, &tls, &err) < 0 ||
+            (nc->tls_cert && tls_load(nc->tls_cert, nc->tls_key, nc->tls_priorities, &tls, &err) < 0) ||
             http_start(nc, tls, store, http_listen_fd(old), &nh, &err) < 0) {
                 log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "reload refused, the running configuration stays: %s", err);
                 free(err);
@@ -350,7 +350,7 @@ main(int argc, char **argv)
         log_setup(arg_check ? LOG_FORMAT_TEXT : cfg->log_format, cfg->log_level);
         for (i = 0; i < cfg->n_warnings; i++)
                 log_full(LOG_WARNING, LOG_MID_CONFIG, NULL, "%s", cfg->warnings[i]);
-        if (tls_load(cfg->tls_cert, cfg->tls_key, cfg->tls_priorities, &tls, &err) < 0) {
+        if (cfg->tls_cert && tls_load(cfg->tls_cert, cfg->tls_key, cfg->tls_priorities, &tls, &err) < 0) {
                 if (arg_check)
                         fprintf(stderr, "slhookd: %s\n", err);
                 else
@@ -392,8 +392,9 @@ main(int argc, char **argv)
                 goto fatal;
 
         log_full(LOG_INFO, LOG_MID_START, NULL,
-                 "slhookd %s ready: https://%s:%u%s, %zu endpoint%s, database %s",
-                 PACKAGE_VERSION, fd >= 0 ? "(socket)" : cfg->listen_host, http_port(http),
+                 "slhookd %s ready: %s://%s:%u%s, %zu endpoint%s, database %s",
+                 PACKAGE_VERSION, cfg->tls_cert ? "https" : "http", fd >= 0 ? "(socket)" : cfg->listen_host,
+                 http_port(http),
                  cfg->endpoints[0].path, cfg->n_endpoints, cfg->n_endpoints == 1 ? "" : "s", cfg->database);
         (void) sd_notifyf(0, "READY=1\nSTATUS=listening on port %u", http_port(http));
 

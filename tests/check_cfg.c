@@ -127,7 +127,7 @@ END_TEST
 START_TEST(test_defaults)
 {
         struct cfg *c = NULL;
-        char *err = load(MIN_EP, &c);
+        char *err = load("[server]\ntls_cert = c.pem\ntls_key = k.pem\n" MIN_EP, &c);
 
         ck_assert_msg(err == NULL, "%s", err);
         ck_assert_str_eq(c->listen_host, "0.0.0.0");
@@ -215,7 +215,8 @@ END_TEST
 START_TEST(test_multiline_list)
 {
         struct cfg *c = NULL;
-        char *err = load(MIN_EP "[server]\nallow = 10.0.0.0/8\n  192.168.0.0/16\n  ::1\n", &c);
+        char *err = load(MIN_EP "[server]\ntls_cert = c.pem\ntls_key = k.pem\n"
+                         "allow = 10.0.0.0/8\n  192.168.0.0/16\n  ::1\n", &c);
 
         ck_assert_msg(err == NULL, "%s", err);
         ck_assert_uint_eq(acl_count(c->allow), 3);
@@ -237,7 +238,7 @@ END_TEST
 START_TEST(test_api_secret_may_be_absent)
 {
         struct cfg *c = NULL;
-        char *err = load("[endpoint main]\npath = /x\nsecret_file = not-yet\n"
+        char *err = load("[server]\nlisten = 127.0.0.1:8443\n[endpoint main]\npath = /x\nsecret_file = not-yet\n"
                          "[api]\nkey_file = k\npublic_url = https://hooks.example.com/x\n", &c);
 
         /* The management thread generates it; endpoint defaults to the only one. */
@@ -245,6 +246,26 @@ START_TEST(test_api_secret_may_be_absent)
         ck_assert_str_eq(c->api_endpoint, "main");
         ck_assert_uint_eq(c->endpoints[0].n_secrets, 0);
         cfg_free(c);
+}
+END_TEST
+
+/* TLS may be left out only on a loopback address (a local TLS proxy). */
+START_TEST(test_plain_http_only_on_loopback)
+{
+        struct cfg *c = NULL;
+        char *err;
+
+        err = load("[server]\nlisten = 127.0.0.1:8080\n" MIN_EP, &c);
+        ck_assert_msg(err == NULL, "%s", err);
+        ck_assert_ptr_null(c->tls_cert);
+        cfg_free(c);
+        err = load("[server]\nlisten = 0.0.0.0:8080\n" MIN_EP, NULL);
+        ck_assert_msg(err && strstr(err, "[server] tls_cert: missing; plain HTTP is allowed only when listen is a "
+                                         "loopback address (behind a local TLS proxy), not '0.0.0.0'"), "%s", err);
+        free(err);
+        err = load("[server]\nlisten = 127.0.0.1:8080\ntls_cert = c.pem\n" MIN_EP, NULL);
+        ck_assert_msg(err && strstr(err, "[server] tls_key: missing (tls_cert is given)"), "%s", err);
+        free(err);
 }
 END_TEST
 
@@ -258,7 +279,7 @@ START_TEST(test_secret_from_credential)
         ck_assert_int_eq(mkdir(creds, 0700), 0);
         t_write(file, "from-credential\n# old\nsecond\n");
         setenv("CREDENTIALS_DIRECTORY", creds, 1);
-        err = load("[endpoint main]\npath = /x\nsecret_file = /nonexistent/secret\n", &c);
+        err = load("[server]\nlisten = [::1]:8443\n[endpoint main]\npath = /x\nsecret_file = /nonexistent/secret\n", &c);
         ck_assert_msg(err == NULL, "%s", err);
         ck_assert_uint_eq(c->endpoints[0].n_secrets, 2);
         ck_assert_str_eq(c->endpoints[0].secrets[0], "from-credential");
@@ -279,6 +300,7 @@ main(void)
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, test_full);
         tcase_add_test(tc, test_secret_from_credential);
+        tcase_add_test(tc, test_plain_http_only_on_loopback);
         tcase_add_test(tc, test_defaults);
         tcase_add_loop_test(tc, test_errors, 0, (int) ARRAY_SIZE(bad));
         tcase_add_test(tc, test_long_line);

@@ -713,6 +713,74 @@ START_TEST(test_systemd_socket_activate)
 }
 END_TEST
 
+/* POST body with one extra header line, e.g. "X-Forwarded-For: …". */
+static struct resp
+post_with(const char *header, const char *body)
+{
+        struct resp r;
+
+        d.header = header;
+        r = post(body);
+        d.header = NULL;
+        return r;
+}
+
+/* Behind a reverse proxy on loopback: plain HTTP, and the client address
+ * from X-Forwarded-For, for the allow-list and the stored peer. */
+START_TEST(test_trusted_proxy)
+{
+        static const struct {
+                const char *xff;
+                long status;
+                const char *peer;       /* stored, or NULL */
+        } cases[] = {
+                { "X-Forwarded-For: 142.0.181.23", 200, "142.0.181.23" },
+                { "X-Forwarded-For: 198.51.100.7, 142.0.181.24, 127.0.0.1", 200, "142.0.181.24" },
+                { "X-Forwarded-For: 203.0.113.9", 403, NULL },
+                { "X-Forwarded-For: 142.0.181.25, 203.0.113.9", 403, NULL },
+                { "X-Forwarded-For: not-an-address", 400, NULL },
+                { "X-Nothing: 1", 403, NULL },  /* the proxy itself is not allowed */
+        };
+        size_t i;
+        char *sql;
+
+        d.plain = true;
+        daemon_start("allow = 142.0.176.0/20\ntrusted_proxies = 127.0.0.1/32\n", "");
+        ck_assert(log_has("ready: http://(socket):"));
+        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char *body = xasprintf("{\"Type\":\"Queued\",\"MessageId\":\"xff-%zu\",\"SecretKey\":\"%s\"}",
+                                       i, T_SECRET);
+                struct resp r = post_with(cases[i].xff, body);
+
+                ck_assert_msg(r.status == cases[i].status, "%s: %ld", cases[i].xff, r.status);
+                resp_done(&r);
+                sql = xasprintf("SELECT count(*) FROM events WHERE message_id = 'xff-%zu' AND peer = '%s'", i,
+                                cases[i].peer ? cases[i].peer : "");
+                ck_assert_int_eq(q(sql), cases[i].peer ? 1 : 0);
+                free(sql);
+                free(body);
+        }
+        ck_assert(log_has("refused connection from 203.0.113.9"));
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+/* Without trusted_proxies the header means nothing. */
+START_TEST(test_forwarded_for_ignored)
+{
+        char *body = xasprintf("{\"Type\":\"Queued\",\"MessageId\":\"x1\",\"SecretKey\":\"%s\"}", T_SECRET);
+        struct resp r;
+
+        daemon_start("", "");
+        r = post_with("X-Forwarded-For: 203.0.113.9", body);
+        ck_assert_int_eq(r.status, 200);
+        resp_done(&r);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'x1' AND peer = '127.0.0.1'"), 1);
+        ck_assert_int_eq(daemon_stop(), 0);
+        free(body);
+}
+END_TEST
+
 /* ---- command line ---- */
 
 static int
@@ -827,6 +895,8 @@ main(void)
         tcase_add_test(tc, test_watchdog);
         tcase_add_test(tc, test_reload);
         tcase_add_test(tc, test_systemd_socket_activate);
+        tcase_add_test(tc, test_trusted_proxy);
+        tcase_add_test(tc, test_forwarded_for_ignored);
         tcase_add_test(tc, test_check_mode);
         tcase_add_test(tc, test_init_dir);
         return t_run(s, tc);

@@ -19,6 +19,8 @@ struct daemon {
         int fd;                 /* the listening socket, until the daemon has it */
         char *dir, *conf, *db, *log, *cert;
         const char *tls_dir;    /* the certificate and key, when not certdir's */
+        bool plain;             /* no TLS: plain HTTP on 127.0.0.1 */
+        const char *header;     /* one more request header line, or NULL */
 };
 
 static char *certdir;           /* shared certificates, made once */
@@ -56,10 +58,12 @@ file_in(const char *name)
 static inline void
 write_conf_tls(const char *cert_dir, const char *key_dir, const char *server_extra, const char *sections_extra)
 {
+        const char *dir = d.tls_dir ? d.tls_dir : certdir;
+        char *tls = d.plain ? xstrdup("") : xasprintf("tls_cert = %s/%scert.pem\ntls_key = %s/%skey.pem\n",
+                                                      dir, cert_dir, dir, key_dir);
         char *text = xasprintf("[server]\n"
                                "listen = 127.0.0.1:1\n"
-                               "tls_cert = %s/%scert.pem\n"
-                               "tls_key = %s/%skey.pem\n"
+                               "%s"
                                "threads = 2\n"
                                "%s\n"
                                "[endpoint main]\n"
@@ -70,11 +74,11 @@ write_conf_tls(const char *cert_dir, const char *key_dir, const char *server_ext
                                "database = events.db\n"
                                "[log]\n"
                                "format = json\n",
-                               d.tls_dir ? d.tls_dir : certdir, cert_dir, d.tls_dir ? d.tls_dir : certdir,
-                               key_dir, server_extra, sections_extra);
+                               tls, server_extra, sections_extra);
 
         t_write(d.conf, text);
         free(text);
+        free(tls);
 }
 
 static inline void
@@ -266,7 +270,7 @@ request(CURL *h, const char *method, const char *path, const char *body, size_t 
 {
         struct resp r = { 0 };
         struct curl_slist *hdrs = NULL;
-        char *url = xasprintf("https://127.0.0.1:%u%s", d.port, path);
+        char *url = xasprintf("%s://127.0.0.1:%u%s", d.plain ? "http" : "https", d.port, path);
 
         curl_easy_setopt(h, CURLOPT_URL, url);
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
@@ -283,6 +287,8 @@ request(CURL *h, const char *method, const char *path, const char *body, size_t 
                 hdrs = curl_slist_append(hdrs, line);
                 free(line);
         }
+        if (d.header)
+                hdrs = curl_slist_append(hdrs, d.header);
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &r.body);
