@@ -286,6 +286,8 @@ start_section(struct parser *p)
                         p->sect = (int) i;
                         if (i == S_API)
                                 p->cfg->api = true;
+                        if (i == S_METRICS)
+                                p->cfg->metrics = true;
                         return 1;
                 }
         p->sect = -2;

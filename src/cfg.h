@@ -67,7 +67,8 @@ struct cfg {
         enum log_format log_format;
         int log_level;
 
-        /* [metrics] */
+        /* [metrics]: the listener runs only when the section is there */
+        bool metrics;
         char *metrics_listen;
 
         /* Non-fatal findings ("FILE:LINE: ..."), for the caller to log. */

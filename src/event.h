@@ -69,6 +69,7 @@ struct event {
         char *raw;                      /* the JSON object without SecretKey */
         size_t raw_len;
         char digest[81];                /* set by event_digest() */
+        int outcome;                    /* set by the store: 0, or 1 + enum metrics_outcome */
 };
 
 struct event_batch {

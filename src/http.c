@@ -20,6 +20,7 @@
 #include "event.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 
 struct http {
         struct MHD_Daemon *mhd;
@@ -70,15 +71,29 @@ static void
 log_request(struct req *r, int status)
 {
         const struct event *ev = r->batch.n > 0 ? &r->batch.v[0] : NULL;
+        static const struct {
+                int status;
+                enum metrics_reject why;
+        } rejects[] = {
+                { 400, REJECT_BAD_REQUEST }, { 401, REJECT_UNAUTHORIZED }, { 403, REJECT_FORBIDDEN },
+                { 404, REJECT_NOT_FOUND }, { 405, REJECT_METHOD }, { 413, REJECT_TOO_LARGE },
+                { 503, REJECT_UNAVAILABLE },
+        };
+        int64_t latency = time_mono_us() - r->t0;
+        size_t i;
         struct log_fields f = {
                 .endpoint = r->ep ? r->ep->name : NULL,
                 .type = ev ? (ev->type ? ev->type : "-") : NULL,
                 .message_id = ev ? ev->str[EVS_MESSAGE_ID] : NULL,
                 .peer = r->peer,
                 .status = status,
-                .latency_us = time_mono_us() - r->t0,
+                .latency_us = latency,
         };
 
+        metrics_request(latency);
+        for (i = 0; i < sizeof(rejects) / sizeof(rejects[0]); i++)
+                if (rejects[i].status == status)
+                        metrics_reject(rejects[i].why);
         if (!log_enabled(LOG_INFO))
                 return;
         if (r->batch.n > 1)
@@ -294,6 +309,7 @@ process(struct req *r)
 static void
 refused(struct http *h, const char *peer)
 {
+        metrics_reject(REJECT_ALLOW_LIST);
         unsigned long long n = atomic_fetch_add(&h->refused, 1) + 1;
         int64_t now = time_mono_us(), last = atomic_load(&h->refused_logged_at);
 

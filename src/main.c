@@ -20,6 +20,7 @@
 #include "cfg.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "mgmt.h"
 #include "store.h"
 #include "tls.h"
@@ -214,7 +215,7 @@ struct watchdog {
 };
 
 static void
-watchdog_tick(struct watchdog *w, struct store *s, struct http *h, int64_t tick_us)
+watchdog_tick(struct watchdog *w, struct store *s, struct http *h, int64_t tick_us, bool ping)
 {
         uint64_t batches, answered;
         unsigned waiting;
@@ -226,8 +227,10 @@ watchdog_tick(struct watchdog *w, struct store *s, struct http *h, int64_t tick_
         listener_ok = waiting == 0 || answered != w->answered;
         w->batches = batches;
         w->answered = answered;
+        metrics_health(writer_ok, listener_ok);
         if (writer_ok && listener_ok) {
-                (void) sd_notify(0, "WATCHDOG=1");
+                if (ping)
+                        (void) sd_notify(0, "WATCHDOG=1");
                 if (w->stalled)
                         (void) sd_notify(0, "STATUS=running");
                 w->stalled = false;
@@ -323,6 +326,7 @@ main(int argc, char **argv)
         struct store *store = NULL;
         struct http *http = NULL;
         struct mgmt *mgmt = NULL;
+        struct metrics_server *metrics = NULL;
         struct watchdog wd = { 0 };
         struct timespec tick = { 0 };
         uint64_t watchdog_us = 0;
@@ -348,6 +352,7 @@ main(int argc, char **argv)
                 return EXIT_FAILURE;
         }
         log_setup(arg_check ? LOG_FORMAT_TEXT : cfg->log_format, cfg->log_level);
+        metrics_init(cfg);
         for (i = 0; i < cfg->n_warnings; i++)
                 log_full(LOG_WARNING, LOG_MID_CONFIG, NULL, "%s", cfg->warnings[i]);
         if (cfg->tls_cert && tls_load(cfg->tls_cert, cfg->tls_key, cfg->tls_priorities, &tls, &err) < 0) {
@@ -390,6 +395,12 @@ main(int argc, char **argv)
         }
         if (cfg->api && mgmt_start(cfg, http, store, &mgmt, &err) < 0)
                 goto fatal;
+        /* Without metrics the receiver still does its job: say so, go on. */
+        if (cfg->metrics && metrics_start(cfg->metrics_listen, cfg->database, store, cfg->api, &metrics, &err) < 0) {
+                log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "%s", err);
+                free(err);
+                err = NULL;
+        }
 
         log_full(LOG_INFO, LOG_MID_START, NULL,
                  "slhookd %s ready: %s://%s:%u%s, %zu endpoint%s, database %s",
@@ -398,13 +409,17 @@ main(int argc, char **argv)
                  cfg->endpoints[0].path, cfg->n_endpoints, cfg->n_endpoints == 1 ? "" : "s", cfg->database);
         (void) sd_notifyf(0, "READY=1\nSTATUS=listening on port %u", http_port(http));
 
+        /* The progress checks run every 5 s (for /healthz), or every half
+         * watchdog period when systemd asks for pings. */
         watchdog = sd_watchdog_enabled(0, &watchdog_us) > 0;
+        if (!watchdog)
+                watchdog_us = 10 * 1000000;
         tick.tv_sec = (time_t) (watchdog_us / 2 / 1000000);
         tick.tv_nsec = (long) (watchdog_us / 2 % 1000000) * 1000;
         for (;;) {
-                sig = watchdog ? sigtimedwait(&sigs, NULL, &tick) : sigwaitinfo(&sigs, NULL);
+                sig = sigtimedwait(&sigs, NULL, &tick);
                 if (sig < 0 && errno == EAGAIN) {
-                        watchdog_tick(&wd, store, http, (int64_t) watchdog_us / 2);
+                        watchdog_tick(&wd, store, http, (int64_t) watchdog_us / 2, watchdog);
                         continue;
                 }
                 if (sig < 0)
@@ -419,6 +434,7 @@ main(int argc, char **argv)
         log_full(LOG_INFO, LOG_MID_STOP, NULL, "%s: finishing open requests, then stopping",
                  sig == SIGINT ? "SIGINT" : "SIGTERM");
         mgmt = mgmt_stop(mgmt);  /* ends an API call or a wait under way */
+        metrics = metrics_stop(metrics);
         drain(http, store);
         http = http_stop(http);
         store = store_close(store);
@@ -432,6 +448,7 @@ fatal:
         log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "%s", err ? err : "start-up failed");
         free(err);
         mgmt_stop(mgmt);
+        metrics_stop(metrics);
         store_stop(store);
         http_stop(http);
         store_close(store);

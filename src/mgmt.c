@@ -14,6 +14,7 @@
 
 #include "api.h"
 #include "log.h"
+#include "metrics.h"
 #include "mgmt.h"
 #include "util.h"
 
@@ -108,6 +109,7 @@ report(struct mgmt *m, struct run *r)
                          r->st.step, r->error);
                 sd_notifyf(0, "STATUS=self-test failed at %s: %s", r->st.step, r->error);
         }
+        metrics_self_test(r->st.passed, r->st.rtt_ms);
         m->have_last = true;
         m->last_passed = r->st.passed;
         snprintf(m->last_error, sizeof(m->last_error), "%s", r->error);

@@ -12,6 +12,7 @@
 
 #include "corr.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 
 /* Built into schema.c from sql/: the schema of a new database, and the
@@ -46,6 +47,7 @@ struct store {
         unsigned queued, queue_size;
         bool stopping;
         bool failing;                   /* last transaction failed: log recovery once */
+        atomic_bool failing_now;        /* the same, for other threads */
         atomic_uint_fast64_t commits;
         atomic_uint_fast64_t batches;   /* written, committed or not: progress */
         atomic_bool busy;               /* writing a batch now */
@@ -623,18 +625,22 @@ store_job_rows(struct store *s, struct store_job *job)
                         return -1;
         }
         for (i = 0; job->batch && i < job->batch->n; i++) {
-                const struct event *ev = &job->batch->v[i];
+                struct event *ev = &job->batch->v[i];
 
                 if (ev->kind == EVENT_VALIDATION)
                         continue;
                 if ((n = store_event(s, job, ev)) < 0)
                         return -1;
-                if (n == 0)
+                if (n == 0) {
                         job->duplicates++;
-                else if (ev->kind == EVENT_QUARANTINE)
+                        ev->outcome = 1 + METRIC_DUPLICATE;
+                } else if (ev->kind == EVENT_QUARANTINE) {
                         job->quarantined++;
-                else
+                        ev->outcome = 1 + METRIC_QUARANTINED;
+                } else {
                         job->stored++;
+                        ev->outcome = 1 + METRIC_STORED;
+                }
         }
         return 0;
 }
@@ -643,24 +649,35 @@ store_job_rows(struct store *s, struct store_job *job)
 static int
 transaction(struct store *s, struct store_job *first, struct store_job *end)
 {
+        int64_t t0 = time_mono_us();
         struct store_job *j;
+        unsigned jobs = 0;
+        size_t i;
 
         if (run(s, s->st[ST_BEGIN]) < 0)
                 goto fail;
-        for (j = first; j != end; j = j->next)
+        for (j = first; j != end; j = j->next, jobs++)
                 if (store_job_rows(s, j) < 0)
                         goto fail;
         if (run(s, s->st[ST_COMMIT]) < 0)
                 goto fail;
         atomic_fetch_add(&s->commits, 1);
+        metrics_commit(time_mono_us() - t0, jobs);
+        for (j = first; j != end; j = j->next)
+                for (i = 0; j->batch && i < j->batch->n; i++)
+                        if (j->batch->v[i].outcome)
+                                metrics_event(j->endpoint, j->batch->v[i].kind == EVENT_QUARANTINE ? NULL :
+                                              j->batch->v[i].type, j->batch->v[i].outcome - 1);
         if (s->failing) {
                 s->failing = false;
+                atomic_store(&s->failing_now, false);
                 log_full(LOG_NOTICE, LOG_MID_STORE, NULL, "storage works again: %s", s->path);
         }
         return 0;
 fail:
         if (!s->failing) {
                 s->failing = true;
+                atomic_store(&s->failing_now, true);
                 log_full(LOG_ERR, LOG_MID_STORE, NULL, "storage failed, answering 503: %s: %s",
                          s->path, sqlite3_errmsg(s->db));
         }
@@ -971,6 +988,15 @@ store_close(struct store *s)
         free(s->path);
         free(s);
         return NULL;
+}
+
+void
+store_stats(struct store *s, unsigned *queued, bool *failing)
+{
+        pthread_mutex_lock(&s->lock);
+        *queued = s->queued;
+        pthread_mutex_unlock(&s->lock);
+        *failing = atomic_load(&s->failing_now);
 }
 
 void

@@ -85,6 +85,10 @@ int store_replay_quarantine(struct store *s, unsigned *moved, unsigned *kept);
 /* The database's last error message, for the calls above. */
 const char *store_error(const struct store *s);
 
+/* Requests waiting for the writer, and whether the last transaction failed
+ * (storage failing). Any thread. */
+void store_stats(struct store *s, unsigned *queued, bool *failing);
+
 /* For the watchdog: batches the writer has finished (committed or not), and
  * whether it has nothing to do. Any thread. */
 void store_progress(struct store *s, uint64_t *batches, bool *idle);

@@ -781,6 +781,114 @@ START_TEST(test_forwarded_for_ignored)
 }
 END_TEST
 
+/* A port nothing listens on now (the kernel's choice, released). */
+static unsigned
+free_port(void)
+{
+        struct sockaddr_in sa = { .sin_family = AF_INET };
+        socklen_t sl = sizeof(sa);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        ck_assert_int_eq(getsockname(fd, (struct sockaddr *) &sa, &sl), 0);
+        close(fd);
+        return ntohs(sa.sin_port);
+}
+
+/* GET http://127.0.0.1:port/path: the status, the body in *body. */
+static long
+get_plain(unsigned port, const char *path, char **body)
+{
+        CURL *h = curl_easy_init();
+        struct buf b = { 0 };
+        char *url = xasprintf("http://127.0.0.1:%u%s", port, path);
+        long status = 0;
+
+        buf_puts(&b, "");
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+        if (curl_easy_perform(h) == CURLE_OK)
+                curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(h);
+        free(url);
+        *body = b.data;
+        return status;
+}
+
+static void
+assert_metric(const char *text, const char *line)
+{
+        char *want = xasprintf("\n%s\n", line);
+
+        ck_assert_msg(strstr(text, want) != NULL, "no line '%s' in:\n%s", line, text);
+        free(want);
+}
+
+/* /metrics counts known traffic; /healthz turns 503 while storage fails and
+ * back. */
+START_TEST(test_metrics_and_health)
+{
+        unsigned port = free_port();
+        char *section = xasprintf("[metrics]\nlisten = 127.0.0.1:%u\n", port), *text;
+        struct resp r;
+
+        daemon_start("", section);
+        ck_assert_int_eq(get_plain(port, "/healthz", &text), 200);
+        ck_assert_str_eq(text, "{\"status\":\"ok\"}");
+        free(text);
+
+        expect_file("delivered.json", 200);
+        expect_file("delivered.json", 200);     /* a redelivery */
+        expect("{\"Type\":\"Delivered\",\"SecretKey\":\"wrong\"}", 401);
+        expect("not json", 400);
+        expect("{\"Type\":\"Delivered\",\"ServerId\":\"x\",\"SecretKey\":\"" T_SECRET "\"}", 200);
+        {
+                CURL *h = client();
+
+                r = request(h, "GET", "/socketlabs/events", NULL, 0, NULL);
+                resp_done(&r);
+                curl_easy_cleanup(h);
+        }
+        ck_assert_int_eq(get_plain(port, "/metrics", &text), 200);
+        assert_metric(text, "slhookd_events_total{endpoint=\"main\",type=\"Sent\",outcome=\"stored\"} 1");
+        assert_metric(text, "slhookd_events_total{endpoint=\"main\",type=\"Sent\",outcome=\"duplicate\"} 1");
+        assert_metric(text, "slhookd_events_total{endpoint=\"main\",type=\"other\",outcome=\"quarantined\"} 1");
+        assert_metric(text, "slhookd_rejected_total{reason=\"unauthorized\"} 1");
+        assert_metric(text, "slhookd_rejected_total{reason=\"bad_request\"} 1");
+        assert_metric(text, "slhookd_rejected_total{reason=\"method_not_allowed\"} 1");
+        assert_metric(text, "slhookd_rejected_total{reason=\"allow_list\"} 0");
+        assert_metric(text, "slhookd_request_duration_seconds_count 6");
+        assert_metric(text, "slhookd_commits_total 3");
+        assert_metric(text, "slhookd_commit_duration_seconds_count 3");
+        assert_metric(text, "slhookd_queue_depth 0");
+        assert_metric(text, "slhookd_storage_failing 0");
+        ck_assert_ptr_nonnull(strstr(text, "\nslhookd_database_bytes "));
+        ck_assert(strstr(text, "\nslhookd_database_bytes 0\n") == NULL);
+        /* No secret, no address. */
+        ck_assert(strstr(text, T_SECRET) == NULL);
+        ck_assert(strstr(text, "127.0.0.1") == NULL);
+        ck_assert(strstr(text, "example") == NULL);
+        free(text);
+
+        exec_rw("CREATE TRIGGER fail BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated I/O error'); END");
+        expect_file("queued.json", 503);
+        ck_assert_int_eq(get_plain(port, "/healthz", &text), 503);
+        ck_assert_str_eq(text, "{\"status\":\"unhealthy\",\"reason\":\"storage is failing\"}");
+        free(text);
+        exec_rw("DROP TRIGGER fail");
+        expect_file("queued.json", 200);
+        ck_assert_int_eq(get_plain(port, "/healthz", &text), 200);
+        free(text);
+        ck_assert_int_eq(get_plain(port, "/metrics", &text), 200);
+        assert_metric(text, "slhookd_rejected_total{reason=\"unavailable\"} 1");
+        free(text);
+        ck_assert_int_eq(daemon_stop(), 0);
+        free(section);
+}
+END_TEST
+
 /* ---- command line ---- */
 
 static int
@@ -897,6 +1005,7 @@ main(void)
         tcase_add_test(tc, test_systemd_socket_activate);
         tcase_add_test(tc, test_trusted_proxy);
         tcase_add_test(tc, test_forwarded_for_ignored);
+        tcase_add_test(tc, test_metrics_and_health);
         tcase_add_test(tc, test_check_mode);
         tcase_add_test(tc, test_init_dir);
         return t_run(s, tc);

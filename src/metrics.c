@@ -1,0 +1,348 @@
+/* metrics: the registry and its HTTP listener. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <microhttpd.h>
+
+#include "metrics.h"
+#include "store.h"
+#include "util.h"
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static const char *const types[] = {
+        "Queued", "Sent", "Failed", "Deferred", "Complaint", "Click", "Open", "Unsubscribe", "other",
+};
+#define N_TYPES N(types)
+
+static const char *const outcomes[] = { "stored", "duplicate", "quarantined" };
+
+static const char *const reject_names[REJECT_COUNT] = {
+        [REJECT_ALLOW_LIST] = "allow_list", [REJECT_UNAUTHORIZED] = "unauthorized",
+        [REJECT_BAD_REQUEST] = "bad_request", [REJECT_TOO_LARGE] = "too_large",
+        [REJECT_UNAVAILABLE] = "unavailable", [REJECT_NOT_FOUND] = "not_found",
+        [REJECT_METHOD] = "method_not_allowed", [REJECT_FORBIDDEN] = "forbidden",
+};
+
+/* Upper bounds of the latency buckets, in microseconds (then +Inf). */
+static const int64_t lat_bounds[] = {
+        250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000,
+};
+static const unsigned batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024 };
+
+struct hist {
+        atomic_ullong b[N(lat_bounds) + 1];
+        atomic_ullong count;
+        atomic_ullong sum;              /* microseconds, or jobs */
+};
+
+static struct {
+        char **endpoints;
+        size_t n_endpoints;
+        atomic_ullong *events;          /* [endpoint][type][outcome] */
+        atomic_ullong rejects[REJECT_COUNT];
+        struct hist request, commit, batch;
+        atomic_ullong commits;
+        atomic_int self_test;           /* -1 none yet, 0 failed, 1 passed */
+        atomic_llong self_test_at;      /* unix seconds */
+        atomic_llong self_test_rtt_us;
+        atomic_bool writer_ok, listener_ok;
+} reg = { .self_test = -1, .writer_ok = true, .listener_ok = true };
+
+void
+metrics_init(const struct cfg *cfg)
+{
+        size_t i;
+
+        reg.n_endpoints = cfg->n_endpoints;
+        reg.endpoints = xcalloc(cfg->n_endpoints, sizeof(char *));
+        for (i = 0; i < cfg->n_endpoints; i++)
+                reg.endpoints[i] = xstrdup(cfg->endpoints[i].name);
+        reg.events = xcalloc(cfg->n_endpoints * N_TYPES * N(outcomes), sizeof(*reg.events));
+}
+
+void
+metrics_event(const char *endpoint, const char *type, enum metrics_outcome o)
+{
+        size_t e, t;
+
+        if (reg.events == NULL)
+                return;
+        for (e = 0; e < reg.n_endpoints && strcmp(reg.endpoints[e], endpoint) != 0; e++)
+                ;
+        for (t = 0; t < N_TYPES - 1 && (type == NULL || strcmp(types[t], type) != 0); t++)
+                ;
+        if (e < reg.n_endpoints)
+                atomic_fetch_add_explicit(&reg.events[(e * N_TYPES + t) * N(outcomes) + o], 1, memory_order_relaxed);
+}
+
+void
+metrics_reject(enum metrics_reject why)
+{
+        atomic_fetch_add_explicit(&reg.rejects[why], 1, memory_order_relaxed);
+}
+
+static void
+observe(struct hist *h, int64_t v, const int64_t *bounds, size_t n)
+{
+        size_t i;
+
+        for (i = 0; i < n && v > bounds[i]; i++)
+                ;
+        atomic_fetch_add_explicit(&h->b[i], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&h->sum, (unsigned long long) (v > 0 ? v : 0), memory_order_relaxed);
+}
+
+void
+metrics_request(int64_t latency_us)
+{
+        observe(&reg.request, latency_us, lat_bounds, N(lat_bounds));
+}
+
+void
+metrics_commit(int64_t latency_us, unsigned jobs)
+{
+        int64_t bb[N(batch_bounds)];
+        size_t i;
+
+        for (i = 0; i < N(batch_bounds); i++)
+                bb[i] = batch_bounds[i];
+        observe(&reg.commit, latency_us, lat_bounds, N(lat_bounds));
+        observe(&reg.batch, jobs, bb, N(bb));
+        atomic_fetch_add_explicit(&reg.commits, 1, memory_order_relaxed);
+}
+
+void
+metrics_self_test(bool passed, double rtt_ms)
+{
+        atomic_store(&reg.self_test, passed ? 1 : 0);
+        atomic_store(&reg.self_test_at, (long long) (time_now_us() / 1000000));
+        atomic_store(&reg.self_test_rtt_us, passed ? (long long) (rtt_ms * 1000) : 0);
+}
+
+void
+metrics_health(bool writer_ok, bool listener_ok)
+{
+        atomic_store(&reg.writer_ok, writer_ok);
+        atomic_store(&reg.listener_ok, listener_ok);
+}
+
+/* ---- the text ---- */
+
+static void
+hist_text(struct buf *b, const char *name, const char *help, const struct hist *h, bool seconds,
+          const int64_t *bounds, size_t n)
+{
+        unsigned long long cum = 0;
+        size_t i;
+
+        buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+        for (i = 0; i <= n; i++) {
+                cum += atomic_load(&h->b[i]);
+                if (i == n)
+                        buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
+                else if (seconds)
+                        buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, (double) bounds[i] / 1e6, cum);
+                else
+                        buf_printf(b, "%s_bucket{le=\"%lld\"} %llu\n", name, (long long) bounds[i], cum);
+        }
+        if (seconds)
+                buf_printf(b, "%s_sum %.6f\n", name, (double) atomic_load(&h->sum) / 1e6);
+        else
+                buf_printf(b, "%s_sum %llu\n", name, atomic_load(&h->sum));
+        buf_printf(b, "%s_count %llu\n", name, atomic_load(&h->count));
+}
+
+static off_t
+size_of(const char *path)
+{
+        struct stat st;
+
+        return stat(path, &st) == 0 ? st.st_size : 0;
+}
+
+struct metrics_server {
+        struct MHD_Daemon *mhd;
+        char *database, *wal;
+        struct store *store;
+        bool self_test;
+};
+
+static char *
+metrics_text(struct metrics_server *m)
+{
+        struct buf b = { 0 };
+        int64_t bb[N(batch_bounds)];
+        unsigned queued;
+        bool failing;
+        size_t e, t, o, i;
+
+        store_stats(m->store, &queued, &failing);
+        buf_puts(&b, "# HELP slhookd_events_total Events by endpoint, type and outcome (stored, duplicate, "
+                 "quarantined).\n# TYPE slhookd_events_total counter\n");
+        for (e = 0; e < reg.n_endpoints; e++)
+                for (t = 0; t < N_TYPES; t++)
+                        for (o = 0; o < N(outcomes); o++) {
+                                unsigned long long v = atomic_load(&reg.events[(e * N_TYPES + t) * N(outcomes) + o]);
+
+                                if (v)
+                                        buf_printf(&b, "slhookd_events_total{endpoint=\"%s\",type=\"%s\","
+                                                   "outcome=\"%s\"} %llu\n", reg.endpoints[e], types[t], outcomes[o], v);
+                        }
+        buf_puts(&b, "# HELP slhookd_rejected_total Requests and connections refused, by reason.\n"
+                 "# TYPE slhookd_rejected_total counter\n");
+        for (i = 0; i < REJECT_COUNT; i++)
+                buf_printf(&b, "slhookd_rejected_total{reason=\"%s\"} %llu\n", reject_names[i],
+                           atomic_load(&reg.rejects[i]));
+        hist_text(&b, "slhookd_request_duration_seconds", "Time from a request's first byte to its answer.",
+                  &reg.request, true, lat_bounds, N(lat_bounds));
+        hist_text(&b, "slhookd_commit_duration_seconds", "Time of one transaction, BEGIN to COMMIT with fsync.",
+                  &reg.commit, true, lat_bounds, N(lat_bounds));
+        for (i = 0; i < N(batch_bounds); i++)
+                bb[i] = batch_bounds[i];
+        hist_text(&b, "slhookd_batch_requests", "Requests stored by one transaction (group commit).", &reg.batch,
+                  false, bb, N(bb));
+        buf_printf(&b, "# HELP slhookd_commits_total Transactions committed.\n# TYPE slhookd_commits_total counter\n"
+                   "slhookd_commits_total %llu\n", atomic_load(&reg.commits));
+        buf_printf(&b, "# HELP slhookd_queue_depth Requests waiting for the writer.\n# TYPE slhookd_queue_depth gauge\n"
+                   "slhookd_queue_depth %u\n", queued);
+        buf_printf(&b, "# HELP slhookd_storage_failing 1 while the last transaction failed.\n"
+                   "# TYPE slhookd_storage_failing gauge\nslhookd_storage_failing %d\n", failing);
+        buf_printf(&b, "# HELP slhookd_database_bytes Size of the database file and its WAL.\n"
+                   "# TYPE slhookd_database_bytes gauge\nslhookd_database_bytes %lld\n",
+                   (long long) (size_of(m->database) + size_of(m->wal)));
+        if (atomic_load(&reg.self_test) >= 0)
+                buf_printf(&b, "# HELP slhookd_self_test_passed 1 when the last self-test passed.\n"
+                           "# TYPE slhookd_self_test_passed gauge\nslhookd_self_test_passed %d\n"
+                           "# HELP slhookd_self_test_timestamp_seconds When the last self-test ended.\n"
+                           "# TYPE slhookd_self_test_timestamp_seconds gauge\n"
+                           "slhookd_self_test_timestamp_seconds %lld\n"
+                           "# HELP slhookd_self_test_round_trip_seconds perform-test to test event stored.\n"
+                           "# TYPE slhookd_self_test_round_trip_seconds gauge\n"
+                           "slhookd_self_test_round_trip_seconds %.6f\n",
+                           atomic_load(&reg.self_test), (long long) atomic_load(&reg.self_test_at),
+                           (double) atomic_load(&reg.self_test_rtt_us) / 1e6);
+        return b.data;
+}
+
+/* The first reason not to be healthy, or NULL. */
+static const char *
+unhealthy(struct metrics_server *m)
+{
+        unsigned queued;
+        bool failing;
+
+        store_stats(m->store, &queued, &failing);
+        if (failing)
+                return "storage is failing";
+        if (!atomic_load(&reg.writer_ok))
+                return "the writer makes no progress";
+        if (!atomic_load(&reg.listener_ok))
+                return "the listener makes no progress";
+        if (m->self_test && atomic_load(&reg.self_test) == 0)
+                return "the last self-test failed";
+        return NULL;
+}
+
+static enum MHD_Result
+answer(struct MHD_Connection *c, unsigned status, const char *type, char *body)
+{
+        struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+        enum MHD_Result ret;
+
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+        ret = MHD_queue_response(c, status, r);
+        MHD_destroy_response(r);
+        return ret;
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
+           const char *data, size_t *size, void **con_cls)
+{
+        struct metrics_server *m = cls;
+        const char *why;
+
+        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+                return answer(c, MHD_HTTP_METHOD_NOT_ALLOWED, "application/json", xstrdup("{\"error\":\"GET only\"}"));
+        if (strcmp(url, "/metrics") == 0)
+                return answer(c, MHD_HTTP_OK, "text/plain; version=0.0.4", metrics_text(m));
+        if (strcmp(url, "/healthz") == 0) {
+                if ((why = unhealthy(m)) != NULL)
+                        return answer(c, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
+                                      xasprintf("{\"status\":\"unhealthy\",\"reason\":\"%s\"}", why));
+                return answer(c, MHD_HTTP_OK, "application/json", xstrdup("{\"status\":\"ok\"}"));
+        }
+        return answer(c, MHD_HTTP_NOT_FOUND, "application/json", xstrdup("{\"error\":\"not found\"}"));
+}
+
+int
+metrics_start(const char *listen, const char *database, struct store *store, bool self_test,
+              struct metrics_server **ret, char **reterr)
+{
+        struct metrics_server *m = xcalloc(1, sizeof(*m));
+        struct sockaddr_storage ss = { 0 };
+        const char *colon = strrchr(listen, ':');
+        char host[INET6_ADDRSTRLEN + 2];
+        int64_t port;
+
+        if (colon == NULL || (size_t) (colon - listen) >= sizeof(host) ||
+            str_to_i64(colon + 1, strlen(colon + 1), 0, 65535, &port) < 0)
+                goto bad;
+        snprintf(host, sizeof(host), "%.*s", (int) (colon - listen), listen);
+        if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+                memmove(host, host + 1, strlen(host));
+                host[strlen(host) - 1] = '\0';
+        }
+        if (inet_pton(AF_INET, host, &((struct sockaddr_in *) &ss)->sin_addr) == 1) {
+                ss.ss_family = AF_INET;
+                ((struct sockaddr_in *) &ss)->sin_port = htons((uint16_t) port);
+        } else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *) &ss)->sin6_addr) == 1) {
+                ss.ss_family = AF_INET6;
+                ((struct sockaddr_in6 *) &ss)->sin6_port = htons((uint16_t) port);
+        } else
+                goto bad;
+        m->database = xstrdup(database);
+        m->wal = xasprintf("%s-wal", database);
+        m->store = store;
+        m->self_test = self_test;
+        m->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | (ss.ss_family == AF_INET6 ?
+                                  MHD_USE_IPv6 : 0), (uint16_t) port, NULL, NULL, on_request, m,
+                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
+                                  MHD_OPTION_CONNECTION_LIMIT, 64U,
+                                  MHD_OPTION_CONNECTION_TIMEOUT, 10U,
+                                  MHD_OPTION_END);
+        if (m->mhd == NULL) {
+                *reterr = xasprintf("[metrics] listen: cannot listen on %s", listen);
+                metrics_stop(m);
+                return -EADDRINUSE;
+        }
+        *ret = m;
+        return 0;
+bad:
+        *reterr = xasprintf("[metrics] listen: '%s' is not address:port (e.g. 127.0.0.1:9464)", listen);
+        free(m);
+        return -EINVAL;
+}
+
+struct metrics_server *
+metrics_stop(struct metrics_server *m)
+{
+        if (m) {
+                if (m->mhd)
+                        MHD_stop_daemon(m->mhd);
+                free(m->database);
+                free(m->wal);
+                free(m);
+        }
+        return NULL;
+}

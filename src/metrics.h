@@ -1,0 +1,47 @@
+/* metrics: counters, gauges and histograms of the daemon, served in
+ * Prometheus text format at GET /metrics, and GET /healthz, on a plain HTTP
+ * listener of their own ([metrics] listen, loopback by default). One
+ * process-wide registry: the recording functions are lock-free and safe
+ * from any thread, and cheap enough for the request path. No secrets and
+ * no addresses are ever recorded. */
+#ifndef SLHOOKD_METRICS_H
+#define SLHOOKD_METRICS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cfg.h"
+
+struct store;
+
+enum metrics_outcome { METRIC_STORED, METRIC_DUPLICATE, METRIC_QUARANTINED };
+
+enum metrics_reject {
+        REJECT_ALLOW_LIST, REJECT_UNAUTHORIZED, REJECT_BAD_REQUEST, REJECT_TOO_LARGE, REJECT_UNAVAILABLE,
+        REJECT_NOT_FOUND, REJECT_METHOD, REJECT_FORBIDDEN,
+        REJECT_COUNT
+};
+
+/* Set up the registry for cfg's endpoints (before any thread records). */
+void metrics_init(const struct cfg *cfg);
+
+void metrics_event(const char *endpoint, const char *type, enum metrics_outcome o);
+void metrics_reject(enum metrics_reject why);
+void metrics_request(int64_t latency_us);
+void metrics_commit(int64_t latency_us, unsigned jobs);
+void metrics_self_test(bool passed, double rtt_ms);
+
+/* Health, as the main thread's watchdog ticks see it. */
+void metrics_health(bool writer_ok, bool listener_ok);
+
+struct metrics_server;
+
+/* Serve /metrics and /healthz on listen ("host:port"); store is asked for
+ * its queue depth and whether storage fails, database (and its WAL) for
+ * its size. self_test: /healthz also needs the last self-test to have
+ * passed. Returns 0 or a negative errno with *reterr set. */
+int metrics_start(const char *listen, const char *database, struct store *store, bool self_test,
+                  struct metrics_server **ret, char **reterr);
+struct metrics_server *metrics_stop(struct metrics_server *m);
+
+#endif
