@@ -229,10 +229,12 @@ watchdog_tick(struct watchdog *w, struct store *s, struct http *h, int64_t tick_
         w->answered = answered;
         metrics_health(writer_ok, listener_ok);
         if (writer_ok && listener_ok) {
+                char summary[160];
+
                 if (ping)
                         (void) sd_notify(0, "WATCHDOG=1");
-                if (w->stalled)
-                        (void) sd_notify(0, "STATUS=running");
+                metrics_summary(summary, sizeof(summary));
+                (void) sd_notifyf(0, "STATUS=%s", summary);
                 w->stalled = false;
                 return;
         }

@@ -130,6 +130,20 @@ metrics_self_test(bool passed, double rtt_ms)
 }
 
 void
+metrics_summary(char *out, size_t len)
+{
+        unsigned long long stored = 0;
+        size_t i;
+        int st = atomic_load(&reg.self_test);
+
+        for (i = 0; reg.events && i < reg.n_endpoints * N_TYPES; i++)
+                stored += atomic_load(&reg.events[i * N(outcomes) + METRIC_STORED]);
+        snprintf(out, len, "%llu events stored, %llu refused%s%s", stored,
+                 atomic_load(&reg.rejects[REJECT_UNAUTHORIZED]) + atomic_load(&reg.rejects[REJECT_ALLOW_LIST]),
+                 st < 0 ? "" : st ? "; last self-test passed" : "; last self-test FAILED", "");
+}
+
+void
 metrics_health(bool writer_ok, bool listener_ok)
 {
         atomic_store(&reg.writer_ok, writer_ok);

@@ -31,6 +31,9 @@ void metrics_request(int64_t latency_us);
 void metrics_commit(int64_t latency_us, unsigned jobs);
 void metrics_self_test(bool passed, double rtt_ms);
 
+/* One line for sd_notify STATUS=: events stored, refused, self-test. */
+void metrics_summary(char *out, size_t len);
+
 /* Health, as the main thread's watchdog ticks see it. */
 void metrics_health(bool writer_ok, bool listener_ok);
 
