@@ -166,8 +166,9 @@ static void
 write_journal(const char *file, int line, const char *func, int prio, const char *mid,
               const struct log_fields *f, const char *msg)
 {
-        struct buf field[12] = { { 0 } };
-        struct iovec iov[12];
+        /* 7 fields always, 6 more at most: every one has its place. */
+        struct buf field[13] = { { 0 } };
+        struct iovec iov[13];
         int n = 0, i;
 
 #define ADD(...) do { buf_printf(&field[n], __VA_ARGS__); n++; } while (0)
@@ -188,9 +189,9 @@ write_journal(const char *file, int line, const char *func, int prio, const char
                         ADD_ESC("SLHOOKD_MESSAGE_ID", f->message_id);
                 if (f->peer)
                         ADD_ESC("SLHOOKD_PEER", f->peer);
-                if (f->status >= 0 && n < 12)
+                if (f->status >= 0)
                         ADD("SLHOOKD_STATUS=%d", f->status);
-                if (f->latency_us >= 0 && n < 12)
+                if (f->latency_us >= 0)
                         ADD("SLHOOKD_LATENCY_US=%lld", (long long) f->latency_us);
         }
 #undef ADD

@@ -3,7 +3,10 @@
  * by certtool, libcurl clients, and the SQLite file checked directly. */
 #include "config.h"
 
+#include <sched.h>
 #include <stdatomic.h>
+#include <sys/mount.h>
+#include <sys/time.h>
 
 #include "daemon.h"
 
@@ -889,6 +892,147 @@ START_TEST(test_metrics_and_health)
 }
 END_TEST
 
+/* journald: what libsystemd really sends. In a private mount namespace
+ * (root only) a datagram socket stands at /run/systemd/journal/socket; the
+ * daemon, with format = journal, logs to it; every datagram is copied to a
+ * file the test reads. */
+static void
+journal_child(int listen_fd, const char *out_path, const char *pid_path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char buf[65536], pidtxt[32];
+        int sock, out, status;
+        pid_t pid;
+        ssize_t n;
+
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount("tmpfs", "/run", "tmpfs", 0, NULL) < 0 || mkdir("/run/systemd", 0755) < 0 ||
+            mkdir("/run/systemd/journal", 0755) < 0)
+                _exit(77);
+        sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/run/systemd/journal/socket");
+        if (sock < 0 || bind(sock, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                _exit(77);
+        out = open(out_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        pid = fork();
+        if (pid == 0) {
+                int null = open("/dev/null", O_RDWR);
+
+                dup2(null, 0);
+                dup2(null, 1);
+                dup2(null, 2);
+                dup2(listen_fd, 3);
+                snprintf(pidtxt, sizeof(pidtxt), "%ld", (long) getpid());
+                setenv("LISTEN_FDS", "1", 1);
+                setenv("LISTEN_PID", pidtxt, 1);
+                unsetenv("JOURNAL_STREAM");
+                execl(SLHOOKD_BIN, "slhookd", "-c", d.conf, (char *) NULL);
+                _exit(127);
+        }
+        snprintf(pidtxt, sizeof(pidtxt), "%ld\n", (long) pid);
+        t_write(pid_path, pidtxt);
+        /* Each datagram, then a line of its own to end it. */
+        for (;;) {
+                struct timeval tv = { 0, 100 * 1000 };
+
+                setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+                if ((n = recv(sock, buf, sizeof(buf), 0)) > 0) {
+                        (void) !write(out, buf, (size_t) n);
+                        (void) !write(out, "\n--\n", 4);
+                } else if (waitpid(pid, &status, WNOHANG) == pid)
+                        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+        }
+}
+
+START_TEST(test_journal_fields)
+{
+        char *out, *pidf, *text = NULL, *entry, *end;
+        pid_t child;
+        int i, status;
+        long daemon_pid;
+
+        daemon_listen();
+        write_conf("", "");
+        /* format = json in write_conf: this test wants the journal. */
+        text = t_slurp(d.conf, NULL);
+        *strstr(text, "format = json") = '\0';
+        {
+                char *conf = xasprintf("%sformat = journal\n", text);
+
+                t_write(d.conf, conf);
+                free(conf);
+        }
+        free(text);
+        out = file_in("journal.out");
+        pidf = file_in("daemon.pid");
+        child = fork();
+        ck_assert_int_ge(child, 0);
+        if (child == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                journal_child(d.fd, out, pidf);
+        }
+        close(d.fd);
+        /* Bounded wait for the ready line. */
+        for (i = 0; i < 1000; i++) {
+                text = t_slurp(out, NULL);
+                if (text && strstr(text, "MESSAGE_ID=ab2a6aadb4bd4002a0e5b4ea49d975d1"))
+                        break;
+                free(text);
+                text = NULL;
+                if (waitpid(child, &status, WNOHANG) == child) {
+                        ck_assert_msg(WEXITSTATUS(status) == 77, "journal helper failed: %d", WEXITSTATUS(status));
+                        fprintf(stderr, "test_journal_fields: needs root for a private mount namespace; skipped\n");
+                        return;
+                }
+                usleep(10 * 1000);
+        }
+        ck_assert_ptr_nonnull(text);
+        free(text);
+        expect_file("delivered.json", 200);
+        for (i = 0; i < 1000; i++) {
+                text = t_slurp(out, NULL);
+                if (text && strstr(text, "SLHOOKD_STATUS=200"))
+                        break;
+                free(text);
+                text = NULL;
+                usleep(10 * 1000);
+        }
+        ck_assert_ptr_nonnull(text);
+        /* The request line's datagram, field by field. */
+        entry = strstr(text, "MESSAGE_ID=df4d770242be491089390db52c6629f7");
+        ck_assert_ptr_nonnull(entry);
+        while (entry > text && !(entry[-1] == '\n' && entry - text >= 4 && strncmp(entry - 4, "\n--\n", 4) == 0))
+                entry--;
+        end = strstr(entry, "\n--\n");
+        ck_assert_ptr_nonnull(end);
+        *end = '\0';
+        ck_assert_msg(strstr(entry, "\nPRIORITY=6\n") || strncmp(entry, "PRIORITY=6\n", 11) == 0, "%s", entry);
+        ck_assert_msg(strstr(entry, "SYSLOG_IDENTIFIER=slhookd\n"), "%s", entry);
+        ck_assert_msg(strstr(entry, "MESSAGE=/socketlabs/events 200: Sent stored"), "%s", entry);
+        ck_assert_msg(strstr(entry, "SLHOOKD_ENDPOINT=main\n"), "%s", entry);
+        ck_assert_msg(strstr(entry, "SLHOOKD_TYPE=Sent\n"), "%s", entry);
+        ck_assert_msg(strstr(entry, "SLHOOKD_MESSAGE_ID=o5521-r1\n"), "%s", entry);
+        ck_assert_msg(strstr(entry, "SLHOOKD_PEER=127.0.0.1\n"), "%s", entry);
+        ck_assert_msg(strstr(entry, "SLHOOKD_STATUS=200\n"), "%s", entry);
+        ck_assert_msg(strstr(entry, "SLHOOKD_LATENCY_US="), "%s", entry);
+        ck_assert_msg(strstr(entry, "CODE_FILE="), "%s", entry);
+        free(text);
+        /* Stop it; no secret in anything it sent. */
+        text = t_slurp(pidf, NULL);
+        daemon_pid = atol(text);
+        free(text);
+        ck_assert_int_eq(kill((pid_t) daemon_pid, SIGTERM), 0);
+        ck_assert_int_eq(waitpid(child, &status, 0), child);
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+        text = t_slurp(out, NULL);
+        ck_assert(strstr(text, T_SECRET) == NULL);
+        ck_assert_ptr_nonnull(strstr(text, "MESSAGE_ID=3d93ca77652b46639c3500d07f386feb"));
+        free(text);
+        free(pidf);
+        free(out);
+}
+END_TEST
+
 /* ---- command line ---- */
 
 static int
@@ -1006,6 +1150,7 @@ main(void)
         tcase_add_test(tc, test_trusted_proxy);
         tcase_add_test(tc, test_forwarded_for_ignored);
         tcase_add_test(tc, test_metrics_and_health);
+        tcase_add_test(tc, test_journal_fields);
         tcase_add_test(tc, test_check_mode);
         tcase_add_test(tc, test_init_dir);
         return t_run(s, tc);
