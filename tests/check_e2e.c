@@ -918,16 +918,7 @@ journal_child(int listen_fd, const char *out_path, const char *pid_path)
         if (pid == 0) {
                 int null = open("/dev/null", O_RDWR);
 
-                dup2(null, 0);
-                dup2(null, 1);
-                dup2(null, 2);
-                dup2(listen_fd, 3);
-                snprintf(pidtxt, sizeof(pidtxt), "%ld", (long) getpid());
-                setenv("LISTEN_FDS", "1", 1);
-                setenv("LISTEN_PID", pidtxt, 1);
-                unsetenv("JOURNAL_STREAM");
-                execl(SLHOOKD_BIN, "slhookd", "-c", d.conf, (char *) NULL);
-                _exit(127);
+                daemon_exec(null, null, listen_fd);
         }
         snprintf(pidtxt, sizeof(pidtxt), "%ld\n", (long) pid);
         t_write(pid_path, pidtxt);

@@ -130,6 +130,25 @@ daemon_listen(void)
 
 static inline void daemon_spawn(const char *server_extra, const char *sections_extra, bool wait_ready);
 
+/* In a child: become slhookd with stdin in_fd, stdout and stderr out_fd, and
+ * listen_fd as its socket-activation fd 3. */
+static inline void __attribute__((noreturn))
+daemon_exec(int in_fd, int out_fd, int listen_fd)
+{
+        char pid[32];
+
+        dup2(in_fd, 0);
+        dup2(out_fd, 1);
+        dup2(out_fd, 2);
+        dup2(listen_fd, 3);                     /* clears CLOEXEC on the copy */
+        snprintf(pid, sizeof(pid), "%ld", (long) getpid());
+        setenv("LISTEN_FDS", "1", 1);
+        setenv("LISTEN_PID", pid, 1);
+        unsetenv("JOURNAL_STREAM");
+        execl(SLHOOKD_BIN, "slhookd", "-c", d.conf, (char *) NULL);
+        _exit(127);
+}
+
 static inline void
 daemon_start(const char *server_extra, const char *sections_extra)
 {
@@ -172,21 +191,11 @@ daemon_spawn(const char *server_extra, const char *sections_extra, bool wait_rea
         d.pid = fork();
         ck_assert_int_ge(d.pid, 0);
         if (d.pid == 0) {
-                char pid[32];
                 int out = open(d.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
                 int null = open("/dev/null", O_RDONLY);
 
                 prctl(PR_SET_PDEATHSIG, SIGKILL);       /* never outlive a failed test */
-                dup2(null, 0);
-                dup2(out, 1);
-                dup2(out, 2);
-                dup2(fd, 3);                            /* clears CLOEXEC on the copy */
-                snprintf(pid, sizeof(pid), "%ld", (long) getpid());
-                setenv("LISTEN_FDS", "1", 1);
-                setenv("LISTEN_PID", pid, 1);
-                unsetenv("JOURNAL_STREAM");
-                execl(SLHOOKD_BIN, "slhookd", "-c", d.conf, (char *) NULL);
-                _exit(127);
+                daemon_exec(null, out, fd);
         }
         close(fd);
         if (!wait_ready)
