@@ -36,7 +36,7 @@ static const char *const reject_names[REJECT_COUNT] = {
 static const int64_t lat_bounds[] = {
         250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000,
 };
-static const unsigned batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024 };
+static const int64_t batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024 };
 
 struct hist {
         atomic_ullong b[N(lat_bounds) + 1];
@@ -111,13 +111,8 @@ metrics_request(int64_t latency_us)
 void
 metrics_commit(int64_t latency_us, unsigned jobs)
 {
-        int64_t bb[N(batch_bounds)];
-        size_t i;
-
-        for (i = 0; i < N(batch_bounds); i++)
-                bb[i] = batch_bounds[i];
         observe(&reg.commit, latency_us, lat_bounds, N(lat_bounds));
-        observe(&reg.batch, jobs, bb, N(bb));
+        observe(&reg.batch, jobs, batch_bounds, N(batch_bounds));
         atomic_fetch_add_explicit(&reg.commits, 1, memory_order_relaxed);
 }
 
@@ -138,9 +133,9 @@ metrics_summary(char *out, size_t len)
 
         for (i = 0; reg.events && i < reg.n_endpoints * N_TYPES; i++)
                 stored += atomic_load(&reg.events[i * N(outcomes) + METRIC_STORED]);
-        snprintf(out, len, "%llu events stored, %llu refused%s%s", stored,
+        snprintf(out, len, "%llu events stored, %llu refused%s", stored,
                  atomic_load(&reg.rejects[REJECT_UNAUTHORIZED]) + atomic_load(&reg.rejects[REJECT_ALLOW_LIST]),
-                 st < 0 ? "" : st ? "; last self-test passed" : "; last self-test FAILED", "");
+                 st < 0 ? "" : st ? "; last self-test passed" : "; last self-test FAILED");
 }
 
 void
@@ -195,7 +190,6 @@ static char *
 metrics_text(struct metrics_server *m)
 {
         struct buf b = { 0 };
-        int64_t bb[N(batch_bounds)];
         unsigned queued;
         bool failing;
         size_t e, t, o, i;
@@ -221,10 +215,8 @@ metrics_text(struct metrics_server *m)
                   &reg.request, true, lat_bounds, N(lat_bounds));
         hist_text(&b, "slhookd_commit_duration_seconds", "Time of one transaction, BEGIN to COMMIT with fsync.",
                   &reg.commit, true, lat_bounds, N(lat_bounds));
-        for (i = 0; i < N(batch_bounds); i++)
-                bb[i] = batch_bounds[i];
         hist_text(&b, "slhookd_batch_requests", "Requests stored by one transaction (group commit).", &reg.batch,
-                  false, bb, N(bb));
+                  false, batch_bounds, N(batch_bounds));
         buf_printf(&b, "# HELP slhookd_commits_total Transactions committed.\n# TYPE slhookd_commits_total counter\n"
                    "slhookd_commits_total %llu\n", atomic_load(&reg.commits));
         buf_printf(&b, "# HELP slhookd_queue_depth Requests waiting for the writer.\n# TYPE slhookd_queue_depth gauge\n"
