@@ -683,7 +683,8 @@ START_TEST(test_systemd_socket_activate)
         int i;
 
         daemon_listen();
-        close(d.fd);            /* its port is for systemd-socket-activate to take */
+        close(d.fd);            /* systemd-socket-activate binds a port of its own */
+        d.port = free_port();
         snprintf(addr, sizeof(addr), "127.0.0.1:%u", d.port);
         write_conf("", "");
         d.pid = fork();
@@ -783,21 +784,6 @@ START_TEST(test_forwarded_for_ignored)
         free(body);
 }
 END_TEST
-
-/* A port nothing listens on now (the kernel's choice, released). */
-static unsigned
-free_port(void)
-{
-        struct sockaddr_in sa = { .sin_family = AF_INET };
-        socklen_t sl = sizeof(sa);
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        ck_assert_int_eq(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
-        ck_assert_int_eq(getsockname(fd, (struct sockaddr *) &sa, &sl), 0);
-        close(fd);
-        return ntohs(sa.sin_port);
-}
 
 /* GET http://127.0.0.1:port/path: the status, the body in *body. */
 static long

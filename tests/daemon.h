@@ -99,6 +99,39 @@ log_has(const char *needle)
         return r;
 }
 
+/* A port nothing listens on, for a program that binds it itself. It is
+ * taken below the kernel's ephemeral range, so no connect() or bind() to port
+ * 0 anywhere on the machine can take it between this check and that bind. */
+static inline unsigned
+free_port(void)
+{
+        struct sockaddr_in sa = { .sin_family = AF_INET };
+        unsigned lo = 32768, hi = 60999, span, first, i;
+        FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+
+        if (f != NULL) {
+                if (fscanf(f, "%u %u", &lo, &hi) != 2)
+                        lo = 32768;
+                fclose(f);
+        }
+        ck_assert_msg(lo > 11024, "the ephemeral port range starts too low: %u", lo);
+        span = lo - 11024;                              /* ports 11024 .. lo-1 */
+        first = (unsigned) getpid() * 7919u % span;     /* parallel tests start apart */
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        for (i = 0; i < span; i++) {
+                int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+
+                ck_assert_int_ge(fd, 0);
+                sa.sin_port = htons((uint16_t) (11024 + (first + i) % span));
+                ok = bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0;
+                close(fd);
+                if (ok)
+                        return ntohs(sa.sin_port);
+        }
+        ck_abort_msg("no free port below %u", lo);
+        return 0;
+}
+
 /* The daemon's folder and its listening socket on 127.0.0.1 (so its port is
  * known before it starts); daemon_start does this when it was not done. */
 static inline void
