@@ -1,6 +1,6 @@
 /* bench/ceiling: the bare ceiling for bench/http.sh — libmicrohttpd + GnuTLS
  * built and configured as slhookd's listener (epoll, a thread per CPU, the
- * same TLS priorities), that reads each body and answers 200 with nothing
+ * same TLS priorities, session tickets), that reads each body and answers 200 with nothing
  * else to do. Every slhookd figure is also given as a ratio to this one,
  * measured in the same run.
  *
@@ -18,6 +18,7 @@
 #include <microhttpd.h>
 
 #include "cfg.h"
+#include "tls.h"
 #include "util.h"
 
 static enum MHD_Result
@@ -40,6 +41,18 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         ret = MHD_queue_response(c, MHD_HTTP_OK, r);
         MHD_destroy_response(r);
         return ret;
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode code)
+{
+        const union MHD_ConnectionInfo *ci;
+
+        (void) cls;
+        (void) socket_context;
+        if (code == MHD_CONNECTION_NOTIFY_STARTED &&
+            (ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION)) != NULL)
+                tls_enable_tickets(ci->tls_session);
 }
 
 int
@@ -68,6 +81,7 @@ main(int argc, char **argv)
                              MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) (ncpu > 0 ? ncpu : 1),
                              MHD_OPTION_CONNECTION_LIMIT, 4096U,
                              MHD_OPTION_CONNECTION_TIMEOUT, 30U,
+                             MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
                              MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_MEM_KEY, key,
                              MHD_OPTION_HTTPS_PRIORITIES, CFG_DEFAULT_PRIORITIES,
                              MHD_OPTION_END);

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
 #include "acl.h"
@@ -21,6 +22,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "tls.h"
 
 struct http {
         struct MHD_Daemon *mhd;
@@ -536,6 +538,23 @@ fail:
         return r;
 }
 
+/* A new TLS connection, before its handshake: let it issue session tickets. */
+static void
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+              enum MHD_ConnectionNotificationCode code)
+{
+        const union MHD_ConnectionInfo *ci;
+        int r;
+
+        (void) cls;
+        (void) socket_context;
+        if (code != MHD_CONNECTION_NOTIFY_STARTED ||
+            (ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION)) == NULL)
+                return;
+        if ((r = tls_enable_tickets(ci->tls_session)) < 0)
+                log_warning("TLS session tickets are off for a connection: %s", gnutls_strerror(r));
+}
+
 int
 http_start(const struct cfg *cfg, const struct tls_creds *tls, struct store *store,
            int listen_fd, struct http **ret, char **reterr)
@@ -578,6 +597,7 @@ http_start(const struct cfg *cfg, const struct tls_creds *tls, struct store *sto
                         { MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip, NULL },
                         { MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout, NULL },
                         { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) on_completed, h },
+                        { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) (tls ? on_connection : NULL), h },
                         /* last, so that plain HTTP ends the array before them */
                         { tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, tls ? tls->cert_pem : NULL },
                         { MHD_OPTION_HTTPS_MEM_KEY, 0, tls ? tls->key_pem : NULL },

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,6 +22,25 @@ gnutls_fail(char **reterr, const char *what, const char *file, int r)
 {
         *reterr = xasprintf("%s: %s: %s", file, what, gnutls_strerror(r));
         return -EINVAL;
+}
+
+static gnutls_datum_t ticket_key;
+static int ticket_key_error;
+static pthread_once_t ticket_key_once = PTHREAD_ONCE_INIT;
+
+static void
+ticket_key_make(void)
+{
+        ticket_key_error = gnutls_session_ticket_key_generate(&ticket_key);
+}
+
+int
+tls_enable_tickets(void *session)
+{
+        pthread_once(&ticket_key_once, ticket_key_make);
+        if (ticket_key_error < 0)
+                return ticket_key_error;
+        return gnutls_session_ticket_enable_server(session, &ticket_key);
 }
 
 int

@@ -26,6 +26,13 @@ struct tls_creds *tls_free(struct tls_creds *t);
  * "localhost" and 127.0.0.1/::1, valid for days. Returns 0 or a negative errno. */
 int tls_generate_self_signed(const char *cert_file, const char *key_file, unsigned days, char **reterr);
 
+/* Let a new server session (a gnutls_session_t) issue TLS session tickets,
+ * so that a returning client resumes instead of doing a full handshake. The
+ * ticket key is made once per process (GnuTLS rotates what it derives from it)
+ * and kept across reloads, so tickets stay good until they expire. Any thread.
+ * Returns 0 or a GnuTLS error code. */
+int tls_enable_tickets(void *session);
+
 /* Fill buf with len random characters from [A-Za-z0-9] (a SocketLabs-like
  * secret). Returns 0 or a negative errno. */
 int tls_random_secret(char *buf, size_t len);

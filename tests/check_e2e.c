@@ -362,6 +362,39 @@ START_TEST(test_tls_versions)
 }
 END_TEST
 
+/* Whether gnutls-cli, at TLS version vers, resumed its second connection
+ * with the ticket the daemon gave on the first. */
+static bool
+resumed(const char *vers)
+{
+        char *cmd = xasprintf("timeout 20 gnutls-cli --x509cafile=%s --priority=NORMAL:-VERS-ALL:+VERS-%s "
+                              "--resume -p %u 127.0.0.1 </dev/null 2>&1", d.cert, vers, d.port);
+        FILE *f = popen(cmd, "r");
+        char line[512];
+        bool yes = false, full = false;
+
+        ck_assert_ptr_nonnull(f);
+        while (fgets(line, sizeof(line), f) != NULL) {
+                yes |= strstr(line, "This is a resumed session") != NULL;
+                full |= strstr(line, "Resume Handshake was completed") != NULL;
+        }
+        ck_assert_int_eq(pclose(f), 0);
+        free(cmd);
+        return yes && full;
+}
+
+/* A returning sender skips the full handshake: session tickets, TLS 1.3
+ * and 1.2. */
+START_TEST(test_tls_resumption)
+{
+        daemon_start("", "");
+        ck_assert_msg(resumed("TLS1.3"), "no TLS 1.3 resumption");
+        ck_assert_msg(resumed("TLS1.2"), "no TLS 1.2 resumption");
+        expect_file("delivered.json", 200);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
 #define CLIENTS 8
 #define PER_CLIENT 250
 
@@ -1118,6 +1151,7 @@ main(void)
         tcase_add_test(tc, test_storage_failure);
         tcase_add_test(tc, test_allow_list);
         tcase_add_test(tc, test_tls_versions);
+        tcase_add_test(tc, test_tls_resumption);
         tcase_add_test(tc, test_concurrent_clients);
         tcase_add_test(tc, test_logs_and_secrets);
         tcase_add_test(tc, test_sigterm_drains);
