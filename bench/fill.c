@@ -3,8 +3,8 @@
  *
  *   fill DB fill EVENTS MESSAGES DAYS   fill with EVENTS events over about
  *                                      MESSAGES messages spread over the last DAYS
- *   fill DB rate EVENTS                 store EVENTS new events one request each,
- *                                      256 in flight, synchronous=FULL, as live
+ *   fill DB rate EVENTS [IN_FLIGHT]     store EVENTS new events one request each,
+ *                                      IN_FLIGHT (256) at a time, synchronous=FULL, as live
  *                                      traffic (each event happened up to 5 s
  *                                      before it arrives), and print the rate:
  *                                      what the writer sustains
@@ -256,7 +256,7 @@ written(void)
 
 /* One request a job, as the daemon's writer sees them under load. */
 static int
-rate(struct store *s, unsigned long long events)
+rate(struct store *s, unsigned long long events, unsigned window)
 {
         int64_t now = time_now_us(), t1;
         uint64_t c0 = store_commits(s);
@@ -285,7 +285,7 @@ rate(struct store *s, unsigned long long events)
                                         depth++;
                                 else if (*end == '}' && --depth == 0)
                                         break;
-                        submit(s, p, (size_t) (end + 1 - p), received, 256);
+                        submit(s, p, (size_t) (end + 1 - p), received, window);
                 }
         }
         drain();
@@ -307,8 +307,8 @@ main(int argc, char **argv)
         bool is_fill = argc == 6 && strcmp(argv[2], "fill") == 0;
         int r;
 
-        if (!is_fill && !(argc == 4 && strcmp(argv[2], "rate") == 0)) {
-                fprintf(stderr, "usage: fill DB fill EVENTS MESSAGES DAYS\n       fill DB rate EVENTS\n");
+        if (!is_fill && !((argc == 4 || argc == 5) && strcmp(argv[2], "rate") == 0)) {
+                fprintf(stderr, "usage: fill DB fill EVENTS MESSAGES DAYS\n       fill DB rate EVENTS [IN_FLIGHT]\n");
                 return 2;
         }
         log_setup(LOG_FORMAT_TEXT, LOG_WARNING);
@@ -318,7 +318,7 @@ main(int argc, char **argv)
         }
         r = is_fill ? fill(s, strtoull(argv[3], NULL, 10), strtoul(argv[4], NULL, 10),
                            (unsigned) strtoul(argv[5], NULL, 10))
-                    : rate(s, strtoull(argv[3], NULL, 10));
+                    : rate(s, strtoull(argv[3], NULL, 10), argc == 5 ? (unsigned) strtoul(argv[4], NULL, 10) : 256);
         store_close(s);
         if (failed)
                 fprintf(stderr, "fill: %llu jobs failed\n", failed);
