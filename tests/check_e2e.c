@@ -762,6 +762,32 @@ post_with(const char *header, const char *body)
         return r;
 }
 
+/* A connection's memory is bounded (16 KiB): 10 KB of headers still work,
+ * 40 KB get 431 and store nothing. */
+START_TEST(test_header_limit)
+{
+        char *big = xmalloc(40 * 1000 + 16);
+        struct resp r;
+
+        daemon_start("", "");
+        memcpy(big, "X-Pad: ", 7);
+        memset(big + 7, 'a', 10 * 1000);
+        big[7 + 10 * 1000] = '\0';
+        r = post_with(big, "{\"Type\":\"Queued\",\"MessageId\":\"pad-10k\",\"SecretKey\":\"" T_SECRET "\"}");
+        ASSERT_STATUS(r, 200);
+        resp_done(&r);
+        memset(big + 7, 'a', 40 * 1000);
+        big[7 + 40 * 1000] = '\0';
+        r = post_with(big, "{\"Type\":\"Queued\",\"MessageId\":\"pad-40k\",\"SecretKey\":\"" T_SECRET "\"}");
+        ASSERT_STATUS(r, 431);
+        resp_done(&r);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id LIKE 'pad-%'"), 1);
+        expect_file("delivered.json", 200);
+        ck_assert_int_eq(daemon_stop(), 0);
+        free(big);
+}
+END_TEST
+
 /* Behind a reverse proxy on loopback: plain HTTP, and the client address
  * from X-Forwarded-For, for the allow-list and the stored peer. */
 START_TEST(test_trusted_proxy)
@@ -1158,6 +1184,7 @@ main(void)
         tcase_add_test(tc, test_watchdog);
         tcase_add_test(tc, test_reload);
         tcase_add_test(tc, test_systemd_socket_activate);
+        tcase_add_test(tc, test_header_limit);
         tcase_add_test(tc, test_trusted_proxy);
         tcase_add_test(tc, test_forwarded_for_ignored);
         tcase_add_test(tc, test_metrics_and_health);
