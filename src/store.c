@@ -285,7 +285,11 @@ store_open(const char *path, bool synchronous_full, struct store **ret, char **r
         /* SQLite's automatic checkpoint (every 1,000 pages) is kept: every
          * 10,000 gave the writer 20% more events/s but each checkpoint then
          * stalled it for ~20 ms (p99 6 -> 24 ms); bench/README.md. */
-        pragmas = xasprintf("PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; PRAGMA foreign_keys = ON;",
+        /* 8 KiB pages (a new database only; set before WAL mode writes the
+         * header): fewer page writes per commit, 12% more events/s from the
+         * writer and 5-8% more over HTTP than SQLite's 4 KiB (bench/README.md). */
+        pragmas = xasprintf("PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; "
+                            "PRAGMA foreign_keys = ON;",
                             synchronous_full ? "FULL" : "NORMAL");
         r = exec(s->db, pragmas, reterr, path);
         free(pragmas);

@@ -98,6 +98,7 @@ START_TEST(test_migrate)
                                "('events','quarantine','webhook_status','messages','async_bounces',"
                                "'suppressions')"), 6);
         ck_assert_int_eq(query("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
+        ck_assert_int_eq(query("PRAGMA page_size"), 8192);     /* a new database */
         /* Opening again migrates nothing and fails nothing. */
         ck_assert_msg(store_open(db, true, &again, &err) == 0, "%s", err);
         store_close(again);
@@ -142,6 +143,7 @@ START_TEST(test_migrate_from_v1)
         ck_assert_msg(store_open(v1, true, &old, &err) == 0, "%s", err);
         store_close(old);
         ck_assert_int_eq(t_query(v1, "PRAGMA user_version"), 2);
+        ck_assert_int_eq(t_query(v1, "PRAGMA page_size"), 4096);       /* an existing one keeps its pages */
         ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM events"), 4);
         ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM messages WHERE is_test = 0"), 2);
         ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM events WHERE message IS NULL"), 0);
