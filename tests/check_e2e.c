@@ -368,7 +368,7 @@ static bool
 resumed(const char *vers)
 {
         char *cmd = xasprintf("timeout 20 gnutls-cli --x509cafile=%s --priority=NORMAL:-VERS-ALL:+VERS-%s "
-                              "--resume -p %u 127.0.0.1 </dev/null 2>&1", d.cert, vers, d.port);
+                              "--resume --waitresumption -p %u 127.0.0.1 </dev/null 2>&1", d.cert, vers, d.port);
         FILE *f = popen(cmd, "r");
         char line[512];
         bool yes = false, full = false;
