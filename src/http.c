@@ -538,6 +538,8 @@ fail:
         return r;
 }
 
+static atomic_bool tickets_off_logged;
+
 /* A new TLS connection, before its handshake: let it issue session tickets. */
 static void
 on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -551,8 +553,8 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
         if (code != MHD_CONNECTION_NOTIFY_STARTED ||
             (ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION)) == NULL)
                 return;
-        if ((r = tls_enable_tickets(ci->tls_session)) < 0)
-                log_warning("TLS session tickets are off for a connection: %s", gnutls_strerror(r));
+        if ((r = tls_enable_tickets(ci->tls_session)) < 0 && !atomic_exchange(&tickets_off_logged, true))
+                log_warning("TLS session tickets are off (logged once): %s", gnutls_strerror(r));
 }
 
 int
