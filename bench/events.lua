@@ -1,7 +1,10 @@
 -- wrk script for bench/http.sh: every request a distinct SocketLabs event of
 -- about 600 bytes, of a realistic mix of types, happening "now" (so that
 -- deduplication cannot short-circuit the work and the indexes see live
--- times). The secret comes from $SLHOOKD_BENCH_SECRET.
+-- times). Every three consecutive events of a thread are one message (one
+-- MessageId and Address), as a message's Queued, Sent and Open would be: the
+-- writer keeps one messages row per message, not per event. The secret comes
+-- from $SLHOOKD_BENCH_SECRET.
 local secret = os.getenv("SLHOOKD_BENCH_SECRET") or "bench-secret"
 -- SLHOOKD_BENCH_CLOSE=1: one TLS connection (and handshake) per request.
 local headers = { ["Content-Type"] = "application/json" }
@@ -30,6 +33,7 @@ local extra = {
 
 request = function()
   n = n + 1
+  local m = math.floor(n / 3)
   local kind = kinds[(n % #kinds) + 1]
   local wire = kind
   if kind == "Tracking0" or kind == "Tracking1" then wire = "Tracking" end
@@ -37,8 +41,8 @@ request = function()
     '{"Type":"%s","DateTime":"%s.%06dZ","ServerId":40111,"SubaccountId":40111,"IpPoolId":7,' ..
     '"Address":"user%d@example-%d.com","MailingId":"MAILING-%03d","MessageId":"w%d-%d-r1",%s' ..
     '"Data":{"Meta":[{"Key":"CustomerId","Value":"8812"}],"Tags":["Transactional"]},"SecretKey":"%s"}',
-    wire, os.date("!%Y-%m-%dT%H:%M:%S"), n % 1000000, (n * 7919) % 200000, n % 97, math.floor(n / 2000) % 500,
-    tid, math.floor(n / 3), extra[kind], secret)
+    wire, os.date("!%Y-%m-%dT%H:%M:%S"), n % 1000000, (m * 7919) % 200000, m % 97, math.floor(m / 700) % 500,
+    tid, m, extra[kind], secret)
   return wrk.format("POST", "/socketlabs/events", headers, body)
 end
 
