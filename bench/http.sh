@@ -91,14 +91,20 @@ run() {
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-echo "mode,conns,server,round,rps,p50_us,p99_us,requests,non2xx,errors,rows,rss_kib" > "$CSV"
+# batch: mean requests per transaction; commit_us: mean BEGIN-to-COMMIT time,
+# fdatasync included (slhookd's /metrics after the round)
+batch_of() { awk '/^slhookd_batch_requests_sum/ { s = $2 } /^slhookd_batch_requests_count/ { n = $2 }
+                  END { printf "%.1f", n ? s / n : 0 }' "$1"; }
+commit_of() { awk '/^slhookd_commit_duration_seconds_sum/ { s = $2 } /^slhookd_commit_duration_seconds_count/ { n = $2 }
+                   END { printf "%.0f", n ? 1e6 * s / n : 0 }' "$1"; }
+echo "mode,conns,server,round,rps,p50_us,p99_us,requests,non2xx,errors,rows,rss_kib,batch,commit_us" > "$CSV"
 for mode in keepalive close; do
         if [ $mode = close ]; then list=32; else list=$CONNS; fi
         for c in $list; do
                 for r in $(seq "$ROUNDS"); do
                         start_ceiling
                         set -- $(run $PORT_C "$c" $mode)
-                        echo "$mode,$c,ceiling,$r,$1,$5,$6,$2,$3,$4,," >> "$CSV"
+                        echo "$mode,$c,ceiling,$r,$1,$5,$6,$2,$3,$4,,,," >> "$CSV"
                         stop "$cpid"
                         start_slhookd
                         set -- $(run $PORT_S "$c" $mode)
@@ -106,13 +112,12 @@ for mode in keepalive close; do
                         curl -s "http://127.0.0.1:$PORT_M/metrics" > metrics.txt || true
                         stop "$spid"
                         rows=$(sqlite3 events.db "SELECT count(*) FROM events" 2>/dev/null || echo 0)
-                        echo "$mode,$c,slhookd,$r,$1,$5,$6,$2,$3,$4,$rows,$rss" >> "$CSV"
-                        cp metrics.txt "metrics-$mode-$c-$r.txt"
+                        echo "$mode,$c,slhookd,$r,$1,$5,$6,$2,$3,$4,$rows,$rss,$(batch_of metrics.txt),$(commit_of metrics.txt)" >> "$CSV"
                 done
         done
 done
 
-printf '%-10s %6s %12s %12s %7s %9s %9s %10s %9s\n' mode conns ceiling/s slhookd/s ratio p50_ms p99_ms 'rows>=200' rss_MiB
+printf '%-10s %6s %12s %12s %7s %9s %9s %10s %9s %7s %10s\n' mode conns ceiling/s slhookd/s ratio p50_ms p99_ms 'rows>=200' rss_MiB batch commit_us
 for mode in keepalive close; do
         if [ $mode = close ]; then list=32; else list=$CONNS; fi
         for c in $list; do
@@ -122,10 +127,12 @@ for mode in keepalive close; do
                 p99=$(awk -F, -v m=$mode -v c=$c '$1==m && $2==c && $3=="slhookd" {print $7}' "$CSV" | median)
                 ok=$(awk -F, -v m=$mode -v c=$c '$1==m && $2==c && $3=="slhookd" && $11 < $8 - $9 {bad=1} END {print bad ? "NO" : "yes"}' "$CSV")
                 rss=$(awk -F, -v m=$mode -v c=$c '$1==m && $2==c && $3=="slhookd" {print $12}' "$CSV" | sort -n | tail -1)
-                printf '%-10s %6s %12.0f %12.0f %7.2f %9.2f %9.2f %10s %9.1f\n' $mode $c "$ce" "$sl" \
+                batch=$(awk -F, -v m=$mode -v c=$c '$1==m && $2==c && $3=="slhookd" {print $13}' "$CSV" | median)
+                commit=$(awk -F, -v m=$mode -v c=$c '$1==m && $2==c && $3=="slhookd" {print $14}' "$CSV" | median)
+                printf '%-10s %6s %12.0f %12.0f %7.2f %9.2f %9.2f %10s %9.1f %7.1f %10.0f\n' $mode $c "$ce" "$sl" \
                         "$(awk -v a="$sl" -v b="$ce" 'BEGIN { print b ? a / b : 0 }')" \
                         "$(awk -v v="$p50" 'BEGIN { print v / 1000 }')" "$(awk -v v="$p99" 'BEGIN { print v / 1000 }')" \
-                        "$ok" "$(awk -v v="$rss" 'BEGIN { print v / 1024 }')"
+                        "$ok" "$(awk -v v="$rss" 'BEGIN { print v / 1024 }')" "$batch" "$commit"
         done
 done
-echo "(commit batch sizes and fsync latency of the last slhookd run of each: metrics-*.txt in the run's folder)"
+echo "(batch: requests per transaction; commit_us: BEGIN to COMMIT, fdatasync included; from slhookd's /metrics)"
