@@ -89,14 +89,15 @@ run() {
         echo "${rps:-0} $(echo "$res" | sed 's/[a-z0-9_]*=//g')"
 }
 
+# field SERVER N: field N of SERVER's rounds at $mode and $c in the CSV
+field() { awk -F, -v m="$mode" -v c="$c" -v s="$1" -v k="$2" '$1 == m && $2 == c && $3 == s { print $k }' "$CSV"; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# batch: mean requests per transaction; commit_us: mean BEGIN-to-COMMIT time,
-# fdatasync included (slhookd's /metrics after the round)
-batch_of() { awk '/^slhookd_batch_requests_sum/ { s = $2 } /^slhookd_batch_requests_count/ { n = $2 }
-                  END { printf "%.1f", n ? s / n : 0 }' "$1"; }
-commit_of() { awk '/^slhookd_commit_duration_seconds_sum/ { s = $2 } /^slhookd_commit_duration_seconds_count/ { n = $2 }
-                   END { printf "%.0f", n ? 1e6 * s / n : 0 }' "$1"; }
+# mean HISTOGRAM FACTOR FORMAT: its sum over its count, times FACTOR, in the
+# metrics.txt of the last slhookd round. batch: requests per transaction;
+# commit_us: BEGIN to COMMIT, fdatasync included.
+mean() { awk -v h="$1" -v f="$2" -v fmt="$3" '$1 == h "_sum" { s = $2 } $1 == h "_count" { n = $2 }
+                                              END { printf fmt, n ? f * s / n : 0 }' metrics.txt; }
 echo "mode,conns,server,round,rps,p50_us,p99_us,requests,non2xx,errors,rows,rss_kib,batch,commit_us" > "$CSV"
 for mode in keepalive close; do
         if [ $mode = close ]; then list=32; else list=$CONNS; fi
@@ -112,7 +113,7 @@ for mode in keepalive close; do
                         curl -s "http://127.0.0.1:$PORT_M/metrics" > metrics.txt || true
                         stop "$spid"
                         rows=$(sqlite3 events.db "SELECT count(*) FROM events" 2>/dev/null || echo 0)
-                        echo "$mode,$c,slhookd,$r,$1,$5,$6,$2,$3,$4,$rows,$rss,$(batch_of metrics.txt),$(commit_of metrics.txt)" >> "$CSV"
+                        echo "$mode,$c,slhookd,$r,$1,$5,$6,$2,$3,$4,$rows,$rss,$(mean slhookd_batch_requests 1 %.1f),$(mean slhookd_commit_duration_seconds 1e6 %.0f)" >> "$CSV"
                 done
         done
 done
@@ -121,14 +122,14 @@ printf '%-10s %6s %12s %12s %7s %9s %9s %10s %9s %7s %10s\n' mode conns ceiling/
 for mode in keepalive close; do
         if [ $mode = close ]; then list=32; else list=$CONNS; fi
         for c in $list; do
-                ce=$(awk -F, -v m=$mode -v c=$c '$1==m && $2==c && $3=="ceiling" {print $5}' "$CSV" | median)
-                sl=$(awk -F, -v m=$mode -v c=$c '$1==m && $2==c && $3=="slhookd" {print $5}' "$CSV" | median)
-                p50=$(awk -F, -v m=$mode -v c=$c '$1==m && $2==c && $3=="slhookd" {print $6}' "$CSV" | median)
-                p99=$(awk -F, -v m=$mode -v c=$c '$1==m && $2==c && $3=="slhookd" {print $7}' "$CSV" | median)
+                ce=$(field ceiling 5 | median)
+                sl=$(field slhookd 5 | median)
+                p50=$(field slhookd 6 | median)
+                p99=$(field slhookd 7 | median)
                 ok=$(awk -F, -v m=$mode -v c=$c '$1==m && $2==c && $3=="slhookd" && $11 < $8 - $9 {bad=1} END {print bad ? "NO" : "yes"}' "$CSV")
-                rss=$(awk -F, -v m=$mode -v c=$c '$1==m && $2==c && $3=="slhookd" {print $12}' "$CSV" | sort -n | tail -1)
-                batch=$(awk -F, -v m=$mode -v c=$c '$1==m && $2==c && $3=="slhookd" {print $13}' "$CSV" | median)
-                commit=$(awk -F, -v m=$mode -v c=$c '$1==m && $2==c && $3=="slhookd" {print $14}' "$CSV" | median)
+                rss=$(field slhookd 12 | sort -n | tail -1)
+                batch=$(field slhookd 13 | median)
+                commit=$(field slhookd 14 | median)
                 printf '%-10s %6s %12.0f %12.0f %7.2f %9.2f %9.2f %10s %9.1f %7.1f %10.0f\n' $mode $c "$ce" "$sl" \
                         "$(awk -v a="$sl" -v b="$ce" 'BEGIN { print b ? a / b : 0 }')" \
                         "$(awk -v v="$p50" 'BEGIN { print v / 1000 }')" "$(awk -v v="$p99" 'BEGIN { print v / 1000 }')" \
