@@ -23,6 +23,9 @@ struct daemon {
         const char *header;     /* one more request header line, or NULL */
 };
 
+/* The journal MESSAGE_ID of "ready". */
+#define READY_ID "\"message_id\":\"ab2a6aadb4bd4002a0e5b4ea49d975d1\""
+
 static char *certdir;           /* shared certificates, made once */
 static struct daemon d;
 
@@ -87,16 +90,27 @@ write_conf(const char *server_extra, const char *sections_extra)
         write_conf_tls("", "", server_extra, sections_extra);
 }
 
+/* How many times needle occurs in the log. */
+static inline int
+log_count(const char *needle)
+{
+        size_t n = 0, len = strlen(needle);
+        char *s = t_slurp(d.log, &n), *p = s;
+        int count = 0;
+
+        while (s && (p = memmem(p, n - (size_t) (p - s), needle, len)) != NULL) {
+                count++;
+                p += len;
+        }
+        free(s);
+        return count;
+}
+
 /* Whether the log holds a line with this message id. */
 static inline int
 log_has(const char *needle)
 {
-        size_t n = 0;
-        char *s = t_slurp(d.log, &n);
-        int r = t_contains(s, n, needle);
-
-        free(s);
-        return r;
+        return log_count(needle) > 0;
 }
 
 /* A port nothing listens on, for a program that binds it itself. It is
@@ -134,13 +148,12 @@ free_port(void)
 
 /* The daemon's folder and its listening socket on 127.0.0.1 (so its port is
  * known before it starts); daemon_start does this when it was not done. */
+static inline void daemon_rebind(void);
+
 static inline void
 daemon_listen(void)
 {
-        struct sockaddr_in sa = { .sin_family = AF_INET };
-        socklen_t sl = sizeof(sa);
         char *secret;
-        int fd;
 
         d.dir = t_tmpdir();
         d.conf = file_in("slhookd.conf");
@@ -150,6 +163,17 @@ daemon_listen(void)
         secret = file_in("secret");
         t_write(secret, T_SECRET "\nrotated-previous-secret\n");
         free(secret);
+        daemon_rebind();
+}
+
+/* A new listening socket (and port) for the next start in the same folder,
+ * as after a crash. */
+static inline void
+daemon_rebind(void)
+{
+        struct sockaddr_in sa = { .sin_family = AF_INET };
+        socklen_t sl = sizeof(sa);
+        int fd;
 
         fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         ck_assert_int_ge(fd, 0);
@@ -198,11 +222,13 @@ daemon_start_expect_exit(const char *server_extra, const char *sections_extra)
 static inline void
 daemon_spawn(const char *server_extra, const char *sections_extra, bool wait_ready)
 {
-        int fd, i, status;
+        int fd, i, status, ready;
 
         if (d.port == 0)
                 daemon_listen();
         fd = d.fd;
+        d.fd = -1;
+        ready = log_count(READY_ID);
         /* "@PORT@" in the extra sections is the daemon's port. */
         {
                 struct buf b = { 0 };
@@ -235,7 +261,7 @@ daemon_spawn(const char *server_extra, const char *sections_extra, bool wait_rea
                 return;
         /* Wait for the "ready" line (bounded), or for an early exit. */
         for (i = 0; i < 1000; i++) {
-                if (log_has("\"message_id\":\"ab2a6aadb4bd4002a0e5b4ea49d975d1\""))
+                if (log_count(READY_ID) > ready)
                         return;
                 ck_assert_msg(waitpid(d.pid, &status, WNOHANG) == 0, "slhookd exited at start-up");
                 usleep(10000);
