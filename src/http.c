@@ -408,6 +408,12 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
                         return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid Content-Length");
                 if (n > (int64_t) h->cfg->max_body)
                         return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "body larger than max_body");
+                /* The writer is behind: say so before reading a body that
+                 * could not be queued anyway. */
+                if (store_full(h->store)) {
+                        r->job.result = -EAGAIN;
+                        return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy, retry later");
+                }
                 ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
                 r->form = ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
                 r->cap = n >= 0 ? (size_t) n : 4096;

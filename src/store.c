@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sqlite3.h>
 
@@ -55,6 +56,10 @@ struct store {
         unsigned retention_days;        /* 0: keep forever */
         uint64_t pruned_events, pruned_messages;        /* this retention pass */
         sqlite3_int64 prune_cursor;     /* messages are walked by id, PRUNE_BATCH a step */
+
+        char *wal_path;                 /* and its identity when opened: see files_moved() */
+        dev_t wal_dev;
+        ino_t wal_ino;
 };
 
 static int
@@ -265,6 +270,7 @@ store_open(const char *path, bool synchronous_full, struct store **ret, char **r
 {
         struct store *s = xcalloc(1, sizeof(*s));
         pthread_condattr_t ca;
+        struct stat st;
         char *pragmas;
         int r, from;
 
@@ -288,9 +294,11 @@ store_open(const char *path, bool synchronous_full, struct store **ret, char **r
         /* 8 KiB pages (a new database only; set before WAL mode writes the
          * header): fewer page writes per commit, 12% more events/s from the
          * writer and 5-8% more over HTTP than SQLite's 4 KiB (bench/README.md). */
+        /* journal_size_limit: a WAL that grew while a long reader kept the
+         * checkpoint from restarting it shrinks back at the next restart. */
         pragmas = xasprintf("PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; "
-                            "PRAGMA foreign_keys = ON;",
-                            synchronous_full ? "FULL" : "NORMAL");
+                            "PRAGMA journal_size_limit = %d; PRAGMA foreign_keys = ON;",
+                            synchronous_full ? "FULL" : "NORMAL", STORE_WAL_LIMIT);
         r = exec(s->db, pragmas, reterr, path);
         free(pragmas);
 
@@ -305,6 +313,11 @@ store_open(const char *path, bool synchronous_full, struct store **ret, char **r
                 goto rollback;
         if ((r = exec(s->db, "COMMIT", reterr, path)) < 0)
                 goto rollback;
+        s->wal_path = xasprintf("%s-wal", path);
+        if (stat(s->wal_path, &st) == 0) {
+                s->wal_dev = st.st_dev;
+                s->wal_ino = st.st_ino;
+        }
         *ret = s;
         return 0;
 rollback:
@@ -649,6 +662,37 @@ store_job_rows(struct store *s, struct store_job *job)
         return 0;
 }
 
+/* Whether the database file or its WAL was deleted or replaced since it was
+ * opened: a COMMIT would then go to a file nobody will open again. (SQLite
+ * keeps the WAL while any connection is open, so its file stays the one
+ * store_open saw.) */
+static bool
+files_moved(struct store *s)
+{
+        struct stat st;
+        int moved = 0;
+
+        if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK || moved)
+                return true;
+        return s->wal_ino && (stat(s->wal_path, &st) < 0 || st.st_ino != s->wal_ino || st.st_dev != s->wal_dev);
+}
+
+/* The system's error behind a failed write: the WAL's, else the database
+ * file's (sqlite3_system_errno() reads errno too late to be sure of it). */
+static int
+last_errno(struct store *s)
+{
+        sqlite3_file *wal = NULL;
+        int e = 0;
+
+        if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) == SQLITE_OK &&
+            wal && wal->pMethods && wal->pMethods->xFileControl(wal, SQLITE_FCNTL_LAST_ERRNO, &e) == SQLITE_OK && e)
+                return e;
+        if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_LAST_ERRNO, &e) == SQLITE_OK && e)
+                return e;
+        return 0;
+}
+
 /* One transaction over jobs [first, end). Returns 0 or -EIO. */
 static int
 transaction(struct store *s, struct store_job *first, struct store_job *end)
@@ -656,6 +700,7 @@ transaction(struct store *s, struct store_job *first, struct store_job *end)
         int64_t t0 = time_mono_us();
         struct store_job *j;
         unsigned jobs = 0;
+        bool moved = false;
         size_t i;
 
         if (run(s, s->st[ST_BEGIN]) < 0)
@@ -663,7 +708,7 @@ transaction(struct store *s, struct store_job *first, struct store_job *end)
         for (j = first; j != end; j = j->next, jobs++)
                 if (store_job_rows(s, j) < 0)
                         goto fail;
-        if (run(s, s->st[ST_COMMIT]) < 0)
+        if ((moved = files_moved(s)) || run(s, s->st[ST_COMMIT]) < 0)
                 goto fail;
         atomic_fetch_add(&s->commits, 1);
         metrics_commit(time_mono_us() - t0, jobs);
@@ -680,10 +725,18 @@ transaction(struct store *s, struct store_job *first, struct store_job *end)
         return 0;
 fail:
         if (!s->failing) {
+                int rc = sqlite3_errcode(s->db) & 0xff;
+                int e = rc == SQLITE_IOERR || rc == SQLITE_FULL || rc == SQLITE_CANTOPEN ? last_errno(s) : 0;
+
                 s->failing = true;
                 atomic_store(&s->failing_now, true);
-                log_full(LOG_ERR, LOG_MID_STORE, NULL, "storage failed, answering 503: %s: %s",
-                         s->path, sqlite3_errmsg(s->db));
+                if (moved)
+                        log_full(LOG_ERR, LOG_MID_STORE, NULL, "storage failed, answering 503: %s: the database "
+                                 "file or its -wal was deleted or replaced while open; put it back, or stop "
+                                 "slhookd, move the files aside and start it again", s->path);
+                else
+                        log_full(LOG_ERR, LOG_MID_STORE, NULL, "storage failed, answering 503: %s: %s%s%s%s",
+                                 s->path, sqlite3_errmsg(s->db), e ? " (" : "", e ? strerror(e) : "", e ? ")" : "");
         }
         if (!sqlite3_get_autocommit(s->db))
                 (void) run(s, s->st[ST_ROLLBACK]);
@@ -990,8 +1043,20 @@ store_close(struct store *s)
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->wake);
         free(s->path);
+        free(s->wal_path);
         free(s);
         return NULL;
+}
+
+bool
+store_full(struct store *s)
+{
+        bool full;
+
+        pthread_mutex_lock(&s->lock);
+        full = s->queued >= s->queue_size;
+        pthread_mutex_unlock(&s->lock);
+        return full;
 }
 
 void

@@ -14,6 +14,10 @@
 
 struct store;
 
+/* The size the WAL is cut back to when it restarts after growing past it
+ * (a long reader holds the checkpoint back). */
+#define STORE_WAL_LIMIT (32 * 1024 * 1024)
+
 /* What the management thread last did, for webhook_status. */
 struct store_webhook_status {
         const char *webhook_id;         /* NULL: unchanged */
@@ -84,6 +88,9 @@ int store_replay_quarantine(struct store *s, unsigned *moved, unsigned *kept);
 
 /* The database's last error message, for the calls above. */
 const char *store_error(const struct store *s);
+
+/* Whether store_submit() would return -EAGAIN now. Any thread. */
+bool store_full(struct store *s);
 
 /* Requests waiting for the writer, and whether the last transaction failed
  * (storage failing). Any thread. */
