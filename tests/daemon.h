@@ -6,6 +6,9 @@
 #define SLHOOKD_TESTS_DAEMON_H
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/un.h>
 
@@ -74,10 +77,10 @@ write_conf_tls(const char *cert_dir, const char *key_dir, const char *server_ext
                                "secret_file = secret\n"
                                "%s\n"
                                "[store]\n"
-                               "database = events.db\n"
+                               "database = %s\n"
                                "[log]\n"
                                "format = json\n",
-                               tls, server_extra, sections_extra);
+                               tls, server_extra, sections_extra, d.db);
 
         t_write(d.conf, text);
         free(text);
@@ -328,6 +331,7 @@ client(void)
         CURL *h = curl_easy_init();
 
         curl_easy_setopt(h, CURLOPT_CAINFO, d.cert);
+        curl_easy_setopt(h, CURLOPT_CAPATH, NULL);      /* not the system's store too: 10 ms a handshake */
         curl_easy_setopt(h, CURLOPT_TIMEOUT, 20L);
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
         return h;
@@ -380,6 +384,83 @@ post(const char *body)
 
         curl_easy_cleanup(h);
         return r;
+}
+
+/* POST bodies[0..n) on n connections at once (curl multi, one thread):
+ * status[i] (0 when there was no answer), and retry_after[i] whether the
+ * answer had a Retry-After. *done counts the answers as they come. */
+static inline void
+post_many(size_t n, char *const *bodies, long *status, bool *retry_after, atomic_uint *done)
+{
+        CURLM *m = curl_multi_init();
+        CURL **h = xcalloc(n, sizeof(*h));
+        struct buf *hdrs = xcalloc(n, sizeof(*hdrs)), sink = { 0 };
+        struct curl_slist *ctype = curl_slist_append(NULL, "Content-Type: application/json");
+        char *url = xasprintf("https://127.0.0.1:%u/socketlabs/events", d.port);
+        int running = 1, left;
+        size_t i;
+        CURLMsg *msg;
+
+        curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) n);
+        for (i = 0; i < n; i++) {
+                h[i] = client();
+                curl_easy_setopt(h[i], CURLOPT_URL, url);
+                curl_easy_setopt(h[i], CURLOPT_POSTFIELDS, bodies[i]);
+                curl_easy_setopt(h[i], CURLOPT_HTTPHEADER, ctype);
+                curl_easy_setopt(h[i], CURLOPT_WRITEFUNCTION, on_data);
+                curl_easy_setopt(h[i], CURLOPT_WRITEDATA, &sink);
+                curl_easy_setopt(h[i], CURLOPT_HEADERFUNCTION, on_data);
+                curl_easy_setopt(h[i], CURLOPT_HEADERDATA, &hdrs[i]);
+                curl_easy_setopt(h[i], CURLOPT_TIMEOUT, 60L);
+                curl_easy_setopt(h[i], CURLOPT_PRIVATE, (void *) (uintptr_t) i);
+                curl_multi_add_handle(m, h[i]);
+        }
+        while (running) {
+                ck_assert_int_eq(curl_multi_perform(m, &running), CURLM_OK);
+                while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+                        void *p = NULL;
+
+                        if (msg->msg != CURLMSG_DONE)
+                                continue;
+                        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &p);
+                        i = (uintptr_t) p;
+                        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status[i]);
+                        retry_after[i] = t_contains(hdrs[i].data, hdrs[i].len, "Retry-After: ");
+                        if (done)
+                                atomic_fetch_add(done, 1);
+                }
+                if (running)
+                        curl_multi_poll(m, NULL, 0, 100, NULL);
+        }
+        for (i = 0; i < n; i++) {
+                curl_multi_remove_handle(m, h[i]);
+                curl_easy_cleanup(h[i]);
+                buf_done(&hdrs[i]);
+        }
+        curl_multi_cleanup(m);
+        curl_slist_free_all(ctype);
+        buf_done(&sink);
+        free(hdrs);
+        free(h);
+        free(url);
+}
+
+/* A process's peak resident set (VmHWM), in KiB. */
+static inline long
+peak_rss_kib(pid_t pid)
+{
+        char *path = xasprintf("/proc/%ld/status", (long) pid), line[256];
+        FILE *f = fopen(path, "r");
+        long kib = -1;
+
+        ck_assert_ptr_nonnull(f);
+        while (fgets(line, sizeof(line), f) != NULL)
+                if (strncmp(line, "VmHWM:", 6) == 0)
+                        kib = strtol(line + 6, NULL, 10);
+        fclose(f);
+        free(path);
+        ck_assert_int_gt(kib, 0);
+        return kib;
 }
 
 static inline void

@@ -1,0 +1,313 @@
+/* Faults under a running slhookd that need no privileges: the database
+ * deleted underneath, a long read transaction in another process, and a
+ * writer that falls behind. (A full filesystem and an unwritable file need
+ * root: check_root.) */
+#include "config.h"
+
+#include "daemon.h"
+#include "store.h"
+
+/* An event with its own MessageId, padded with an unknown field (kept in
+ * raw) to about pad bytes. */
+static char *
+event_json(const char *id, size_t pad)
+{
+        char *fill = xmalloc(pad + 1), *s;
+
+        memset(fill, 'x', pad);
+        fill[pad] = '\0';
+        s = xasprintf("{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"2026-01-01T00:00:00Z\","
+                      "\"ServerId\":1,\"MessageId\":\"%s\",\"Address\":\"%s@example.com\",\"Pad\":\"%s\"}",
+                      id, id, fill);
+        free(fill);
+        return s;
+}
+
+static void
+expect_event(const char *id, int status)
+{
+        char *body = event_json(id, 0);
+        struct resp r = post(body);
+
+        ASSERT_STATUS(r, status);
+        if (status == 503)
+                ck_assert(t_contains(r.headers.data, r.headers.len, "Retry-After: "));
+        resp_done(&r);
+        free(body);
+}
+
+static void
+still_running(void)
+{
+        ck_assert_msg(waitpid(d.pid, NULL, WNOHANG) == 0, "slhookd exited");
+}
+
+/* The database file, then (another time) its -wal, deleted while slhookd
+ * runs: a COMMIT would go to a file nobody opens again, so 503s and one
+ * clear log line, and no crash. A restart makes a new database. */
+START_TEST(test_db_deleted)
+{
+        static const char *const victims[] = { "", "-wal" };
+        size_t i;
+
+        daemon_listen();
+        for (i = 0; i < 2; i++) {
+                char *path = xasprintf("%s%s", d.db, victims[i]);
+                int before = log_count("deleted or replaced while open");
+
+                if (i > 0)
+                        daemon_rebind();
+                daemon_start("", "");
+                expect_event(i ? "before-wal" : "before", 200);
+                ck_assert_int_eq(unlink(path), 0);
+                expect_event("after-1", 503);
+                expect_event("after-2", 503);
+                still_running();
+                ck_assert_int_eq(log_count("deleted or replaced while open"), before + 1);
+                ck_assert_int_eq(daemon_stop(), 0);
+                free(path);
+        }
+        /* What remains is the database the first restart made, without the
+         * 503'd events. */
+        daemon_rebind();
+        daemon_start("", "");
+        expect_event("after-restart", 200);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id LIKE 'after-_'"), 0);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'after-restart'"), 1);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+static long long
+file_size(const char *path)
+{
+        struct stat st;
+
+        return stat(path, &st) == 0 ? (long long) st.st_size : -1;
+}
+
+struct poster {
+        int id;
+        unsigned n, ok;
+        atomic_bool *stop;
+};
+
+static void *
+poster_main(void *arg)
+{
+        struct poster *p = arg;
+        CURL *h = client();
+
+        while (!atomic_load(p->stop) && p->n < 20000) {
+                char id[32], *body;
+                struct resp r;
+
+                snprintf(id, sizeof(id), "p%d-%u", p->id, p->n++);
+                body = event_json(id, 0);
+                r = request(h, "POST", "/socketlabs/events", body, strlen(body), "application/json");
+                p->ok += r.status == 200;
+                resp_done(&r);
+                free(body);
+        }
+        curl_easy_cleanup(h);
+        return NULL;
+}
+
+/* Post from 4 keep-alive clients until the -wal is over wal_bytes (or
+ * 80,000 events); returns the events posted, every one answered 200. */
+static unsigned
+post_until_wal(long long wal_bytes)
+{
+        struct poster p[4];
+        pthread_t t[4];
+        atomic_bool stop = false;
+        char *wal = xasprintf("%s-wal", d.db);
+        static int round;
+        unsigned n = 0, ok = 0;
+        int i;
+
+        for (i = 0; i < 4; i++) {
+                p[i] = (struct poster) { .id = round * 4 + i, .stop = &stop };
+                ck_assert_int_eq(pthread_create(&t[i], NULL, poster_main, &p[i]), 0);
+        }
+        for (i = 0; i < 6000 && file_size(wal) <= wal_bytes; i++)
+                usleep(10 * 1000);
+        atomic_store(&stop, true);
+        for (i = 0; i < 4; i++) {
+                pthread_join(t[i], NULL);
+                n += p[i].n;
+                ok += p[i].ok;
+        }
+        round++;
+        ck_assert_int_eq(ok, n);
+        free(wal);
+        return n;
+}
+
+/* Another process (sqlite3) holds a read transaction open: ingestion goes
+ * on (WAL), the -wal grows past STORE_WAL_LIMIT because no checkpoint can
+ * restart it, and once the reader ends it is cut back to the limit. */
+START_TEST(test_long_reader)
+{
+        char *wal, *mark, *cmd, *s;
+        unsigned posted, more, i;
+        FILE *reader;
+
+        daemon_listen();
+        wal = file_in("events.db-wal");
+        mark = file_in("reader.out");
+        daemon_start("", "");
+        expect_event("first", 200);
+        cmd = xasprintf("sqlite3 '%s' >/dev/null", d.db);
+        reader = popen(cmd, "w");
+        ck_assert_ptr_nonnull(reader);
+        fprintf(reader, "BEGIN;\nSELECT count(*) FROM events;\n.output %s\nSELECT 'held';\n", mark);
+        fflush(reader);
+        for (i = 0; i < 1000 && !((s = t_slurp(mark, NULL)) && strstr(s, "held")); i++) {
+                free(s);
+                usleep(10 * 1000);
+        }
+        ck_assert_msg(s && strstr(s, "held"), "the reader did not start");
+        free(s);
+
+        posted = post_until_wal(3LL * STORE_WAL_LIMIT / 2);
+        ck_assert_msg(file_size(wal) > STORE_WAL_LIMIT, "the -wal grew only to %lld bytes", file_size(wal));
+        printf("check_faults: %u events stored beside a reader, -wal %lld bytes\n", posted, file_size(wal));
+
+        fprintf(reader, "COMMIT;\n.quit\n");
+        ck_assert_int_eq(pclose(reader), 0);
+        for (more = 0; more < 5000 && file_size(wal) > STORE_WAL_LIMIT; more++) {
+                char id[32];
+
+                snprintf(id, sizeof(id), "after-%u", more);
+                expect_event(id, 200);
+        }
+        ck_assert_msg(file_size(wal) <= STORE_WAL_LIMIT, "the -wal is still %lld bytes after %u more events",
+                      file_size(wal), more);
+        printf("check_faults: -wal back to %lld bytes after %u more events\n", file_size(wal), more);
+        ck_assert_int_eq(q("SELECT count(*) FROM events"), 1 + posted + more);
+        ck_assert_int_eq(daemon_stop(), 0);
+        ck_assert_int_eq(q("SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+        free(cmd);
+        free(mark);
+        free(wal);
+}
+END_TEST
+
+#define FLOOD 400
+#define QUEUE 16
+#define PAD (48 * 1024)
+
+struct flood {
+        char *bodies[FLOOD];
+        long status[FLOOD];
+        bool retry_after[FLOOD];
+        atomic_uint done;
+        unsigned n200, n503;
+};
+
+static void *
+flood_main(void *arg)
+{
+        struct flood *f = arg;
+
+        post_many(FLOOD, f->bodies, f->status, f->retry_after, &f->done);
+        return NULL;
+}
+
+/* 400 concurrent 48 KB posts while lock holds the write lock. Returns once
+ * all but the requests the writer may hold (its batch and the queue) are
+ * answered, with the flood going on in *t. */
+static struct flood *
+flood_start(int round, pthread_t *t)
+{
+        struct flood *f = xcalloc(1, sizeof(*f));
+        unsigned i;
+
+        for (i = 0; i < FLOOD; i++) {
+                char id[32];
+
+                snprintf(id, sizeof(id), "flood-%d-%u", round, i);
+                f->bodies[i] = event_json(id, PAD);
+        }
+        ck_assert_int_eq(pthread_create(t, NULL, flood_main, f), 0);
+        for (i = 0; i < 4000 && atomic_load(&f->done) < FLOOD - 2 * QUEUE; i++)
+                usleep(1000);
+        ck_assert_msg(atomic_load(&f->done) >= FLOOD - 2 * QUEUE,
+                      "only %u of %u answered while the writer was stuck", atomic_load(&f->done), FLOOD);
+        return f;
+}
+
+static void
+flood_end(struct flood *f, pthread_t t)
+{
+        unsigned i;
+
+        pthread_join(t, NULL);
+        for (i = 0; i < FLOOD; i++) {
+                f->n200 += f->status[i] == 200;
+                f->n503 += f->status[i] == 503;
+                ck_assert_msg(f->status[i] == 200 || (f->status[i] == 503 && f->retry_after[i]),
+                              "request %u: status %ld%s", i, f->status[i],
+                              f->retry_after[i] ? "" : " without Retry-After");
+                free(f->bodies[i]);
+        }
+}
+
+/* The writer falls behind (another connection holds the write lock): its
+ * queue of QUEUE requests fills, and the rest of 400 concurrent 48 KB posts
+ * get 503 + Retry-After while it is stuck. Once the lock goes, those that
+ * waited are stored and answered 200. Memory follows the connections, not
+ * the requests: a second flood does not raise the peak RSS much. */
+START_TEST(test_writer_behind)
+{
+        struct flood *f[2];
+        long rss0, rss[2];
+        sqlite3 *lock;
+        pthread_t t;
+        int round;
+
+        daemon_start("", "[store]\nqueue_size = 16\n");
+        expect_event("warm-up", 200);
+        rss0 = peak_rss_kib(d.pid);
+        ck_assert_int_eq(sqlite3_open(d.db, &lock), SQLITE_OK);
+        for (round = 0; round < 2; round++) {
+                ck_assert_int_eq(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+                f[round] = flood_start(round, &t);
+                rss[round] = peak_rss_kib(d.pid);
+                ck_assert_int_eq(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+                flood_end(f[round], t);
+                printf("check_faults: writer stuck, 400 concurrent posts: %u answered 200, %u 503; peak RSS %ld KiB\n",
+                       f[round]->n200, f[round]->n503, rss[round]);
+                ck_assert_int_ge(f[round]->n503, FLOOD - 2 * QUEUE);
+                ck_assert_int_gt(f[round]->n200, 0);
+        }
+        sqlite3_close(lock);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id LIKE 'flood-%'"), f[0]->n200 + f[1]->n200);
+        expect_event("afterwards", 200);
+        ck_assert_int_eq(daemon_stop(), 0);
+#if !defined(__SANITIZE_ADDRESS__)      /* ASan keeps freed memory in quarantine */
+        /* At most 320 KiB a connection (a 64 KiB body, its parse, TLS and
+         * libmicrohttpd's buffers), and the second flood reuses the first's. */
+        ck_assert_msg(rss[0] - rss0 < FLOOD * 320, "peak RSS grew by %ld KiB", rss[0] - rss0);
+        ck_assert_msg(rss[1] - rss[0] < (rss[0] - rss0) / 4, "peak RSS %ld KiB, then %ld KiB", rss[0], rss[1]);
+#endif
+        free(f[0]);
+        free(f[1]);
+}
+END_TEST
+
+int
+main(void)
+{
+        Suite *s = suite_create("faults");
+        TCase *tc = tcase_create("faults");
+
+        tcase_add_unchecked_fixture(tc, make_certs, drop_certs);
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 300);
+        tcase_add_test(tc, test_db_deleted);
+        tcase_add_test(tc, test_long_reader);
+        tcase_add_test(tc, test_writer_behind);
+        return t_run(s, tc);
+}
