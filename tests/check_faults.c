@@ -277,8 +277,8 @@ START_TEST(test_writer_behind)
                 rss[round] = peak_rss_kib(d.pid);
                 ck_assert_int_eq(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
                 flood_end(f[round], t);
-                printf("check_faults: writer stuck, 400 concurrent posts: %u answered 200, %u 503; peak RSS %ld KiB\n",
-                       f[round]->n200, f[round]->n503, rss[round]);
+                printf("check_faults: writer stuck, 400 concurrent posts: %u answered 200, %u 503; "
+                       "peak RSS %ld KiB (%ld before)\n", f[round]->n200, f[round]->n503, rss[round], rss0);
                 ck_assert_int_ge(f[round]->n503, FLOOD - 2 * QUEUE);
                 ck_assert_int_gt(f[round]->n200, 0);
         }
