@@ -198,7 +198,8 @@ str_eq_ct(const void *a, size_t alen, const void *b, size_t blen)
         /* Walk the full length of b (the secret) whatever a is. */
         for (i = 0; i < blen; i++)
                 diff |= (unsigned char) ((i < alen ? pa[i] : 0) ^ pb[i]);
-        return diff == 0 && alen == blen;
+        /* No branch on diff: the answer is all the comparison tells. */
+        return ((unsigned) diff | (unsigned) (alen != blen)) == 0;
 }
 
 void

@@ -592,9 +592,10 @@ poster_main(void *arg)
 static bool
 served_with(const char *ca, const char *secret)
 {
+        static int probes;
         CURL *h = client();
-        char *body = xasprintf("{\"Type\":\"Queued\",\"MessageId\":\"probe-%s\",\"SecretKey\":\"%s\"}",
-                               secret, secret);
+        char *body = xasprintf("{\"Type\":\"Queued\",\"MessageId\":\"probe-%d\",\"SecretKey\":\"%s\"}",
+                               ++probes, secret);
         struct resp r;
         bool ok;
 

@@ -17,6 +17,7 @@ fake_setup(void)
         char *cert = xasprintf("%s/cert.pem", certdir), *key = xasprintf("%s/key.pem", certdir);
 
         setup();
+        d.api_key = API_KEY;
         fake = fake_api_start(cert, key, API_KEY, cert);
         ck_assert_ptr_nonnull(fake);
         free(cert);

@@ -19,6 +19,7 @@ root_teardown(void)
                 d.pid = 0;
         }
         if (fs) {
+                secrets_scan();
                 umount2(fs, MNT_DETACH);
                 free(fs);
                 fs = NULL;

@@ -1,6 +1,10 @@
 /* util: strict numbers, constant-time compare, UTF-8, time, buffers. */
 #include "config.h"
 
+#ifdef HAVE_VALGRIND_MEMCHECK_H
+#include <valgrind/memcheck.h>
+#endif
+
 #include "lib.h"
 
 START_TEST(test_str_to_i64)
@@ -37,6 +41,37 @@ START_TEST(test_eq_ct)
         ck_assert(str_eq_ct("", 0, "", 0));
         /* a prefix of the right length differing only in the last byte */
         ck_assert(!str_eq_ct("secres", 6, "secret", 6));
+}
+END_TEST
+
+/* No early exit: under valgrind's memcheck, with the bytes of both strings
+ * marked undefined, the comparison makes no jump that depends on them (a
+ * jump on them is an error memcheck counts). Outside valgrind it says so and
+ * checks nothing more; .ci/run runs this suite under memcheck. */
+START_TEST(test_eq_ct_no_branch)
+{
+#ifdef HAVE_VALGRIND_MEMCHECK_H
+        char a[] = "Kx9PqW2mZt7RvB4nLs1e", b[] = "Kx9PqW2mZt7RvB4nLs1f", c[] = "xx";
+        unsigned before;
+        bool r[3];
+
+        if (!RUNNING_ON_VALGRIND) {
+                printf("check_util: not under valgrind, the constant-time check is left to .ci/run\n");
+                return;
+        }
+        VALGRIND_MAKE_MEM_UNDEFINED(a, sizeof(a));
+        VALGRIND_MAKE_MEM_UNDEFINED(b, sizeof(b));
+        VALGRIND_MAKE_MEM_UNDEFINED(c, sizeof(c));
+        before = VALGRIND_COUNT_ERRORS;
+        r[0] = str_eq_ct(a, sizeof(a) - 1, b, sizeof(b) - 1);
+        r[1] = str_eq_ct(a, sizeof(a) - 1, a, sizeof(a) - 1);
+        r[2] = str_eq_ct(c, sizeof(c) - 1, a, sizeof(a) - 1);
+        ck_assert_uint_eq(VALGRIND_COUNT_ERRORS, before);
+        VALGRIND_MAKE_MEM_DEFINED(r, sizeof(r));
+        ck_assert(!r[0] && r[1] && !r[2]);
+#else
+        printf("check_util: built without valgrind/memcheck.h, the constant-time check is left out\n");
+#endif
 }
 END_TEST
 
@@ -112,6 +147,7 @@ main(void)
 
         tcase_add_test(tc, test_str_to_i64);
         tcase_add_test(tc, test_eq_ct);
+        tcase_add_test(tc, test_eq_ct_no_branch);
         tcase_add_test(tc, test_utf8);
         tcase_add_test(tc, test_time_format);
         tcase_add_test(tc, test_buf_and_trim);

@@ -5,6 +5,7 @@
 #ifndef SLHOOKD_TESTS_DAEMON_H
 #define SLHOOKD_TESTS_DAEMON_H
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -24,7 +25,11 @@ struct daemon {
         const char *tls_dir;    /* the certificate and key, when not certdir's */
         bool plain;             /* no TLS: plain HTTP on 127.0.0.1 */
         const char *header;     /* one more request header line, or NULL */
+        const char *api_key;    /* a secret too, when the test has one */
 };
+
+/* The secrets a daemon of this harness holds. */
+#define SECRET_2 "rotated-previous-secret"
 
 /* The journal MESSAGE_ID of "ready". */
 #define READY_ID "\"message_id\":\"ab2a6aadb4bd4002a0e5b4ea49d975d1\""
@@ -164,7 +169,7 @@ daemon_listen(void)
         d.log = file_in("slhookd.log");
         d.cert = xasprintf("%s/cert.pem", certdir);
         secret = file_in("secret");
-        t_write(secret, T_SECRET "\nrotated-previous-secret\n");
+        t_write(secret, T_SECRET "\n" SECRET_2 "\n");
         free(secret);
         daemon_rebind();
 }
@@ -292,6 +297,48 @@ setup(void)
         memset(&d, 0, sizeof(d));
 }
 
+/* The secret in these n bytes, or NULL. */
+static inline const char *
+secret_in(const char *s, size_t n)
+{
+        if (t_contains(s, n, T_SECRET))
+                return T_SECRET;
+        if (t_contains(s, n, SECRET_2))
+                return SECRET_2;
+        if (d.api_key && t_contains(s, n, d.api_key))
+                return d.api_key;
+        return NULL;
+}
+
+/* After every test: no secret in the database, its WAL or any log. */
+static inline void
+secrets_scan(void)
+{
+        const char *suffixes[] = { "", "-wal", "-journal" };
+        struct dirent *e;
+        size_t i, n;
+        DIR *dir;
+
+        for (i = 0; d.db && i < ARRAY_SIZE(suffixes); i++) {
+                char *p = xasprintf("%s%s", d.db, suffixes[i]), *s = t_slurp(p, &n);
+
+                ck_assert_msg(s == NULL || secret_in(s, n) == NULL, "a secret is in %s", p);
+                free(s);
+                free(p);
+        }
+        if (d.dir == NULL || (dir = opendir(d.dir)) == NULL)
+                return;
+        while ((e = readdir(dir)) != NULL)
+                if (strstr(e->d_name, ".log") != NULL) {
+                        char *p = file_in(e->d_name), *s = t_slurp(p, &n);
+
+                        ck_assert_msg(s == NULL || secret_in(s, n) == NULL, "a secret is in %s", p);
+                        free(s);
+                        free(p);
+                }
+        closedir(dir);
+}
+
 static inline void
 teardown(void)
 {
@@ -299,6 +346,7 @@ teardown(void)
                 kill(d.pid, SIGKILL);
                 waitpid(d.pid, NULL, 0);
         }
+        secrets_scan();
         if (d.dir)
                 t_rm_rf(d.dir);
         free(d.dir);
@@ -370,6 +418,9 @@ request(CURL *h, const char *method, const char *path, const char *body, size_t 
         buf_append(&r.headers, "", 0);
         r.rc = curl_easy_perform(h);
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
+        /* Only the Validation answer may hold a secret: it echoes it. */
+        ck_assert_msg(secret_in(r.body.data, r.body.len) == NULL || (body && strstr(body, "\"Validation\"")),
+                      "a secret is in the answer to %s %s: %s", method, path, r.body.data);
         curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &r.connects);
         curl_slist_free_all(hdrs);
         free(url);
