@@ -362,6 +362,84 @@ START_TEST(test_tls_versions)
 }
 END_TEST
 
+/* Whether gnutls-cli with this priority string completes a handshake with
+ * the daemon; the negotiated "- Description:" line in desc. */
+static bool
+handshake(const char *priority, char desc[256])
+{
+        char *cmd = xasprintf("timeout 20 gnutls-cli --x509cafile=%s --priority='%s' -p %u 127.0.0.1 </dev/null 2>&1",
+                              d.cert, priority, d.port);
+        FILE *f = popen(cmd, "r");
+        char line[512];
+        bool done = false;
+
+        ck_assert_ptr_nonnull(f);
+        desc[0] = '\0';
+        while (fgets(line, sizeof(line), f) != NULL) {
+                done |= strstr(line, "Handshake was completed") != NULL;
+                if (strncmp(line, "- Description: ", 15) == 0)
+                        snprintf(desc, 256, "%.200s", line + 15);
+        }
+        pclose(f);
+        free(cmd);
+        return done;
+}
+
+/* Whether gnutls-cli can offer anything with this priority string. */
+static bool
+client_offers(const char *priority)
+{
+        char *cmd = xasprintf("gnutls-cli --priority='%s' --list 2>/dev/null | grep -q '^TLS_'", priority);
+        bool yes = system(cmd) == 0;
+
+        free(cmd);
+        return yes;
+}
+
+/* Only TLS 1.2 and 1.3 with AEAD ciphers: a client that offers nothing
+ * else gets no handshake, whatever it offers (TLS 1.0/1.1, NULL, RC4,
+ * 3DES, CBC with SHA-1 or SHA-256); a client offering everything gets
+ * TLS 1.3. */
+START_TEST(test_tls_suites)
+{
+        static const char *const refused[] = {
+                "NORMAL:-VERS-ALL:+VERS-TLS1.0",
+                "NORMAL:-VERS-ALL:+VERS-TLS1.1",
+                "NORMAL:-VERS-ALL:+VERS-SSL3.0",
+                "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+NULL:-MAC-ALL:+SHA1:+SHA256",
+                "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+ARCFOUR-128:-MAC-ALL:+SHA1:+MD5",
+                "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+3DES-CBC:-MAC-ALL:+SHA1",
+                "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-CBC:+AES-256-CBC:-MAC-ALL:+SHA1",
+                "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-CBC:+AES-256-CBC:-MAC-ALL:+SHA256:+SHA384",
+        };
+        static const char *const accepted[][2] = {
+                { "NORMAL:-VERS-ALL:+VERS-TLS1.3", "(TLS1.3" },
+                { "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM", "(TLS1.2-X.509)-(ECDHE" },
+                { "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+CHACHA20-POLY1305", "(CHACHA20-POLY1305)" },
+                { "NORMAL:+VERS-TLS1.0:+VERS-TLS1.1:+3DES-CBC:+ARCFOUR-128:+SHA1", "(TLS1.3" },
+        };
+        char desc[256];
+        unsigned tried = 0;
+        size_t i;
+
+        daemon_start("", "");
+        for (i = 0; i < ARRAY_SIZE(refused); i++) {
+                if (!client_offers(refused[i])) {
+                        printf("check_e2e: gnutls-cli cannot offer %s; not tried\n", refused[i]);
+                        continue;
+                }
+                tried++;
+                ck_assert_msg(!handshake(refused[i], desc), "%s was accepted: %s", refused[i], desc);
+        }
+        ck_assert_uint_ge(tried, ARRAY_SIZE(refused) - 1);
+        for (i = 0; i < ARRAY_SIZE(accepted); i++) {
+                ck_assert_msg(handshake(accepted[i][0], desc), "%s was refused", accepted[i][0]);
+                ck_assert_msg(strstr(desc, accepted[i][1]) != NULL, "%s gave %s", accepted[i][0], desc);
+        }
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
 /* Whether gnutls-cli, at TLS version vers, resumed its second connection
  * with the ticket the daemon gave on the first. */
 static bool
@@ -1188,6 +1266,7 @@ main(void)
         tcase_add_test(tc, test_storage_failure);
         tcase_add_test(tc, test_allow_list);
         tcase_add_test(tc, test_tls_versions);
+        tcase_add_test(tc, test_tls_suites);
         tcase_add_test(tc, test_tls_resumption);
         tcase_add_test(tc, test_concurrent_clients);
         tcase_add_test(tc, test_logs_and_secrets);
