@@ -46,6 +46,7 @@ listen = 127.0.0.1:$PORT_S
 tls_cert = cert.pem
 tls_key = key.pem
 max_connections = 4096
+max_connections_per_ip = 0
 [endpoint main]
 path = /socketlabs/events
 secret_file = secret

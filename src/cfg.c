@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -567,6 +568,7 @@ cfg_load(const char *path, unsigned flags, struct cfg **ret, char **reterr)
         c->max_body = 65536;
         c->timeout = 30;
         c->max_connections = 1024;
+        c->max_connections_per_ip = UINT_MAX;   /* unset: see cfg_load */
         c->database = xstrdup("/var/lib/slhookd/events.db");
         c->synchronous_full = true;
         c->queue_size = 4096;
@@ -602,6 +604,11 @@ cfg_load(const char *path, unsigned flags, struct cfg **ret, char **reterr)
         r = validate(&p, flags, reterr);
         if (r < 0)
                 goto fail;
+        /* One address may hold a quarter of the connections, so that a slow
+         * or stuck sender leaves room for the others; behind a reverse proxy
+         * every connection comes from it, so no limit unless one is set. */
+        if (c->max_connections_per_ip == UINT_MAX)
+                c->max_connections_per_ip = acl_count(c->trusted_proxies) ? 0 : CFG_DEFAULT_PER_IP(c->max_connections);
         if (c->threads == 0) {
                 ncpu = sysconf(_SC_NPROCESSORS_ONLN);
                 c->threads = ncpu > 0 ? (unsigned) ncpu : 1;

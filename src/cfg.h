@@ -12,6 +12,8 @@
 
 #define CFG_DEFAULT_PATH "/etc/slhookd/slhookd.conf"
 #define CFG_DEFAULT_ALLOW "142.0.176.0/20 52.152.150.178/32 127.0.0.0/8 ::1/128"
+/* max_connections_per_ip when not set (and no trusted_proxies). */
+#define CFG_DEFAULT_PER_IP(max_connections) ((max_connections) / 4 > 0 ? (max_connections) / 4 : 1)
 #define CFG_DEFAULT_PRIORITIES \
         "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"
 
@@ -41,7 +43,7 @@ struct cfg {
         unsigned threads;               /* resolved: never 0 */
         unsigned timeout;               /* idle connection, seconds */
         unsigned max_connections;
-        unsigned max_connections_per_ip; /* 0 = no per-address limit */
+        unsigned max_connections_per_ip; /* 0 = no per-address limit; default max_connections / 4 */
 
         struct cfg_endpoint *endpoints;
         size_t n_endpoints;

@@ -139,6 +139,23 @@ START_TEST(test_defaults)
         ck_assert_uint_eq(acl_count(c->allow), 4);
         ck_assert_str_eq(c->database, "/var/lib/slhookd/events.db");
         ck_assert(!c->api);
+        ck_assert_uint_eq(c->max_connections, 1024);
+        ck_assert_uint_eq(c->max_connections_per_ip, 256);
+        cfg_free(c);
+
+        /* The per-address limit follows max_connections; behind a proxy
+         * there is none unless one is set. */
+        err = load("[server]\nlisten = 127.0.0.1:1\nmax_connections = 100\n" MIN_EP, &c);
+        ck_assert_msg(err == NULL, "%s", err);
+        ck_assert_uint_eq(c->max_connections_per_ip, 25);
+        cfg_free(c);
+        err = load("[server]\nlisten = 127.0.0.1:1\ntrusted_proxies = 127.0.0.1/32\n" MIN_EP, &c);
+        ck_assert_msg(err == NULL, "%s", err);
+        ck_assert_uint_eq(c->max_connections_per_ip, 0);
+        cfg_free(c);
+        err = load("[server]\nlisten = 127.0.0.1:1\ntrusted_proxies = 127.0.0.1/32\nmax_connections_per_ip = 9\n" MIN_EP, &c);
+        ck_assert_msg(err == NULL, "%s", err);
+        ck_assert_uint_eq(c->max_connections_per_ip, 9);
         cfg_free(c);
 }
 END_TEST
