@@ -7,22 +7,6 @@
 #include "daemon.h"
 #include "store.h"
 
-/* An event with its own MessageId, padded with an unknown field (kept in
- * raw) to about pad bytes. */
-static char *
-event_json(const char *id, size_t pad)
-{
-        char *fill = xmalloc(pad + 1), *s;
-
-        memset(fill, 'x', pad);
-        fill[pad] = '\0';
-        s = xasprintf("{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"2026-01-01T00:00:00Z\","
-                      "\"ServerId\":1,\"MessageId\":\"%s\",\"Address\":\"%s@example.com\",\"Pad\":\"%s\"}",
-                      id, id, fill);
-        free(fill);
-        return s;
-}
-
 static void
 expect_event(const char *id, int status)
 {

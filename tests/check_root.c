@@ -27,20 +27,6 @@ root_teardown(void)
         teardown();
 }
 
-static char *
-event_json(const char *id, size_t pad)
-{
-        char *fill = xmalloc(pad + 1), *s;
-
-        memset(fill, 'x', pad);
-        fill[pad] = '\0';
-        s = xasprintf("{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"2026-01-01T00:00:00Z\","
-                      "\"ServerId\":1,\"MessageId\":\"%s\",\"Address\":\"%s@example.com\",\"Pad\":\"%s\"}",
-                      id, id, fill);
-        free(fill);
-        return s;
-}
-
 /* POST one event on h; the status, and whether a Retry-After came. */
 static long
 post_event(CURL *h, const char *id, size_t pad, bool *retry_after)

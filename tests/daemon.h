@@ -437,6 +437,22 @@ post(const char *body)
         return r;
 }
 
+/* An event with its own MessageId, padded with an unknown field (kept in
+ * raw) to about pad bytes. */
+static inline char *
+event_json(const char *id, size_t pad)
+{
+        char *fill = xmalloc(pad + 1), *s;
+
+        memset(fill, 'x', pad);
+        fill[pad] = '\0';
+        s = xasprintf("{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"2026-01-01T00:00:00Z\","
+                      "\"ServerId\":1,\"MessageId\":\"%s\",\"Address\":\"%s@example.com\",\"Pad\":\"%s\"}",
+                      id, id, fill);
+        free(fill);
+        return s;
+}
+
 /* POST bodies[0..n) on n connections at once (curl multi, one thread):
  * status[i] (0 when there was no answer), and retry_after[i] whether the
  * answer had a Retry-After. *done counts the answers as they come. */
