@@ -726,17 +726,14 @@ transaction(struct store *s, struct store_job *first, struct store_job *end)
 fail:
         if (!s->failing) {
                 int rc = sqlite3_errcode(s->db) & 0xff;
-                int e = rc == SQLITE_IOERR || rc == SQLITE_FULL || rc == SQLITE_CANTOPEN ? last_errno(s) : 0;
+                int e = !moved && (rc == SQLITE_IOERR || rc == SQLITE_FULL || rc == SQLITE_CANTOPEN) ? last_errno(s) : 0;
 
                 s->failing = true;
                 atomic_store(&s->failing_now, true);
-                if (moved)
-                        log_full(LOG_ERR, LOG_MID_STORE, NULL, "storage failed, answering 503: %s: the database "
-                                 "file or its -wal was deleted or replaced while open; put it back, or stop "
-                                 "slhookd, move the files aside and start it again", s->path);
-                else
-                        log_full(LOG_ERR, LOG_MID_STORE, NULL, "storage failed, answering 503: %s: %s%s%s%s",
-                                 s->path, sqlite3_errmsg(s->db), e ? " (" : "", e ? strerror(e) : "", e ? ")" : "");
+                log_full(LOG_ERR, LOG_MID_STORE, NULL, "storage failed, answering 503: %s: %s%s%s%s", s->path,
+                         moved ? "the database file or its -wal was deleted or replaced while open; put it back, "
+                                 "or stop slhookd, move the files aside and start it again" : sqlite3_errmsg(s->db),
+                         e ? " (" : "", e ? strerror(e) : "", e ? ")" : "");
         }
         if (!sqlite3_get_autocommit(s->db))
                 (void) run(s, s->st[ST_ROLLBACK]);
