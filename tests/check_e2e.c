@@ -310,7 +310,7 @@ START_TEST(test_storage_failure)
         ASSERT_STATUS(r, 503);
         ck_assert(t_contains(r.headers.data, r.headers.len, "Retry-After: "));
         resp_done(&r);
-        ck_assert_int_eq(waitpid(d.pid, NULL, WNOHANG), 0);     /* still running */
+        still_running();
         exec_rw("DROP TRIGGER fail");
         expect_file("queued.json", 200);
         ck_assert_int_eq(q("SELECT count(*) FROM events"), 1);

@@ -13,11 +13,7 @@ static char *fs;                /* the tmpfs mount point, while mounted */
 static void
 root_teardown(void)
 {
-        if (d.pid > 0) {
-                kill(d.pid, SIGKILL);
-                waitpid(d.pid, NULL, 0);
-                d.pid = 0;
-        }
+        daemon_kill();          /* before the umount: its files are there */
         if (fs) {
                 secrets_scan();
                 umount2(fs, MNT_DETACH);
@@ -25,21 +21,6 @@ root_teardown(void)
                 fs = NULL;
         }
         teardown();
-}
-
-/* POST one event on h; the status, and whether a Retry-After came. */
-static long
-post_event(CURL *h, const char *id, size_t pad, bool *retry_after)
-{
-        char *body = event_json(id, pad);
-        struct resp r = request(h, "POST", "/socketlabs/events", body, strlen(body), "application/json");
-        long status = r.status;
-
-        if (retry_after)
-                *retry_after = t_contains(r.headers.data, r.headers.len, "Retry-After: ");
-        resp_done(&r);
-        free(body);
-        return status;
 }
 
 /* The database on a 16 MiB tmpfs that fills up: 503 + Retry-After while it
@@ -75,7 +56,7 @@ START_TEST(test_disk_full)
                 long status;
 
                 snprintf(id, sizeof(id), "f%u", i);
-                status = post_event(h, id, 4096, &retry_after);
+                status = post_id(h, id, 4096, &retry_after);
                 ck_assert_msg(status == 200 || status == 503, "event %u: status %ld", i, status);
                 acked += status == 200;
                 refused += status == 503;
@@ -84,13 +65,13 @@ START_TEST(test_disk_full)
         ck_assert(log_has("storage failed, answering 503"));
         ck_assert(log_has("database or disk is full"));
         /* Still full: still refused, still running. */
-        ck_assert_int_eq(post_event(h, "again", 4096, NULL), 503);
-        ck_assert_int_eq(waitpid(d.pid, NULL, WNOHANG), 0);
+        ck_assert_int_eq(post_id(h, "again", 4096, NULL), 503);
+        still_running();
 
         ck_assert_int_eq(unlink(filler), 0);
         snprintf(id, sizeof(id), "f%u", i - 1);         /* the refused one, retried */
-        ck_assert_int_eq(post_event(h, id, 4096, NULL), 200);
-        ck_assert_int_eq(post_event(h, "again", 4096, NULL), 200);
+        ck_assert_int_eq(post_id(h, id, 4096, NULL), 200);
+        ck_assert_int_eq(post_id(h, "again", 4096, NULL), 200);
         ck_assert(log_has("storage works again"));
         curl_easy_cleanup(h);
         printf("check_root: disk full after %u events of 4 KB; intake resumed once space was back\n", acked);
@@ -123,19 +104,19 @@ START_TEST(test_unwritable)
 
         daemon_start("", "");
         h = client();
-        ck_assert_int_eq(post_event(h, "w1", 0, NULL), 200);
+        ck_assert_int_eq(post_id(h, "w1", 0, NULL), 200);
         if (!chattr("+i")) {
                 printf("check_root: this filesystem has no immutable flag; test_unwritable skipped\n");
                 curl_easy_cleanup(h);
                 return;
         }
-        ck_assert_int_eq(post_event(h, "w2", 0, NULL), 503);
-        ck_assert_int_eq(post_event(h, "w3", 0, NULL), 503);
-        ck_assert_int_eq(waitpid(d.pid, NULL, WNOHANG), 0);
+        ck_assert_int_eq(post_id(h, "w2", 0, NULL), 503);
+        ck_assert_int_eq(post_id(h, "w3", 0, NULL), 503);
+        still_running();
         ck_assert(log_has("storage failed, answering 503: "));
         ck_assert(log_has("(Operation not permitted)"));
         ck_assert(chattr("-i"));
-        ck_assert_int_eq(post_event(h, "w2", 0, NULL), 200);
+        ck_assert_int_eq(post_id(h, "w2", 0, NULL), 200);
         curl_easy_cleanup(h);
         ck_assert(log_has("storage works again"));
         ck_assert_int_eq(daemon_stop(), 0);

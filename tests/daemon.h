@@ -339,13 +339,27 @@ secrets_scan(void)
         closedir(dir);
 }
 
+/* SIGKILL the daemon, if it runs, and reap it. */
 static inline void
-teardown(void)
+daemon_kill(void)
 {
         if (d.pid > 0) {
                 kill(d.pid, SIGKILL);
                 waitpid(d.pid, NULL, 0);
+                d.pid = 0;
         }
+}
+
+static inline void
+still_running(void)
+{
+        ck_assert_msg(waitpid(d.pid, NULL, WNOHANG) == 0, "slhookd exited");
+}
+
+static inline void
+teardown(void)
+{
+        daemon_kill();
         secrets_scan();
         if (d.dir)
                 t_rm_rf(d.dir);
@@ -499,6 +513,7 @@ post_many(size_t n, char *const *bodies, long *status, bool *retry_after, atomic
                 if (running)
                         curl_multi_poll(m, NULL, 0, 100, NULL);
         }
+        ck_assert_msg(secret_in(sink.data, sink.len) == NULL, "a secret is in an answer: %s", sink.data);
         for (i = 0; i < n; i++) {
                 curl_multi_remove_handle(m, h[i]);
                 curl_easy_cleanup(h[i]);
@@ -535,6 +550,25 @@ resp_done(struct resp *r)
 {
         buf_done(&r->body);
         buf_done(&r->headers);
+}
+
+/* POST event_json(id, pad) on h (a new connection when NULL); the status,
+ * and whether a Retry-After came. */
+static inline long
+post_id(CURL *h, const char *id, size_t pad, bool *retry_after)
+{
+        CURL *own = h ? NULL : client();
+        char *body = event_json(id, pad);
+        struct resp r = request(h ? h : own, "POST", "/socketlabs/events", body, strlen(body), "application/json");
+        long status = r.status;
+
+        if (retry_after)
+                *retry_after = t_contains(r.headers.data, r.headers.len, "Retry-After: ");
+        resp_done(&r);
+        free(body);
+        if (own)
+                curl_easy_cleanup(own);
+        return status;
 }
 
 static inline struct resp
