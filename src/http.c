@@ -313,7 +313,7 @@ refused(struct http *h, const char *peer)
 {
         metrics_reject(REJECT_ALLOW_LIST);
         unsigned long long n = atomic_fetch_add(&h->refused, 1) + 1;
-        int64_t now = time_mono_us(), last = atomic_load(&h->refused_logged_at);
+        long long now = time_mono_us(), last = atomic_load(&h->refused_logged_at);
 
         if (now - last >= 1000000 && atomic_compare_exchange_strong(&h->refused_logged_at, &last, now)) {
                 struct log_fields f = LOG_FIELDS_NONE;
