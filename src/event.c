@@ -744,13 +744,20 @@ static int
 combine(int64_t y, int64_t mo, int64_t d, int64_t h, int64_t mi, int64_t sec,
         int64_t frac_us, int64_t offset_s, int64_t *ret_us)
 {
+        /* Years 1-9999 in UTC: what the stored ISO form can say. */
+        static const int64_t first = -62135596800LL * 1000000, last = 253402300799LL * 1000000 + 999999;
+        int64_t us;
+
         if (y < 1 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, (unsigned) mo) ||
-            h > 23 || mi > 59 || sec > 60)
+            h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60)
                 return -EINVAL;
         if (sec == 60)
                 sec = 59;       /* a leap second is kept inside its minute */
-        *ret_us = ((days_from_civil(y, (unsigned) mo, (unsigned) d) * 86400 + h * 3600 + mi * 60 + sec -
-                    offset_s) * 1000000) + frac_us;
+        us = ((days_from_civil(y, (unsigned) mo, (unsigned) d) * 86400 + h * 3600 + mi * 60 + sec -
+               offset_s) * 1000000) + frac_us;
+        if (us < first || us > last)
+                return -EINVAL;
+        *ret_us = us;
         return 0;
 }
 
