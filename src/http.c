@@ -65,6 +65,7 @@ struct req {
         struct event_batch batch;
         struct store_job job;
         bool counted;                   /* in h->waiting */
+        bool close;                     /* framing in doubt: close after the answer */
 };
 
 static const char *const json_type = "application/json";
@@ -129,7 +130,7 @@ reply(struct req *r, unsigned status, const char *content_type, const char *body
                 (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
         if (h1)
                 (void) MHD_add_response_header(resp, h1, v1);
-        if (atomic_load(&r->h->draining))
+        if (r->close || atomic_load(&r->h->draining))
                 (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
         ret = MHD_queue_response(r->conn, status, resp);
         MHD_destroy_response(resp);
@@ -368,6 +369,45 @@ proxied_peer(struct http *h, struct MHD_Connection *conn, const struct sockaddr 
 }
 
 static enum MHD_Result
+count_framing(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+        unsigned *n = cls;
+
+        (void) kind;
+        (void) value;
+        if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+                n[0]++;
+        else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+                n[1]++;
+        return MHD_YES;
+}
+
+/* Why the request's framing is in doubt (RFC 9112, 6.1 and 6.3: a request
+ * two parties could split differently, the root of request smuggling) or
+ * the request is not HTTP/1.1 (3.2: Host is required), or NULL.
+ * libmicrohttpd 0.9.75 takes the first of several Content-Length headers,
+ * waits out a body in a transfer coding it does not know, and lets a
+ * missing Host pass. */
+static const char *
+bad_framing(struct MHD_Connection *conn, const char *version)
+{
+        const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        unsigned n[2] = { 0, 0 };
+
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, n);
+        if (n[0] > 1 || n[1] > 1)
+                return "Content-Length or Transfer-Encoding given more than once";
+        if (n[0] && n[1])
+                return "both Content-Length and Transfer-Encoding";
+        if (te && strcasecmp(te, "chunked") != 0)
+                return "Transfer-Encoding other than chunked";
+        if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 &&
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST) == NULL)
+                return "HTTP/1.1 request without Host";
+        return NULL;
+}
+
+static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
            const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
@@ -376,7 +416,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 
         if (r == NULL) {
                 const union MHD_ConnectionInfo *ci;
-                const char *cl, *ct;
+                const char *cl, *ct, *why;
                 int64_t n = -1;
 
                 r = xcalloc(1, sizeof(*r));
@@ -387,6 +427,10 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
                 acl_format_addr(ci ? ci->client_addr : NULL, r->peer);
                 atomic_fetch_add(&h->in_flight, 1);
                 *con_cls = r;
+                if ((why = bad_framing(conn, version)) != NULL) {
+                        r->close = true;
+                        return reply_error(r, MHD_HTTP_BAD_REQUEST, why);
+                }
                 if (ci && acl_match(h->cfg->trusted_proxies, ci->client_addr)) {
                         int ok = proxied_peer(h, conn, ci->client_addr, r->peer);
 
