@@ -384,7 +384,7 @@ count_framing(void *cls, enum MHD_ValueKind kind, const char *key, const char *v
 
 /* Why the request's framing is in doubt (RFC 9112, 6.1 and 6.3: a request
  * two parties could split differently, the root of request smuggling) or
- * the request is not HTTP/1.1 (3.2: Host is required), or NULL.
+ * why it is not valid HTTP/1.1 (3.2: Host is required), or NULL.
  * libmicrohttpd 0.9.75 takes the first of several Content-Length headers,
  * waits out a body in a transfer coding it does not know, and lets a
  * missing Host pass. */
