@@ -22,17 +22,16 @@ replay(const char *dir, const char *prefix, int (*fn)(const uint8_t *, size_t))
         if (n < 0)
                 return 0;
         for (i = 0; i < n; i++) {
-                char *path = xasprintf("%s/%s", dir, names[i]->d_name);
-                char *data;
+                char *path, *data;
                 size_t len = 0;
                 int status;
                 pid_t pid;
 
                 if (names[i]->d_name[0] == '.' || strncmp(names[i]->d_name, prefix, strlen(prefix)) != 0) {
-                        free(path);
                         free(names[i]);
                         continue;
                 }
+                path = xasprintf("%s/%s", dir, names[i]->d_name);
                 data = t_slurp(path, &len);
                 ck_assert_msg(data != NULL, "cannot read %s", path);
                 pid = fork();
@@ -87,16 +86,9 @@ main(void)
 {
         Suite *s = suite_create("fuzz");
         TCase *tc = tcase_create("replay");
-        SRunner *sr;
-        int failed;
 
         tcase_set_timeout(tc, 120);
         tcase_add_test(tc, test_event_corpus);
         tcase_add_test(tc, test_cfg_corpus);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? 1 : 0;
+        return t_run(s, tc);
 }

@@ -16,7 +16,7 @@ if ! "$bin" -max_total_time="$secs" -max_len=16384 -timeout=10 -rss_limit_mb=204
         echo "fuzz $t: FAILED; the input is kept in $src/crashers/ (replayed by tests/check_fuzz)"
         exit 1
 fi
-stat() { sed -n "s/^stat::$1: *//p" "$log"; }
-echo "fuzz $t: $(stat number_of_executed_units) executions in $secs s," \
+final_stat() { sed -n "s/^stat::$1: *//p" "$log"; }
+echo "fuzz $t: $(final_stat number_of_executed_units) executions in $secs s," \
         "$(ls "$src/corpus/$t" | wc -l) seed inputs, $(ls "$run" | wc -l) new," \
-        "$(stat peak_rss_mb) MB peak RSS, no failure"
+        "$(final_stat peak_rss_mb) MB peak RSS, no failure"
