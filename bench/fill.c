@@ -312,7 +312,7 @@ main(int argc, char **argv)
                 return 2;
         }
         log_setup(LOG_FORMAT_TEXT, LOG_WARNING);
-        if (store_open(argv[1], !is_fill, &s, &err) < 0 || store_start(s, 4096, 0) < 0) {
+        if (store_open(&(struct db_conf) { .backend = DB_SQLITE, .path = argv[1], .synchronous_full = !is_fill }, &s, &err) < 0 || store_start(s, 4096, 0) < 0) {
                 fprintf(stderr, "fill: %s\n", err ? err : "cannot start the writer");
                 return 1;
         }

@@ -59,7 +59,7 @@ static int parse_sync(struct parser *p, const char *v);
 static int parse_backend(struct parser *p, const char *v);
 static int parse_format(struct parser *p, const char *v);
 static int parse_level(struct parser *p, const char *v);
-static int parse_ignored(struct parser *p, const char *v);
+static int parse_dsn(struct parser *p, const char *v);
 
 #define C(f) offsetof(struct cfg, f)
 #define E(f) offsetof(struct cfg_endpoint, f)
@@ -84,7 +84,8 @@ static const struct key keys[] = {
         { S_STORE, "retention_days", K_UINT, C(retention_days), 0, 100000, NULL, false },
         { S_STORE, "queue_size", K_UINT, C(queue_size), 1, 1000000, NULL, false },
         { S_STORE, "backend", K_CUSTOM, 0, 0, 0, parse_backend, false },
-        { S_STORE, "dsn", K_CUSTOM, 0, 0, 0, parse_ignored, false },
+        { S_STORE, "dsn", K_CUSTOM, 0, 0, 0, parse_dsn, false },
+        { S_STORE, "password_file", K_PATH, C(db_password_file), 0, 0, NULL, false },
         { S_API, "base_url", K_STR, C(api_base_url), 0, 0, NULL, false },
         { S_API, "key_file", K_PATH, C(api_key_file), 0, 0, NULL, false },
         { S_API, "endpoint", K_STR, C(api_endpoint), 0, 0, NULL, false },
@@ -209,10 +210,15 @@ static int
 parse_backend(struct parser *p, const char *v)
 {
         if (strcasecmp(v, "sqlite") == 0)
-                return 1;
-        if (strcasecmp(v, "postgresql") == 0)
-                return fail(p, "the postgresql backend is not available in this build");
-        return fail(p, "'%s' is not sqlite or postgresql", v);
+                p->cfg->backend = DB_SQLITE;
+        else if (strcasecmp(v, "postgresql") == 0) {
+                if (!db_available(DB_POSTGRESQL))
+                        return fail(p, "the postgresql backend is not available in this build "
+                                    "(built with ./configure --without-postgresql)");
+                p->cfg->backend = DB_POSTGRESQL;
+        } else
+                return fail(p, "'%s' is not sqlite or postgresql", v);
+        return 1;
 }
 
 static int
@@ -241,10 +247,22 @@ parse_level(struct parser *p, const char *v)
 }
 
 static int
-parse_ignored(struct parser *p, const char *v)
+parse_dsn(struct parser *p, const char *v)
 {
-        (void) p;
-        (void) v;
+        char *err = NULL;
+        bool has_password = false;
+
+        /* libpq's own check; its message names the part at fault. */
+        if (db_dsn_check(v, &has_password, &err) < 0) {
+                fail(p, "%s", err);
+                free(err);
+                return 0;
+        }
+        if (has_password)
+                warn(p->cfg, "%s:%d: [store] dsn: a password written in the configuration file is readable by "
+                     "anyone who can read the file; prefer password_file", p->cfg->file, p->line);
+        free(p->cfg->dsn);
+        p->cfg->dsn = xstrdup(v);
         return 1;
 }
 
@@ -509,6 +527,13 @@ validate(struct parser *p, unsigned flags, char **reterr)
                         return -EINVAL;
                 }
         }
+        if (c->backend == DB_POSTGRESQL && c->dsn == NULL) {
+                err = xstrdup("[store] dsn: missing (backend = postgresql needs a libpq connection string, "
+                              "e.g. dsn = host=db.example.com dbname=slhookd user=slhookd)");
+                goto bad;
+        }
+        if (c->backend == DB_SQLITE && (c->dsn || c->db_password_file))
+                warn(c, "%s: [store] %s: ignored with backend = sqlite", c->file, c->dsn ? "dsn" : "password_file");
         if (c->api) {
                 if (c->api_key_file == NULL) {
                         err = xstrdup("[api] key_file: missing");
@@ -658,6 +683,8 @@ cfg_free(struct cfg *c)
         free(c->tls_key);
         free(c->tls_priorities);
         free(c->database);
+        free(c->dsn);
+        free(c->db_password_file);
         free(c->api_base_url);
         free(c->api_key_file);
         free(c->api_endpoint);
@@ -667,6 +694,41 @@ cfg_free(struct cfg *c)
         free(c->metrics_listen);
         free(c);
         return NULL;
+}
+
+int
+cfg_db_conf(const struct cfg *c, struct db_conf *ret, char **ret_password, char **reterr)
+{
+        const char *creds = getenv("CREDENTIALS_DIRECTORY");
+        char *data = NULL, *cred, *nl;
+        size_t len = 0;
+        int r = -ENOENT;
+
+        *ret_password = NULL;
+        *ret = (struct db_conf) { .backend = c->backend, .path = c->database,
+                                  .synchronous_full = c->synchronous_full, .dsn = c->dsn };
+        if (c->backend != DB_POSTGRESQL)
+                return 0;
+        if (creds && creds[0]) {
+                cred = xasprintf("%s/postgresql-password", creds);
+                r = file_read(cred, 64 * 1024, &data, &len);
+                free(cred);
+        }
+        if (r < 0 && c->db_password_file) {
+                r = file_read(c->db_password_file, 64 * 1024, &data, &len);
+                if (r < 0) {
+                        *reterr = xasprintf("%s: [store] password_file: cannot read '%s': %s", c->file,
+                                            c->db_password_file, strerror(-r));
+                        return r;
+                }
+        }
+        if (r < 0)
+                return 0;
+        if ((nl = strpbrk(data, "\r\n")) != NULL)
+                *nl = '\0';
+        ret->password = *ret_password = xstrdup(data);
+        freezero(data, len + 1);
+        return 0;
 }
 
 const struct cfg_endpoint *

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "acl.h"
+#include "db.h"
 #include "log.h"
 
 #define CFG_DEFAULT_PATH "/etc/slhookd/slhookd.conf"
@@ -49,7 +50,10 @@ struct cfg {
         size_t n_endpoints;
 
         /* [store] */
-        char *database;
+        enum db_backend backend;
+        char *database;                 /* sqlite */
+        char *dsn;                      /* postgresql: a libpq connection string */
+        char *db_password_file;         /* postgresql: password_file (read by cfg_db_conf) */
         bool synchronous_full;
         unsigned retention_days;
         unsigned queue_size;            /* bounded queue to the writer, in requests */
@@ -87,6 +91,13 @@ struct cfg {
 int cfg_load(const char *path, unsigned flags, struct cfg **ret, char **reterr);
 /* Free (wiping secrets); NULL-safe; returns NULL. */
 struct cfg *cfg_free(struct cfg *c);
+/* The database c names, for store_open and query_open. With PostgreSQL
+ * the password comes from the systemd credential "postgresql-password"
+ * when there is one, else from password_file (its first line), else from
+ * the DSN or libpq's own files: *ret_password is then NULL. Returns 0 or a
+ * negative errno with *reterr set. Free *ret_password with freezero. */
+int cfg_db_conf(const struct cfg *c, struct db_conf *ret, char **ret_password, char **reterr);
+
 /* The endpoint whose path equals url, or NULL. */
 const struct cfg_endpoint *cfg_endpoint_by_path(const struct cfg *c, const char *url);
 

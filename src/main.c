@@ -265,6 +265,13 @@ settle(struct http *h, int requests_s, int connections_s)
  * A new listener serves the same socket first; then the old one stops
  * accepting, finishes its requests (answering "Connection: close") and
  * goes. Anything wrong with the new files keeps all as it was. */
+/* Two optional settings are the same. */
+static bool
+same(const char *a, const char *b)
+{
+        return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 static void
 reload(struct cfg **cfg, struct http **http, struct mgmt **mgmt, struct store *store)
 {
@@ -289,6 +296,8 @@ reload(struct cfg **cfg, struct http **http, struct mgmt **mgmt, struct store *s
         for (i = 0; i < nc->n_warnings; i++)
                 log_full(LOG_WARNING, LOG_MID_CONFIG, NULL, "%s", nc->warnings[i]);
         if (strcmp(nc->database, oc->database) != 0 || nc->synchronous_full != oc->synchronous_full ||
+            nc->backend != oc->backend || !same(nc->dsn, oc->dsn) ||
+            !same(nc->db_password_file, oc->db_password_file) ||
             nc->queue_size != oc->queue_size || nc->retention_days != oc->retention_days ||
             strcmp(nc->listen_host, oc->listen_host) != 0 || nc->listen_port != oc->listen_port)
                 log_notice("reload: [store] settings and listen take effect at the next restart");
@@ -329,6 +338,8 @@ main(int argc, char **argv)
         struct http *http = NULL;
         struct mgmt *mgmt = NULL;
         struct metrics_server *metrics = NULL;
+        struct db_conf dbc;
+        char *dbpw = NULL;
         struct watchdog wd = { 0 };
         struct timespec tick = { 0 };
         uint64_t watchdog_us = 0;
@@ -382,8 +393,11 @@ main(int argc, char **argv)
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
         signal(SIGPIPE, SIG_IGN);
 
-        if (store_open(cfg->database, cfg->synchronous_full, &store, &err) < 0 ||
-            store_start(store, cfg->queue_size, cfg->retention_days) < 0)
+        if (cfg_db_conf(cfg, &dbc, &dbpw, &err) < 0)
+                goto fatal;
+        r = store_open(&dbc, &store, &err);
+        freezero(dbpw, dbpw ? strlen(dbpw) : 0);
+        if (r < 0 || store_start(store, cfg->queue_size, cfg->retention_days) < 0)
                 goto fatal;
         fd = activated_socket(&err);
         if (fd < -1 || (fd == -1 && err))
@@ -398,7 +412,7 @@ main(int argc, char **argv)
         if (cfg->api && mgmt_start(cfg, http, store, &mgmt, &err) < 0)
                 goto fatal;
         /* Without metrics the receiver still does its job: say so, go on. */
-        if (cfg->metrics && metrics_start(cfg->metrics_listen, cfg->database, store, cfg->api, &metrics, &err) < 0) {
+        if (cfg->metrics && metrics_start(cfg->metrics_listen, cfg->backend == DB_SQLITE ? cfg->database : NULL, store, cfg->api, &metrics, &err) < 0) {
                 log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "%s", err);
                 free(err);
                 err = NULL;
@@ -408,7 +422,7 @@ main(int argc, char **argv)
                  "slhookd %s ready: %s://%s:%u%s, %zu endpoint%s, database %s",
                  PACKAGE_VERSION, cfg->tls_cert ? "https" : "http", fd >= 0 ? "(socket)" : cfg->listen_host,
                  http_port(http),
-                 cfg->endpoints[0].path, cfg->n_endpoints, cfg->n_endpoints == 1 ? "" : "s", cfg->database);
+                 cfg->endpoints[0].path, cfg->n_endpoints, cfg->n_endpoints == 1 ? "" : "s", store_name(store));
         (void) sd_notifyf(0, "READY=1\nSTATUS=listening on port %u", http_port(http));
 
         /* The progress checks run every 5 s (for /healthz), or every half

@@ -223,9 +223,10 @@ metrics_text(struct metrics_server *m)
                    "slhookd_queue_depth %u\n", queued);
         buf_printf(&b, "# HELP slhookd_storage_failing 1 while the last transaction failed.\n"
                    "# TYPE slhookd_storage_failing gauge\nslhookd_storage_failing %d\n", failing);
-        buf_printf(&b, "# HELP slhookd_database_bytes Size of the database file and its WAL.\n"
-                   "# TYPE slhookd_database_bytes gauge\nslhookd_database_bytes %lld\n",
-                   (long long) (size_of(m->database) + size_of(m->wal)));
+        if (m->database)        /* SQLite's: PostgreSQL's server reports its own */
+                buf_printf(&b, "# HELP slhookd_database_bytes Size of the database file and its WAL.\n"
+                           "# TYPE slhookd_database_bytes gauge\nslhookd_database_bytes %lld\n",
+                           (long long) (size_of(m->database) + size_of(m->wal)));
         if (atomic_load(&reg.self_test) >= 0)
                 buf_printf(&b, "# HELP slhookd_self_test_passed 1 when the last self-test passed.\n"
                            "# TYPE slhookd_self_test_passed gauge\nslhookd_self_test_passed %d\n"
@@ -317,8 +318,10 @@ metrics_start(const char *listen, const char *database, struct store *store, boo
                 ((struct sockaddr_in6 *) &ss)->sin6_port = htons((uint16_t) port);
         } else
                 goto bad;
-        m->database = xstrdup(database);
-        m->wal = xasprintf("%s-wal", database);
+        if (database) {
+                m->database = xstrdup(database);
+                m->wal = xasprintf("%s-wal", database);
+        }
         m->store = store;
         m->self_test = self_test;
         m->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | (ss.ss_family == AF_INET6 ?

@@ -40,8 +40,8 @@ void metrics_health(bool writer_ok, bool listener_ok);
 struct metrics_server;
 
 /* Serve /metrics and /healthz on listen ("host:port"); store is asked for
- * its queue depth and whether storage fails, database (and its WAL) for
- * its size. self_test: /healthz also needs the last self-test to have
+ * its queue depth and whether storage fails, database (SQLite's file, and
+ * its WAL; NULL for PostgreSQL) for its size. self_test: /healthz also needs the last self-test to have
  * passed. Returns 0 or a negative errno with *reterr set. */
 int metrics_start(const char *listen, const char *database, struct store *store, bool self_test,
                   struct metrics_server **ret, char **reterr);

@@ -5,64 +5,49 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
-#include <sqlite3.h>
-
+#include "db.h"
 #include "event.h"
 #include "query.h"
 #include "store.h"
 
 struct query {
-        sqlite3 *db;
-        char *path;
+        struct db *db;
 };
 
 int
-query_open(const char *path, struct query **ret, char **reterr)
+query_open(const struct db_conf *c, struct query **ret, char **reterr)
 {
         struct query *q = xcalloc(1, sizeof(*q));
-        sqlite3_stmt *st = NULL;
-        struct stat sb;
-        int v = -1, latest = store_schema_version();
+        int v, latest = store_schema_version();
+        const char *name;
 
-        q->path = xstrdup(path);
-        if (stat(path, &sb) < 0) {
-                *reterr = xasprintf("%s: cannot open database: %s", path, strerror(errno));
+        if (db_open(c, DB_READONLY, &q->db, reterr) < 0) {
+                free(q);
+                return -EIO;
+        }
+        name = db_name(q->db);
+        if ((v = db_schema_version(q->db)) < 0) {
+                *reterr = xasprintf("%s: cannot read the database: %s", name, db_errmsg(q->db));
                 goto fail;
         }
-        if (sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-                *reterr = xasprintf("%s: cannot open database: %s", path,
-                                    q->db ? sqlite3_errmsg(q->db) : "out of memory");
-                goto fail;
-        }
-        sqlite3_busy_timeout(q->db, 2000);
-        if (sqlite3_prepare_v2(q->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
-            sqlite3_step(st) != SQLITE_ROW) {
-                *reterr = xasprintf("%s: cannot read the database: %s", path, sqlite3_errmsg(q->db));
-                goto fail;
-        }
-        v = sqlite3_column_int(st, 0);
-        sqlite3_finalize(st);
-        st = NULL;
         if (v == 0) {
-                *reterr = xasprintf("%s: not a slhookd database (no schema version)", path);
+                *reterr = xasprintf("%s: not a slhookd database (no schema version)", name);
                 goto fail;
         }
         if (v < latest) {
                 *reterr = xasprintf("%s: schema version %d is older than this slhookctl's (%d); "
-                                    "start slhookd once to upgrade it", path, v, latest);
+                                    "start slhookd once to upgrade it", name, v, latest);
                 goto fail;
         }
         if (v > latest) {
                 *reterr = xasprintf("%s: schema version %d is newer than this slhookctl knows (%d)",
-                                    path, v, latest);
+                                    name, v, latest);
                 goto fail;
         }
         *ret = q;
         return 0;
 fail:
-        sqlite3_finalize(st);
         query_close(q);
         return -EIO;
 }
@@ -71,8 +56,7 @@ struct query *
 query_close(struct query *q)
 {
         if (q) {
-                sqlite3_close(q->db);
-                free(q->path);
+                db_close(q->db);
                 free(q);
         }
         return NULL;
@@ -105,13 +89,20 @@ cond(struct stmt *s, const char *sql, const char *param)
         s->params[s->n++] = param;
 }
 
+static int
+failed(struct query *q, char **reterr)
+{
+        *reterr = xasprintf("%s: query failed: %s", db_name(q->db), db_errmsg(q->db));
+        return -EIO;
+}
+
 /* Run s (a limit of 0 is none), writing its rows under cols. The SQL names
  * its columns exactly as cols does: a mismatch is a bug, reported as one. */
 static int
 run(struct query *q, struct stmt *s, const struct out_col *cols, size_t ncols, long limit,
     struct out *o, bool *more, char **reterr)
 {
-        sqlite3_stmt *st = NULL;
+        struct db_stmt *st = NULL;
         const char *vals[64];
         bool num[64];
         int rc, i, rows = 0;
@@ -119,43 +110,43 @@ run(struct query *q, struct stmt *s, const struct out_col *cols, size_t ncols, l
         *more = false;
         if (limit > 0)
                 buf_printf(&s->sql, " LIMIT %ld", limit + 1);
-        if (sqlite3_prepare_v2(q->db, s->sql.data, -1, &st, NULL) != SQLITE_OK) {
-                *reterr = xasprintf("%s: query failed: %s", q->path, sqlite3_errmsg(q->db));
-                buf_done(&s->sql);
-                return -EIO;
-        }
+        rc = db_prepare(q->db, s->sql.data, DB_STREAM, &st);
         buf_done(&s->sql);
-        for (i = 0; i < sqlite3_column_count(st) && (size_t) i < ncols; i++)
-                if (strcmp(sqlite3_column_name(st, i), cols[i].name) != 0)
+        if (rc < 0)
+                return failed(q, reterr);
+        for (i = 0; i < s->n; i++)
+                db_bind_text(st, i + 1, s->params[i]);
+        /* The columns are known once the statement has run. */
+        if ((rc = db_step(st)) < 0) {
+                db_finalize(st);
+                return failed(q, reterr);
+        }
+        for (i = 0; i < db_columns(st) && (size_t) i < ncols; i++)
+                if (strcmp(db_column_name(st, i), cols[i].name) != 0)
                         break;
-        if ((size_t) sqlite3_column_count(st) != ncols || (size_t) i != ncols || ncols > 64) {
+        if ((size_t) db_columns(st) != ncols || (size_t) i != ncols || ncols > 64) {
                 *reterr = xasprintf("internal error: query columns do not match (%s)", cols[0].name);
-                sqlite3_finalize(st);
+                db_finalize(st);
                 return -EINVAL;
         }
-        for (i = 0; i < s->n; i++)
-                sqlite3_bind_text(st, i + 1, s->params[i], -1, SQLITE_STATIC);
         out_columns(o, cols, ncols);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        for (; rc > 0; rc = db_step(st)) {
                 if (limit > 0 && rows == limit) {
                         *more = true;
                         break;
                 }
                 for (i = 0; i < (int) ncols; i++) {
-                        int t = sqlite3_column_type(st, i);
-
-                        vals[i] = (const char *) sqlite3_column_text(st, i);
-                        num[i] = t == SQLITE_INTEGER || t == SQLITE_FLOAT;
+                        vals[i] = db_text(st, i);
+                        num[i] = db_numeric(st, i);
                 }
                 out_row(o, vals, num);
                 rows++;
         }
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-                *reterr = xasprintf("%s: query failed: %s", q->path, sqlite3_errmsg(q->db));
-                sqlite3_finalize(st);
-                return -EIO;
+        if (rc < 0) {
+                db_finalize(st);
+                return failed(q, reterr);
         }
-        sqlite3_finalize(st);
+        db_finalize(st);
         return rows;
 }
 
@@ -234,7 +225,7 @@ query_events(struct query *q, const struct query_args *a, struct out *o, bool *m
         event_select(&s);
         cond(&s, "type = ?", a->type);
         common_filters(&s, a, "occurred_at", true);
-        buf_puts(&s.sql, " ORDER BY occurred_at DESC, id DESC");
+        buf_puts(&s.sql, " ORDER BY occurred_at DESC NULLS LAST, id DESC");
         return run(q, &s, event_cols, N(event_cols), a->limit, o, more, reterr);
 }
 
@@ -245,7 +236,7 @@ query_timeline(struct query *q, const struct query_args *a, struct out *o, bool 
 
         event_select(&s);
         common_filters(&s, a, "occurred_at", true);
-        buf_puts(&s.sql, " ORDER BY occurred_at, id");
+        buf_puts(&s.sql, " ORDER BY occurred_at NULLS FIRST, id");
         return run(q, &s, event_cols, N(event_cols), a->limit, o, more, reterr);
 }
 
@@ -273,9 +264,9 @@ query_bounces(struct query *q, const struct query_args *a, struct out *o, bool *
         }
         buf_puts(&s.sql, "SELECT occurred_at, server_id, message_id, mailing_id, address, failure_type, "
                  "failure_code, reason, remote_mta, bounce_status, diagnostic_code FROM events");
-        where(&s, "type = 'Failed' AND is_test = 0 AND failure_type IS NOT 'Suppressed'");
+        where(&s, "type = 'Failed' AND is_test = 0 AND failure_type IS DISTINCT FROM 'Suppressed'");
         common_filters(&s, a, "occurred_at", true);
-        buf_puts(&s.sql, " ORDER BY occurred_at DESC, id DESC");
+        buf_puts(&s.sql, " ORDER BY occurred_at DESC NULLS LAST, id DESC");
         return run(q, &s, cols, N(cols), a->limit, o, more, reterr);
 }
 
@@ -347,7 +338,7 @@ query_status(struct query *q, const struct query_args *a, struct out *o, bool *m
         struct stmt s = { 0 };
 
         buf_puts(&s.sql, "SELECT endpoint, webhook_id, last_test_result, last_test_at, "
-                 "round(last_test_rtt_ms, 1) AS last_test_rtt_ms, last_error, last_test_step, "
+                 "round(CAST(last_test_rtt_ms AS numeric), 1) AS last_test_rtt_ms, last_error, last_test_step, "
                  "last_test_http_status, last_passed_at, registered_at, last_validation_at, "
                  "last_validation_peer FROM webhook_status ORDER BY endpoint");
         return run(q, &s, cols, N(cols), a->limit, o, more, reterr);
@@ -407,28 +398,22 @@ stats_add(struct stats *st, const char *hour, const char *type, long long n)
 static int
 stats_sql(struct query *q, const char *sql, const char *from, const char *to, struct stats *st, char **reterr)
 {
-        sqlite3_stmt *s;
+        struct db_stmt *s;
         int rc;
 
-        if (sqlite3_prepare_v2(q->db, sql, -1, &s, NULL) != SQLITE_OK) {
-                *reterr = xasprintf("%s: query failed: %s", q->path, sqlite3_errmsg(q->db));
-                return -EIO;
-        }
-        sqlite3_bind_text(s, 1, from, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, to, -1, SQLITE_STATIC);
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-                const char *hour = (const char *) sqlite3_column_text(s, 0);
-                const char *type = (const char *) sqlite3_column_text(s, 1);
+        if (db_prepare(q->db, sql, DB_STREAM, &s) < 0)
+                return failed(q, reterr);
+        db_bind_text(s, 1, from);
+        db_bind_text(s, 2, to);
+        while ((rc = db_step(s)) > 0) {
+                const char *hour = db_text(s, 0);
+                const char *type = db_text(s, 1);
 
                 if (hour && type && strlen(hour) == 13)
-                        stats_add(st, hour, type, sqlite3_column_int64(s, 2));
+                        stats_add(st, hour, type, db_int(s, 2));
         }
-        sqlite3_finalize(s);
-        if (rc != SQLITE_DONE) {
-                *reterr = xasprintf("%s: query failed: %s", q->path, sqlite3_errmsg(q->db));
-                return -EIO;
-        }
-        return 0;
+        db_finalize(s);
+        return rc < 0 ? failed(q, reterr) : 0;
 }
 
 /* The hour of t ("YYYY-MM-DDTHH"), and whether t is its first instant. */

@@ -1,12 +1,14 @@
 /* query: the read side of the store — slhookctl's questions as SQL over a
- * read-only connection. Readers never block the daemon's writer (WAL) and
- * keep each read transaction to one statement. */
+ * read-only connection (db.h: SQLite or PostgreSQL). Readers never block the
+ * daemon's writers (SQLite's WAL, PostgreSQL's MVCC) and keep each read
+ * transaction to one statement. */
 #ifndef SLHOOKD_QUERY_H
 #define SLHOOKD_QUERY_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "db.h"
 #include "out.h"
 #include "util.h"
 
@@ -27,7 +29,7 @@ struct query_args {
 
 /* Open the database read-only and check its schema version. Returns 0 or a
  * negative errno with *reterr an allocated one-line message. */
-int query_open(const char *path, struct query **ret, char **reterr);
+int query_open(const struct db_conf *c, struct query **ret, char **reterr);
 struct query *query_close(struct query *q);
 
 /* Each writes the columns and rows of its answer to o. Returns the number of

@@ -286,23 +286,50 @@ check_options(const struct command *c)
         return 0;
 }
 
-/* The database path from -d, -c or the default configuration. */
-static char *
-database_path(void)
-{
-        struct cfg *cfg = NULL;
-        char *err = NULL, *path;
+/* The database: -d DB (a SQLite file, or a postgresql:// URI), else the
+ * [store] of -c CONF or of the default configuration. */
+struct target {
+        struct db_conf conf;
+        char *password;                 /* from the configuration's password_file or credential */
+        struct cfg *cfg;
+};
 
-        if (arg_database)
-                return xstrdup(arg_database);
-        if (cfg_load(arg_config ? arg_config : CFG_DEFAULT_PATH, CFG_NO_SECRETS, &cfg, &err) < 0) {
-                fail("%s%s", err, arg_config ? "" : " (give -c CONF or -d DB)");
-                free(err);
-                return NULL;
+static bool
+is_uri(const char *s)
+{
+        return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
+}
+
+static int
+target_load(struct target *t)
+{
+        char *err = NULL;
+
+        memset(t, 0, sizeof(*t));
+        if (arg_database) {
+                if (is_uri(arg_database))
+                        t->conf = (struct db_conf) { .backend = DB_POSTGRESQL, .dsn = arg_database };
+                else
+                        t->conf = (struct db_conf) { .backend = DB_SQLITE, .path = arg_database,
+                                                     .synchronous_full = true };
+                return 0;
         }
-        path = xstrdup(cfg->database);
-        cfg_free(cfg);
-        return path;
+        if (cfg_load(arg_config ? arg_config : CFG_DEFAULT_PATH, CFG_NO_SECRETS, &t->cfg, &err) < 0 ||
+            cfg_db_conf(t->cfg, &t->conf, &t->password, &err) < 0) {
+                fail("%s%s", err, arg_config || t->cfg ? "" : " (give -c CONF or -d DB)");
+                free(err);
+                t->cfg = cfg_free(t->cfg);
+                return -EINVAL;
+        }
+        t->conf.synchronous_full = true;
+        return 0;
+}
+
+static void
+target_done(struct target *t)
+{
+        freezero(t->password, t->password ? strlen(t->password) : 0);
+        cfg_free(t->cfg);
 }
 
 static unsigned
@@ -324,22 +351,24 @@ static const struct out_col prune_cols[] = { { "before", true, false }, { "event
 
 /* The two writing commands go through the store, as the daemon does. */
 static int
-write_command(const struct command *c, const char *path, struct out *o)
+write_command(const struct command *c, const struct db_conf *conf, struct out *o)
 {
         struct store *s = NULL;
         struct stat sb;
         char *err = NULL, a[24], b[24];
-        const char *vals[3];
+        const char *vals[3], *path;
         bool num[3] = { true, true, true };
         int r;
 
-        if (stat(path, &sb) < 0)
-                return fail("%s: cannot open database: %s", path, strerror(errno));
-        if (store_open(path, true, &s, &err) < 0) {
+        /* Never create a SQLite database here. */
+        if (conf->backend == DB_SQLITE && stat(conf->path, &sb) < 0)
+                return fail("%s: cannot open database: %s", conf->path, strerror(errno));
+        if (store_open(conf, &s, &err) < 0) {
                 fail("%s", err);
                 free(err);
                 return -EIO;
         }
+        path = store_name(s);
         if (strcmp(c->name, "prune") == 0) {
                 uint64_t ne, nm, te = 0, tm = 0;
 
@@ -386,26 +415,27 @@ main(int argc, char **argv)
 {
         const struct command *c;
         struct query *q = NULL;
+        struct target t;
         struct out *o;
-        char *path, *err = NULL;
+        char *err = NULL;
         bool more = false;
         int r;
 
         log_setup(LOG_FORMAT_TEXT, LOG_WARNING);
         if (parse_args(argc, argv) < 0 || (c = find_command(argc, argv)) == NULL || check_options(c) < 0)
                 return 2;
-        if ((path = database_path()) == NULL)
+        if (target_load(&t) < 0)
                 return 1;
         o = out_new(stdout, arg_format, table_width(), c->sub && strcmp(c->sub, "show") == 0);
         if (c->fn == NULL)
-                r = write_command(c, path, o);
-        else if ((r = query_open(path, &q, &err)) == 0)
+                r = write_command(c, &t.conf, o);
+        else if ((r = query_open(&t.conf, &q, &err)) == 0)
                 r = c->fn(q, &arg_q, o, &more, &err);
         if (r < 0 && err)
                 fail("%s", err);
         free(err);
         query_close(q);
-        free(path);
+        target_done(&t);
         if (out_end(o) < 0 && r >= 0)
                 r = fail("cannot write the output: %s", strerror(errno));
         if (r >= 0 && more)

@@ -1,4 +1,4 @@
-/* store: SQLite open/migrate, bounded queue, writer thread, group commit. */
+/* store: open/migrate through db.h, bounded queue, writer thread, group commit. */
 #include "config.h"
 
 #include <errno.h>
@@ -7,9 +7,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-
-#include <sqlite3.h>
 
 #include "corr.h"
 #include "log.h"
@@ -17,28 +14,43 @@
 #include "store.h"
 
 /* Built into schema.c from sql/: the schema of a new database, and the
- * upgrade steps of sql/migrate/ (index i takes version i+1 to i+2). */
-extern const char store_schema_sql[];
-extern const char *const store_migrations[];
-extern const unsigned store_n_migrations;
+ * upgrade steps (index i takes version i+1 to i+2), for each backend. */
+extern const char store_schema_sql[], store_pg_schema_sql[];
+extern const char *const store_migrations[], *const store_pg_migrations[];
+extern const unsigned store_n_migrations, store_pg_n_migrations;
 
 /* The first schema version with the messages table: a database migrated
  * from before it gets messages filled from its events. */
 #define MESSAGES_VERSION 2
 
+/* Advisory locks (PostgreSQL) that keep instances on one database from
+ * doing the same work at once. */
+#define LOCK_SCHEMA     STORE_LOCK(1)
+#define LOCK_RETENTION  STORE_LOCK(2)
+
+/* Times a transaction that lost a deadlock to another instance is tried. */
+#define CONFLICT_TRIES 8
+
 enum {
-        ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_EVENT, ST_QUARANTINE, ST_VALIDATION, ST_STATUS,
-        ST_MSG_BY_MESSAGE, ST_MSG_BY_MAILING, ST_MSG_INSERT, ST_MSG_UPDATE, ST_MSG_DELETE, ST_EVENT_MESSAGE,
-        ST_COUNT_ADD, ST_PRUNE_COUNTS, ST_PRUNE_ZERO, ST_PRUNE_EVENTS, ST_PRUNE_MESSAGES, ST_PRUNE_CURSOR,
+        ST_EVENT, ST_QUARANTINE, ST_VALIDATION, ST_STATUS,
+        ST_MSG_BY_MESSAGE, ST_MSG_BY_MAILING, ST_MSG_BY_ADDRESS, ST_MSG_INSERT, ST_MSG_UPDATE, ST_MSG_DELETE,
+        ST_EVENT_MESSAGE, ST_COUNT_ADD, ST_PRUNE_COUNTS, ST_PRUNE_ZERO, ST_PRUNE_EVENTS, ST_PRUNE_MESSAGES,
+        ST_PRUNE_CURSOR, ST_EVENT_SEEN, ST_QUARANTINE_SEEN,
         ST_COUNT
 };
 
 #define PRUNE_BATCH 1000
 
+/* Events a transaction adds to event_counts, written at its end. */
+struct count {
+        char hour[14];
+        const char *type;
+        int64_t n;
+};
+
 struct store {
-        sqlite3 *db;
-        char *path;
-        sqlite3_stmt *st[ST_COUNT];
+        struct db *db;
+        struct db_stmt *st[ST_COUNT];
 
         pthread_t writer;
         bool started;
@@ -51,41 +63,27 @@ struct store {
         atomic_bool failing_now;        /* the same, for other threads */
         atomic_uint_fast64_t commits;
         atomic_uint_fast64_t batches;   /* written, committed or not: progress */
+        atomic_uint_fast64_t conflicts; /* transactions run again after a deadlock */
         atomic_bool busy;               /* writing a batch now */
+
+        struct count *counts;           /* this transaction's, unsorted */
+        size_t ncounts, counts_cap;
 
         unsigned retention_days;        /* 0: keep forever */
         uint64_t pruned_events, pruned_messages;        /* this retention pass */
-        sqlite3_int64 prune_cursor;     /* messages are walked by id, PRUNE_BATCH a step */
-
-        char *wal_path;                 /* and its identity when opened: see files_moved() */
-        dev_t wal_dev;
-        ino_t wal_ino;
+        int64_t prune_cursor;           /* messages are walked by id, PRUNE_BATCH a step */
 };
 
-static int
-exec(sqlite3 *db, const char *sql, char **reterr, const char *path)
+static bool
+pg(const struct store *s)
 {
-        char *msg = NULL;
-
-        if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
-                return 0;
-        *reterr = xasprintf("%s: %s", path, msg ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
-        return -EIO;
+        return db_backend(s->db) == DB_POSTGRESQL;
 }
 
-static int
-user_version(sqlite3 *db)
+static const char *
+schema_sql(enum db_backend b)
 {
-        sqlite3_stmt *st;
-        int v = -1;
-
-        if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-                return -1;
-        if (sqlite3_step(st) == SQLITE_ROW)
-                v = sqlite3_column_int(st, 0);
-        sqlite3_finalize(st);
-        return v;
+        return b == DB_POSTGRESQL ? store_pg_schema_sql : store_schema_sql;
 }
 
 int
@@ -101,29 +99,34 @@ store_schema_version(void)
 static int
 migrate(struct store *s, int *from, char **reterr)
 {
-        int latest = store_schema_version(), v, r;
+        const char *const *steps = pg(s) ? store_pg_migrations : store_migrations;
+        unsigned nsteps = pg(s) ? store_pg_n_migrations : store_n_migrations;
+        int latest = store_schema_version(), v;
 
-        *from = v = user_version(s->db);
+        *from = v = db_schema_version(s->db);
         if (v < 0) {
-                *reterr = xasprintf("%s: cannot read the schema version: %s", s->path, sqlite3_errmsg(s->db));
+                *reterr = xasprintf("%s: cannot read the schema version: %s", db_name(s->db), db_errmsg(s->db));
                 return -EIO;
         }
         if (v > latest) {
                 *reterr = xasprintf("%s: schema version %d is newer than this slhookd knows (%d)",
-                                    s->path, v, latest);
+                                    db_name(s->db), v, latest);
                 return -EPROTO;
         }
-        if (v == 0)
-                return exec(s->db, store_schema_sql, reterr, s->path);
-        for (; v < latest; v++) {
-                if (v - 1 >= (int) store_n_migrations) {
-                        *reterr = xasprintf("%s: no upgrade step from schema version %d", s->path, v);
+        if (v == 0 && db_exec(s->db, schema_sql(db_backend(s->db))) < 0)
+                goto fail;
+        for (; v > 0 && v < latest; v++) {
+                if (v - 1 >= (int) nsteps) {
+                        *reterr = xasprintf("%s: no upgrade step from schema version %d", db_name(s->db), v);
                         return -EPROTO;
                 }
-                if ((r = exec(s->db, store_migrations[v - 1], reterr, s->path)) < 0)
-                        return r;
+                if (db_exec(s->db, steps[v - 1]) < 0)
+                        goto fail;
         }
         return 0;
+fail:
+        *reterr = xasprintf("%s: %s", db_name(s->db), db_errmsg(s->db));
+        return -EIO;
 }
 
 static char *
@@ -167,22 +170,26 @@ msg_columns(struct buf *b, const char *sep, const char *suffix)
 #define MSG_NCOLS (2 + CT_COUNT + CC_COUNT + 3)
 
 static char *
-msg_sql(int which)
+msg_sql(int which, bool for_update)
 {
+        static const char *const where[] = {
+                /* The id tests let the planner pick the partial unique indexes. */
+                [ST_MSG_BY_MESSAGE] = "message_id = ?1 AND address = ?2 AND server_id = ?3 AND message_id IS NOT NULL",
+                [ST_MSG_BY_MAILING] = "mailing_id = ?1 AND address = ?2 AND server_id = ?3 AND message_id IS NULL",
+                [ST_MSG_BY_ADDRESS] = "mailing_id IS NULL AND address = ?1 AND server_id = ?2 AND message_id IS NULL",
+        };
         struct buf b = { 0 };
         int i;
 
         switch (which) {
         case ST_MSG_BY_MESSAGE:
         case ST_MSG_BY_MAILING:
+        case ST_MSG_BY_ADDRESS:
                 buf_puts(&b, "SELECT id, ");
                 msg_columns(&b, ", ", "");
-                /* The id test lets the planner pick the partial unique index. */
-                buf_puts(&b, which == ST_MSG_BY_MESSAGE
-                         ? " FROM messages WHERE message_id = ?1 AND address = ?2 AND server_id = ?3"
-                           " AND message_id IS NOT NULL"
-                         : " FROM messages WHERE mailing_id IS ?1 AND address = ?2 AND server_id = ?3"
-                           " AND message_id IS NULL");
+                /* FOR UPDATE: another instance writing the same message's
+                 * row waits for this transaction, then reads its result. */
+                buf_printf(&b, " FROM messages WHERE %s%s", where[which], for_update ? " FOR UPDATE" : "");
                 break;
         case ST_MSG_INSERT:
                 buf_puts(&b, "INSERT INTO messages (server_id, message_id, address, is_test, ");
@@ -190,7 +197,8 @@ msg_sql(int which)
                 buf_puts(&b, ") VALUES (?, ?, ?, ?");
                 for (i = 0; i < MSG_NCOLS; i++)
                         buf_puts(&b, ", ?");
-                buf_puts(&b, ")");
+                /* Another instance may have created it since we looked. */
+                buf_puts(&b, ") ON CONFLICT DO NOTHING RETURNING id");
                 break;
         default:
                 buf_puts(&b, "UPDATE messages SET ");
@@ -206,9 +214,6 @@ prepare(struct store *s, char **reterr)
 {
         char *dyn[ST_COUNT] = { 0 };
         const char *sql[ST_COUNT] = {
-                [ST_BEGIN] = "BEGIN IMMEDIATE",
-                [ST_COMMIT] = "COMMIT",
-                [ST_ROLLBACK] = "ROLLBACK",
                 [ST_QUARANTINE] = "INSERT INTO quarantine (received_at, endpoint, peer, reason, raw, digest) "
                                   "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING",
                 [ST_VALIDATION] = "INSERT INTO webhook_status (endpoint, last_validation_at, last_validation_peer) "
@@ -219,17 +224,17 @@ prepare(struct store *s, char **reterr)
                               "last_test_result, last_test_step, last_test_http_status, last_test_rtt_ms, "
                               "last_error, last_passed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
                               "ON CONFLICT (endpoint) DO UPDATE SET "
-                              "webhook_id = coalesce(excluded.webhook_id, webhook_id), "
-                              "registered_at = coalesce(excluded.registered_at, registered_at), "
+                              "webhook_id = coalesce(excluded.webhook_id, webhook_status.webhook_id), "
+                              "registered_at = coalesce(excluded.registered_at, webhook_status.registered_at), "
                               "last_test_at = excluded.last_test_at, last_test_result = excluded.last_test_result, "
                               "last_test_step = excluded.last_test_step, "
                               "last_test_http_status = excluded.last_test_http_status, "
                               "last_test_rtt_ms = excluded.last_test_rtt_ms, last_error = excluded.last_error, "
-                              "last_passed_at = coalesce(excluded.last_passed_at, last_passed_at)",
+                              "last_passed_at = coalesce(excluded.last_passed_at, webhook_status.last_passed_at)",
                 [ST_MSG_DELETE] = "DELETE FROM messages WHERE id = ?",
                 [ST_EVENT_MESSAGE] = "UPDATE events SET message = ? WHERE id = ?",
-                [ST_COUNT_ADD] = "INSERT INTO event_counts (hour, type, events) VALUES (substr(?1, 1, 13), ?2, 1) "
-                                 "ON CONFLICT (hour, type) DO UPDATE SET events = events + 1",
+                [ST_COUNT_ADD] = "INSERT INTO event_counts (hour, type, events) VALUES (?1, ?2, ?3) "
+                                 "ON CONFLICT (hour, type) DO UPDATE SET events = event_counts.events + excluded.events",
                 /* The same batch as ST_PRUNE_EVENTS, taken off the counts first. */
                 [ST_PRUNE_COUNTS] = "UPDATE event_counts SET events = events - d.n FROM "
                                     "(SELECT substr(occurred_at, 1, 13) AS h, type AS t, count(*) AS n FROM events "
@@ -245,16 +250,18 @@ prepare(struct store *s, char **reterr)
                 [ST_PRUNE_MESSAGES] = "DELETE FROM messages WHERE id IN (SELECT id FROM messages "
                                       "WHERE id > ?3 ORDER BY id LIMIT ?2) AND updated_at < ?1",
                 [ST_PRUNE_CURSOR] = "SELECT max(id), count(*) FROM "
-                                    "(SELECT id FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2)",
+                                    "(SELECT id FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2) AS w",
+                [ST_EVENT_SEEN] = "SELECT 1 FROM events WHERE digest = ?",
+                [ST_QUARANTINE_SEEN] = "SELECT 1 FROM quarantine WHERE digest = ?",
         };
         int i, r = 0;
 
         sql[ST_EVENT] = dyn[ST_EVENT] = insert_event_sql();
         for (i = ST_MSG_BY_MESSAGE; i <= ST_MSG_UPDATE; i++)
-                sql[i] = dyn[i] = msg_sql(i);
+                sql[i] = dyn[i] = msg_sql(i, pg(s));
         for (i = 0; i < ST_COUNT; i++)
-                if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) != SQLITE_OK) {
-                        *reterr = xasprintf("%s: cannot prepare statement: %s", s->path, sqlite3_errmsg(s->db));
+                if (db_prepare(s->db, sql[i], 0, &s->st[i]) < 0) {
+                        *reterr = xasprintf("%s: cannot prepare statement: %s", db_name(s->db), db_errmsg(s->db));
                         r = -EIO;
                         break;
                 }
@@ -266,292 +273,337 @@ prepare(struct store *s, char **reterr)
 static int messages_rebuild(struct store *s, char **reterr);
 
 int
-store_open(const char *path, bool synchronous_full, struct store **ret, char **reterr)
+store_open(const struct db_conf *c, struct store **ret, char **reterr)
 {
         struct store *s = xcalloc(1, sizeof(*s));
         pthread_condattr_t ca;
-        struct stat st;
-        char *pragmas;
         int r, from;
 
-        s->path = xstrdup(path);
         pthread_mutex_init(&s->lock, NULL);
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&s->wake, &ca);
         pthread_condattr_destroy(&ca);
-        if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                            SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE, NULL) != SQLITE_OK) {
-                *reterr = xasprintf("%s: cannot open database: %s", path,
-                                    s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        if ((r = db_open(c, 0, &s->db, reterr)) < 0)
+                goto fail;
+        /* Migration, statements and the messages backfill: all or nothing,
+         * and one instance at a time. */
+        if (db_begin(s->db) < 0 || db_lock(s->db, LOCK_SCHEMA, true) < 0) {
+                *reterr = xasprintf("%s: %s", db_name(s->db), db_errmsg(s->db));
                 r = -EIO;
-                goto fail;
+                goto rollback;
         }
-        sqlite3_busy_timeout(s->db, 5000);
-        /* SQLite's automatic checkpoint (every 1,000 pages) is kept: every
-         * 10,000 gave the writer 20% more events/s but each checkpoint then
-         * stalled it for ~20 ms (p99 6 -> 24 ms); bench/README.md. */
-        /* 8 KiB pages (a new database only; set before WAL mode writes the
-         * header): fewer page writes per commit, 12% more events/s from the
-         * writer and 5-8% more over HTTP than SQLite's 4 KiB (bench/README.md). */
-        /* journal_size_limit: a WAL that grew while a long reader kept the
-         * checkpoint from restarting it shrinks back at the next restart. */
-        pragmas = xasprintf("PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; "
-                            "PRAGMA journal_size_limit = %d; PRAGMA foreign_keys = ON;",
-                            synchronous_full ? "FULL" : "NORMAL", STORE_WAL_LIMIT);
-        r = exec(s->db, pragmas, reterr, path);
-        free(pragmas);
-
-        if (r < 0)
-                goto fail;
-        /* Migration, statements and the messages backfill: all or nothing. */
-        if ((r = exec(s->db, "BEGIN IMMEDIATE", reterr, path)) < 0)
-                goto fail;
         if ((r = migrate(s, &from, reterr)) < 0 || (r = prepare(s, reterr)) < 0)
                 goto rollback;
         if (from > 0 && from < MESSAGES_VERSION && (r = messages_rebuild(s, reterr)) < 0)
                 goto rollback;
-        if ((r = exec(s->db, "COMMIT", reterr, path)) < 0)
+        if (db_commit(s->db) < 0) {
+                *reterr = xasprintf("%s: %s", db_name(s->db), db_errmsg(s->db));
+                r = -EIO;
                 goto rollback;
-        s->wal_path = xasprintf("%s-wal", path);
-        if (stat(s->wal_path, &st) == 0) {
-                s->wal_dev = st.st_dev;
-                s->wal_ino = st.st_ino;
         }
         *ret = s;
         return 0;
 rollback:
-        (void) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        if (s->db)
+                db_rollback(s->db);
 fail:
         store_close(s);
         return r;
 }
 
 static void
-bind_text(sqlite3_stmt *st, int i, const char *v)
+bind_opt_int(struct db_stmt *st, int i, bool has, int64_t v)
 {
-        if (v)
-                sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+        if (has)
+                db_bind_int(st, i, v);
         else
-                sqlite3_bind_null(st, i);
-}
-
-/* Run one prepared statement to completion; returns the rows it changed or -1. */
-static int
-run(struct store *s, sqlite3_stmt *st)
-{
-        int rc = sqlite3_step(st);
-
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        if (rc != SQLITE_DONE)
-                return -1;
-        return sqlite3_changes(s->db);
+                db_bind_null(st, i);
 }
 
 /* Read a messages row (columns from first on) into m; the strings stay
  * valid until st is reset. */
 static void
-msg_load(struct corr_msg *m, sqlite3_stmt *st, int i)
+msg_load(struct corr_msg *m, struct db_stmt *st, int i)
 {
         const char *t;
         int k;
 
-        m->mailing_id = (const char *) sqlite3_column_text(st, i++);
-        m->state = corr_state((const char *) sqlite3_column_text(st, i++));
+        m->mailing_id = db_text(st, i++);
+        m->state = corr_state(db_text(st, i++));
         for (k = 0; k < CT_COUNT; k++, i++)
-                if ((t = (const char *) sqlite3_column_text(st, i)) != NULL)
+                if ((t = db_text(st, i)) != NULL)
                         snprintf(m->t[k], TIME_ISO_LEN, "%s", t);
         for (k = 0; k < CC_COUNT; k++)
-                m->n[k] = sqlite3_column_int64(st, i++);
-        m->failure_type = (const char *) sqlite3_column_text(st, i++);
-        m->has_failure_code = sqlite3_column_type(st, i) != SQLITE_NULL;
-        m->failure_code = sqlite3_column_int64(st, i++);
-        m->reason = (const char *) sqlite3_column_text(st, i++);
+                m->n[k] = db_int(st, i++);
+        m->failure_type = db_text(st, i++);
+        m->has_failure_code = !db_null(st, i);
+        m->failure_code = db_int(st, i++);
+        m->reason = db_text(st, i++);
 }
 
 /* Bind m from parameter i on; returns the next parameter. */
 static int
-msg_bind(sqlite3_stmt *st, int i, const struct corr_msg *m)
+msg_bind(struct db_stmt *st, int i, const struct corr_msg *m)
 {
         int k;
 
-        bind_text(st, i++, m->mailing_id);
-        bind_text(st, i++, m->state);
+        db_bind_text(st, i++, m->mailing_id);
+        db_bind_text(st, i++, m->state);
         for (k = 0; k < CT_COUNT; k++)
-                bind_text(st, i++, m->t[k][0] ? m->t[k] : NULL);
+                db_bind_text(st, i++, m->t[k][0] ? m->t[k] : NULL);
         for (k = 0; k < CC_COUNT; k++)
-                sqlite3_bind_int64(st, i++, m->n[k]);
-        bind_text(st, i++, m->failure_type);
-        if (m->has_failure_code)
-                sqlite3_bind_int64(st, i++, m->failure_code);
-        else
-                sqlite3_bind_null(st, i++);
-        bind_text(st, i++, m->reason);
+                db_bind_int(st, i++, m->n[k]);
+        db_bind_text(st, i++, m->failure_type);
+        bind_opt_int(st, i++, m->has_failure_code, m->failure_code);
+        db_bind_text(st, i++, m->reason);
         return i;
 }
 
 /* The event's message row: found (*id set, m loaded, borrowing find's row
  * until find is reset) or not (*id 0, m empty). Returns find, or NULL when
  * the event belongs to no message, or on error (*id -1). */
-static sqlite3_stmt *
-message_find(struct store *s, const struct event *ev, struct corr_key *k, struct corr_msg *m, sqlite3_int64 *id)
+static struct db_stmt *
+message_find(struct store *s, const struct corr_key *k, struct corr_msg *m, int64_t *id)
 {
-        sqlite3_stmt *find;
-        int rc;
+        struct db_stmt *find;
+        int rc, i = 1;
 
         *id = 0;
         corr_init(m);
-        if (!corr_key(ev, k))
-                return NULL;
-        find = s->st[k->message_id ? ST_MSG_BY_MESSAGE : ST_MSG_BY_MAILING];
-        bind_text(find, 1, k->message_id ? k->message_id : k->mailing_id);
-        bind_text(find, 2, k->address);
-        sqlite3_bind_int64(find, 3, k->server_id);
-        rc = sqlite3_step(find);
-        if (rc == SQLITE_ROW) {
-                *id = sqlite3_column_int64(find, 0);
+        if (k->message_id)
+                db_bind_text(find = s->st[ST_MSG_BY_MESSAGE], i++, k->message_id);
+        else if (k->mailing_id)
+                db_bind_text(find = s->st[ST_MSG_BY_MAILING], i++, k->mailing_id);
+        else
+                find = s->st[ST_MSG_BY_ADDRESS];
+        db_bind_text(find, i++, k->address);
+        db_bind_int(find, i++, k->server_id);
+        rc = db_step(find);
+        if (rc > 0) {
+                *id = db_int(find, 0);
                 msg_load(m, find, 1);
-        } else if (rc != SQLITE_DONE) {
-                sqlite3_reset(find);
+        } else if (rc < 0) {
+                db_reset(find);
                 *id = -1;
                 return NULL;
         }
         return find;
 }
 
-/* Create the row of a message seen for the first time, with ev applied. */
-static sqlite3_int64
+/* Create the row of a message seen for the first time, with ev applied.
+ * Returns its id, 0 when another instance created it first, or -1. */
+static int64_t
 message_create(struct store *s, const struct event *ev, const struct corr_key *k, struct corr_msg *m,
                const char *received_at)
 {
-        sqlite3_stmt *st = s->st[ST_MSG_INSERT];
+        struct db_stmt *st = s->st[ST_MSG_INSERT];
+        int64_t id = 0;
+        int rc;
 
         corr_apply(m, ev, received_at);
-        sqlite3_bind_int64(st, 1, k->server_id);
-        bind_text(st, 2, k->message_id);
-        bind_text(st, 3, k->address);
-        sqlite3_bind_int(st, 4, ev->is_test);
+        db_bind_int(st, 1, k->server_id);
+        db_bind_text(st, 2, k->message_id);
+        db_bind_text(st, 3, k->address);
+        db_bind_int(st, 4, ev->is_test);
         msg_bind(st, 5, m);
-        return run(s, st) == 1 ? sqlite3_last_insert_rowid(s->db) : -1;
+        if ((rc = db_step(st)) > 0)
+                id = db_int(st, 0);
+        db_reset(st);
+        return rc < 0 ? -1 : id;
 }
 
 static int
-message_update(struct store *s, const struct event *ev, struct corr_msg *m, sqlite3_int64 id,
-               const char *received_at)
+message_update(struct store *s, const struct event *ev, struct corr_msg *m, int64_t id, const char *received_at)
 {
-        sqlite3_stmt *st = s->st[ST_MSG_UPDATE];
+        struct db_stmt *st = s->st[ST_MSG_UPDATE];
 
         corr_apply(m, ev, received_at);
-        sqlite3_bind_int64(st, msg_bind(st, 1, m), id);
-        return run(s, st) < 0 ? -1 : 0;
+        db_bind_int(st, msg_bind(st, 1, m), id);
+        return db_run(st) < 0 ? -1 : 0;
+}
+
+/* Count a stored event into event_counts at the end of the transaction. */
+static void
+count_event(struct store *s, const struct event *ev)
+{
+        size_t i;
+
+        if (!ev->occurred_at[0])
+                return;
+        for (i = 0; i < s->ncounts; i++)
+                if (strncmp(s->counts[i].hour, ev->occurred_at, 13) == 0 && strcmp(s->counts[i].type, ev->type) == 0) {
+                        s->counts[i].n++;
+                        return;
+                }
+        if (s->ncounts == s->counts_cap) {
+                s->counts_cap = s->counts_cap ? 2 * s->counts_cap : 16;
+                s->counts = xreallocarray(s->counts, s->counts_cap, sizeof(*s->counts));
+        }
+        snprintf(s->counts[s->ncounts].hour, sizeof(s->counts[0].hour), "%.13s", ev->occurred_at);
+        s->counts[s->ncounts].type = ev->type;
+        s->counts[s->ncounts++].n = 1;
+}
+
+static int
+count_cmp(const void *a, const void *b)
+{
+        const struct count *x = a, *y = b;
+        int c = strcmp(x->hour, y->hour);
+
+        return c ? c : strcmp(x->type, y->type);
+}
+
+/* Write the transaction's counts, in key order: two instances that count
+ * the same hours lock their rows in the same order, and only while they
+ * commit. */
+static int
+counts_flush(struct store *s)
+{
+        struct db_stmt *st = s->st[ST_COUNT_ADD];
+        size_t i;
+        int r = 0;
+
+        qsort(s->counts, s->ncounts, sizeof(*s->counts), count_cmp);
+        for (i = 0; i < s->ncounts && r == 0; i++) {
+                db_bind_text(st, 1, s->counts[i].hour);
+                db_bind_text(st, 2, s->counts[i].type);
+                db_bind_int(st, 3, s->counts[i].n);
+                r = db_run(st) < 0 ? -1 : 0;
+        }
+        s->ncounts = 0;
+        return r;
 }
 
 /* Store a mail event and keep its message's row: the row is found (or
  * created) first, so that the event links to it. Returns the rows inserted
  * (0: a redelivery, which changes no message) or -1. */
+/* PostgreSQL: whether the event is stored already. An INSERT that ends in
+ * ON CONFLICT DO NOTHING still takes an id from the sequence; looking
+ * first keeps ids without gaps from redeliveries, as SQLite's are. Returns
+ * 1 stored, 0 not, -1 on error. */
+static int
+seen(struct store *s, int which, const struct event *ev)
+{
+        int rc;
+
+        if (!pg(s))
+                return 0;
+        db_bind_text(s->st[which], 1, ev->digest);
+        rc = db_step(s->st[which]);
+        db_reset(s->st[which]);
+        return rc < 0 ? -1 : rc;
+}
+
 static int
 store_mail(struct store *s, const struct store_job *job, const struct event *ev)
 {
-        sqlite3_stmt *st = s->st[ST_EVENT], *find;
+        struct db_stmt *st = s->st[ST_EVENT], *find = NULL;
         struct corr_key k;
         struct corr_msg m;
-        sqlite3_int64 id;
+        int64_t id = 0;
         bool created = false;
-        int i = 1, c, n = -1;
+        int i = 1, c, n = -1, tries;
 
-        find = message_find(s, ev, &k, &m, &id);
-        if (id < 0)
-                return -1;
-        if (find && id == 0) {
-                if ((id = message_create(s, ev, &k, &m, job->received_at)) < 0)
-                        goto out;
-                created = true;
+        if ((n = seen(s, ST_EVENT_SEEN, ev)) != 0)
+                return n < 0 ? -1 : 0;
+        n = -1;
+        for (tries = 0; tries < 2 && corr_key(ev, &k); tries++) {
+                if ((find = message_find(s, &k, &m, &id)) == NULL)
+                        return -1;
+                if (id != 0)
+                        break;
+                if ((id = message_create(s, ev, &k, &m, job->received_at)) != 0) {
+                        created = id > 0;
+                        break;
+                }
+                /* Another instance created the row since we looked; the
+                 * insert waited for it to commit, so it is found now. */
+                db_reset(find);
+                find = NULL;
         }
-        bind_text(st, i++, job->received_at);
-        bind_text(st, i++, job->endpoint);
-        bind_text(st, i++, ev->type);
-        bind_text(st, i++, ev->wire_type);
-        bind_text(st, i++, ev->occurred_at[0] ? ev->occurred_at : NULL);
-        bind_text(st, i++, ev->meta);
-        bind_text(st, i++, ev->tags);
-        sqlite3_bind_int(st, i++, ev->is_test);
-        bind_text(st, i++, job->peer);
-        sqlite3_bind_text(st, i++, ev->raw, (int) ev->raw_len, SQLITE_STATIC);
-        bind_text(st, i++, ev->digest);
-        if (id > 0)
-                sqlite3_bind_int64(st, i++, id);
-        else
-                sqlite3_bind_null(st, i++);
-        for (c = 0; c < EVS_COUNT; c++)
-                bind_text(st, i++, ev->str[c]);
-        for (c = 0; c < EVN_COUNT; c++) {
-                if (ev->has_num[c])
-                        sqlite3_bind_int64(st, i++, ev->num[c]);
-                else
-                        sqlite3_bind_null(st, i++);
-        }
-        if ((n = run(s, st)) < 0)
+        if (id < 0 || (id == 0 && tries == 2)) {
+                if (id == 0)
+                        db_set_error(s->db, "the row of a message was neither found nor created");
                 goto out;
-        if (n == 1 && ev->occurred_at[0]) {
-                bind_text(s->st[ST_COUNT_ADD], 1, ev->occurred_at);
-                bind_text(s->st[ST_COUNT_ADD], 2, ev->type);
-                if (run(s, s->st[ST_COUNT_ADD]) < 0)
-                        n = -1;
         }
+        db_bind_text(st, i++, job->received_at);
+        db_bind_text(st, i++, job->endpoint);
+        db_bind_text(st, i++, ev->type);
+        db_bind_text(st, i++, ev->wire_type);
+        db_bind_text(st, i++, ev->occurred_at[0] ? ev->occurred_at : NULL);
+        db_bind_text(st, i++, ev->meta);
+        db_bind_text(st, i++, ev->tags);
+        db_bind_int(st, i++, ev->is_test);
+        db_bind_text(st, i++, job->peer);
+        db_bind_text(st, i++, ev->raw);
+        db_bind_text(st, i++, ev->digest);
+        bind_opt_int(st, i++, id > 0, id);
+        for (c = 0; c < EVS_COUNT; c++)
+                db_bind_text(st, i++, ev->str[c]);
+        for (c = 0; c < EVN_COUNT; c++)
+                bind_opt_int(st, i++, ev->has_num[c], ev->num[c]);
+        if ((n = db_run(st)) < 0)
+                goto out;
+        if (n == 1)
+                count_event(s, ev);
         if (n == 1 && id > 0 && !created && message_update(s, ev, &m, id, job->received_at) < 0)
                 n = -1;
         if (n == 0 && created) {
                 /* A redelivery of an event whose message retention removed. */
-                sqlite3_bind_int64(s->st[ST_MSG_DELETE], 1, id);
-                if (run(s, s->st[ST_MSG_DELETE]) < 0)
+                db_bind_int(s->st[ST_MSG_DELETE], 1, id);
+                if (db_run(s->st[ST_MSG_DELETE]) < 0)
                         n = -1;
         }
 out:
         if (find)
-                sqlite3_reset(find);
+                db_reset(find);
         return n;
 }
 
 static int
 store_event(struct store *s, const struct store_job *job, const struct event *ev)
 {
-        sqlite3_stmt *st = s->st[ST_QUARANTINE];
+        struct db_stmt *st = s->st[ST_QUARANTINE];
         int i = 1;
 
         if (ev->kind != EVENT_QUARANTINE)
                 return store_mail(s, job, ev);
-        bind_text(st, i++, job->received_at);
-        bind_text(st, i++, job->endpoint);
-        bind_text(st, i++, job->peer);
-        bind_text(st, i++, ev->reason);
-        sqlite3_bind_text(st, i++, ev->raw, (int) ev->raw_len, SQLITE_STATIC);
-        bind_text(st, i++, ev->digest);
-        return run(s, st);
+        if ((i = seen(s, ST_QUARANTINE_SEEN, ev)) != 0)
+                return i < 0 ? -1 : 0;
+        i = 1;
+        db_bind_text(st, i++, job->received_at);
+        db_bind_text(st, i++, job->endpoint);
+        db_bind_text(st, i++, job->peer);
+        db_bind_text(st, i++, ev->reason);
+        db_bind_text(st, i++, ev->raw);
+        db_bind_text(st, i++, ev->digest);
+        return db_run(st);
 }
 
 /* Link an event already stored to its message (the upgrade below). */
 static int
-message_link(struct store *s, const struct event *ev, sqlite3_int64 event_id, const char *received_at)
+message_link(struct store *s, const struct event *ev, int64_t event_id, const char *received_at)
 {
-        sqlite3_stmt *find, *st = s->st[ST_EVENT_MESSAGE];
+        struct db_stmt *find, *st = s->st[ST_EVENT_MESSAGE];
         struct corr_key k;
         struct corr_msg m;
-        sqlite3_int64 id;
+        int64_t id;
 
-        find = message_find(s, ev, &k, &m, &id);
-        if (find == NULL)
-                return id < 0 ? -1 : 0;
+        if (!corr_key(ev, &k))
+                return 0;
+        if ((find = message_find(s, &k, &m, &id)) == NULL)
+                return -1;
         if (id == 0)
                 id = message_create(s, ev, &k, &m, received_at);
         else if (message_update(s, ev, &m, id, received_at) < 0)
                 id = -1;
-        sqlite3_reset(find);
-        if (id < 0)
+        db_reset(find);
+        if (id <= 0)
                 return -1;
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_int64(st, 2, event_id);
-        return run(s, st) < 0 ? -1 : 0;
+        db_bind_int(st, 1, id);
+        db_bind_int(st, 2, event_id);
+        return db_run(st) < 0 ? -1 : 0;
 }
 
 /* Fill messages from the events already stored (upgrade from a schema
@@ -562,43 +614,44 @@ messages_rebuild(struct store *s, char **reterr)
         static const char sql[] =
                 "SELECT type, occurred_at, received_at, is_test, server_id, message_id, mailing_id, "
                 "address, failure_type, failure_code, reason, id FROM events ORDER BY id";
-        sqlite3_stmt *st;
+        struct db_stmt *st;
         uint64_t n = 0;
         int rc;
 
-        if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        if (db_prepare(s->db, sql, 0, &st) < 0)
                 goto fail;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        while ((rc = db_step(st)) > 0) {
                 struct event ev = { .kind = EVENT_MAIL };
                 const char *t;
 
-                ev.type = (const char *) sqlite3_column_text(st, 0);
-                if ((t = (const char *) sqlite3_column_text(st, 1)) != NULL)
+                ev.type = db_text(st, 0);
+                if ((t = db_text(st, 1)) != NULL)
                         snprintf(ev.occurred_at, sizeof(ev.occurred_at), "%s", t);
-                ev.is_test = sqlite3_column_int(st, 3) != 0;
-                ev.has_num[EVN_SERVER_ID] = sqlite3_column_type(st, 4) != SQLITE_NULL;
-                ev.num[EVN_SERVER_ID] = sqlite3_column_int64(st, 4);
-                ev.str[EVS_MESSAGE_ID] = (const char *) sqlite3_column_text(st, 5);
-                ev.str[EVS_MAILING_ID] = (const char *) sqlite3_column_text(st, 6);
-                ev.str[EVS_ADDRESS] = (const char *) sqlite3_column_text(st, 7);
-                ev.str[EVS_FAILURE_TYPE] = (const char *) sqlite3_column_text(st, 8);
-                ev.has_num[EVN_FAILURE_CODE] = sqlite3_column_type(st, 9) != SQLITE_NULL;
-                ev.num[EVN_FAILURE_CODE] = sqlite3_column_int64(st, 9);
-                ev.str[EVS_REASON] = (const char *) sqlite3_column_text(st, 10);
-                if (ev.type == NULL || message_link(s, &ev, sqlite3_column_int64(st, 11),
-                                                    (const char *) sqlite3_column_text(st, 2)) < 0)
+                ev.is_test = db_int(st, 3) != 0;
+                ev.has_num[EVN_SERVER_ID] = !db_null(st, 4);
+                ev.num[EVN_SERVER_ID] = db_int(st, 4);
+                ev.str[EVS_MESSAGE_ID] = db_text(st, 5);
+                ev.str[EVS_MAILING_ID] = db_text(st, 6);
+                ev.str[EVS_ADDRESS] = db_text(st, 7);
+                ev.str[EVS_FAILURE_TYPE] = db_text(st, 8);
+                ev.has_num[EVN_FAILURE_CODE] = !db_null(st, 9);
+                ev.num[EVN_FAILURE_CODE] = db_int(st, 9);
+                ev.str[EVS_REASON] = db_text(st, 10);
+                if (ev.type == NULL || message_link(s, &ev, db_int(st, 11), db_text(st, 2)) < 0) {
+                        rc = -1;
                         break;
+                }
                 n++;
         }
-        sqlite3_finalize(st);
-        if (rc == SQLITE_DONE) {
+        db_finalize(st);
+        if (rc == 0) {
                 if (n)
                         log_full(LOG_NOTICE, LOG_MID_STORE, NULL, "%s: message states filled from %llu events",
-                                 s->path, (unsigned long long) n);
+                                 db_name(s->db), (unsigned long long) n);
                 return 0;
         }
 fail:
-        *reterr = xasprintf("%s: cannot fill messages from events: %s", s->path, sqlite3_errmsg(s->db));
+        *reterr = xasprintf("%s: cannot fill messages from events: %s", db_name(s->db), db_errmsg(s->db));
         return -EIO;
 }
 
@@ -610,35 +663,32 @@ store_job_rows(struct store *s, struct store_job *job)
 
         job->stored = job->duplicates = job->quarantined = 0;
         if (job->validation) {
-                sqlite3_stmt *st = s->st[ST_VALIDATION];
+                struct db_stmt *st = s->st[ST_VALIDATION];
 
-                bind_text(st, 1, job->endpoint);
-                bind_text(st, 2, job->received_at);
-                bind_text(st, 3, job->peer);
-                if (run(s, st) < 0)
+                db_bind_text(st, 1, job->endpoint);
+                db_bind_text(st, 2, job->received_at);
+                db_bind_text(st, 3, job->peer);
+                if (db_run(st) < 0)
                         return -1;
         }
         if (job->status) {
                 const struct store_webhook_status *w = job->status;
-                sqlite3_stmt *st = s->st[ST_STATUS];
+                struct db_stmt *st = s->st[ST_STATUS];
 
-                bind_text(st, 1, job->endpoint);
-                bind_text(st, 2, w->webhook_id);
-                bind_text(st, 3, w->registered ? job->received_at : NULL);
-                bind_text(st, 4, job->received_at);
-                bind_text(st, 5, w->passed ? "passed" : "failed");
-                bind_text(st, 6, w->step);
-                if (w->http_status > 0)
-                        sqlite3_bind_int64(st, 7, w->http_status);
-                else
-                        sqlite3_bind_null(st, 7);
+                db_bind_text(st, 1, job->endpoint);
+                db_bind_text(st, 2, w->webhook_id);
+                db_bind_text(st, 3, w->registered ? job->received_at : NULL);
+                db_bind_text(st, 4, job->received_at);
+                db_bind_text(st, 5, w->passed ? "passed" : "failed");
+                db_bind_text(st, 6, w->step);
+                bind_opt_int(st, 7, w->http_status > 0, w->http_status);
                 if (w->rtt_ms >= 0)
-                        sqlite3_bind_double(st, 8, w->rtt_ms);
+                        db_bind_double(st, 8, w->rtt_ms);
                 else
-                        sqlite3_bind_null(st, 8);
-                bind_text(st, 9, w->passed ? NULL : w->error);
-                bind_text(st, 10, w->passed ? job->received_at : NULL);
-                if (run(s, st) < 0)
+                        db_bind_null(st, 8);
+                db_bind_text(st, 9, w->passed ? NULL : w->error);
+                db_bind_text(st, 10, w->passed ? job->received_at : NULL);
+                if (db_run(st) < 0)
                         return -1;
         }
         for (i = 0; job->batch && i < job->batch->n; i++) {
@@ -662,54 +712,43 @@ store_job_rows(struct store *s, struct store_job *job)
         return 0;
 }
 
-/* Whether the database file or its WAL was deleted or replaced since it was
- * opened: a COMMIT would then go to a file nobody will open again. (SQLite
- * keeps the WAL while any connection is open, so its file stays the one
- * store_open saw.) */
-static bool
-files_moved(struct store *s)
-{
-        struct stat st;
-        int moved = 0;
-
-        if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK || moved)
-                return true;
-        return s->wal_ino && (stat(s->wal_path, &st) < 0 || st.st_ino != s->wal_ino || st.st_dev != s->wal_dev);
-}
-
-/* The system's error behind a failed write: the WAL's, else the database
- * file's (sqlite3_system_errno() reads errno too late to be sure of it). */
+/* One attempt at a transaction over jobs [first, end). */
 static int
-last_errno(struct store *s)
+attempt(struct store *s, struct store_job *first, struct store_job *end)
 {
-        sqlite3_file *wal = NULL;
-        int e = 0;
+        struct store_job *j;
 
-        if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) == SQLITE_OK &&
-            wal && wal->pMethods && wal->pMethods->xFileControl(wal, SQLITE_FCNTL_LAST_ERRNO, &e) == SQLITE_OK && e)
-                return e;
-        if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_LAST_ERRNO, &e) == SQLITE_OK && e)
-                return e;
+        s->ncounts = 0;
+        if (db_begin(s->db) < 0)
+                return -EIO;
+        for (j = first; j != end; j = j->next)
+                if (store_job_rows(s, j) < 0)
+                        goto fail;
+        if (counts_flush(s) < 0 || db_commit(s->db) < 0)
+                goto fail;
         return 0;
+fail:
+        db_rollback(s->db);
+        return -EIO;
 }
 
-/* One transaction over jobs [first, end). Returns 0 or -EIO. */
+/* One transaction over jobs [first, end), run again while it loses
+ * deadlocks to another instance. Returns 0 or -EIO. */
 static int
 transaction(struct store *s, struct store_job *first, struct store_job *end)
 {
         int64_t t0 = time_mono_us();
         struct store_job *j;
-        unsigned jobs = 0;
-        bool moved = false;
+        unsigned jobs = 0, tries;
         size_t i;
 
-        if (run(s, s->st[ST_BEGIN]) < 0)
-                goto fail;
-        for (j = first; j != end; j = j->next, jobs++)
-                if (store_job_rows(s, j) < 0)
+        for (j = first; j != end; j = j->next)
+                jobs++;
+        for (tries = 1; attempt(s, first, end) < 0; tries++) {
+                if (!db_conflict(s->db) || tries == CONFLICT_TRIES)
                         goto fail;
-        if ((moved = files_moved(s)) || run(s, s->st[ST_COMMIT]) < 0)
-                goto fail;
+                atomic_fetch_add(&s->conflicts, 1);
+        }
         atomic_fetch_add(&s->commits, 1);
         metrics_commit(time_mono_us() - t0, jobs);
         for (j = first; j != end; j = j->next)
@@ -720,23 +759,16 @@ transaction(struct store *s, struct store_job *first, struct store_job *end)
         if (s->failing) {
                 s->failing = false;
                 atomic_store(&s->failing_now, false);
-                log_full(LOG_NOTICE, LOG_MID_STORE, NULL, "storage works again: %s", s->path);
+                log_full(LOG_NOTICE, LOG_MID_STORE, NULL, "storage works again: %s", db_name(s->db));
         }
         return 0;
 fail:
         if (!s->failing) {
-                int rc = sqlite3_errcode(s->db) & 0xff;
-                int e = !moved && (rc == SQLITE_IOERR || rc == SQLITE_FULL || rc == SQLITE_CANTOPEN) ? last_errno(s) : 0;
-
                 s->failing = true;
                 atomic_store(&s->failing_now, true);
-                log_full(LOG_ERR, LOG_MID_STORE, NULL, "storage failed, answering 503: %s: %s%s%s%s", s->path,
-                         moved ? "the database file or its -wal was deleted or replaced while open; put it back, "
-                                 "or stop slhookd, move the files aside and start it again" : sqlite3_errmsg(s->db),
-                         e ? " (" : "", e ? strerror(e) : "", e ? ")" : "");
+                log_full(LOG_ERR, LOG_MID_STORE, NULL, "storage failed, answering 503: %s: %s",
+                         db_name(s->db), db_errmsg(s->db));
         }
-        if (!sqlite3_get_autocommit(s->db))
-                (void) run(s, s->st[ST_ROLLBACK]);
         return -EIO;
 }
 
@@ -747,8 +779,9 @@ write_batch(struct store *s, struct store_job *head)
         int r;
 
         r = transaction(s, head, NULL);
-        if (r < 0 && head->next) {
-                /* Keep one bad job from failing the others: one transaction each. */
+        if (r < 0 && head->next && !db_broken(s->db)) {
+                /* Keep one bad job from failing the others: one transaction
+                 * each (not when the connection is down: each would fail). */
                 for (j = head; j; j = j->next)
                         j->result = transaction(s, j, j->next);
         } else
@@ -763,48 +796,54 @@ write_batch(struct store *s, struct store_job *head)
 
 /* Where the next walk over messages starts, and whether it wraps. */
 static int
-prune_cursor(struct store *s, sqlite3_int64 *next, bool *wrapped)
+prune_cursor(struct store *s, int64_t *next, bool *wrapped)
 {
-        sqlite3_stmt *st = s->st[ST_PRUNE_CURSOR];
+        struct db_stmt *st = s->st[ST_PRUNE_CURSOR];
         int rc;
 
-        sqlite3_bind_int64(st, 1, s->prune_cursor);
-        sqlite3_bind_int(st, 2, PRUNE_BATCH);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-                *next = sqlite3_column_int64(st, 0);
-                *wrapped = sqlite3_column_int(st, 1) < PRUNE_BATCH;
+        db_bind_int(st, 1, s->prune_cursor);
+        db_bind_int(st, 2, PRUNE_BATCH);
+        rc = db_step(st);
+        if (rc > 0) {
+                *next = db_int(st, 0);
+                *wrapped = db_int(st, 1) < PRUNE_BATCH;
         }
-        sqlite3_reset(st);
-        return rc == SQLITE_ROW ? 0 : -1;
+        db_reset(st);
+        return rc > 0 ? 0 : -1;
 }
 
 /* One retention step: up to PRUNE_BATCH events received before `before`,
  * and the messages with no event received since among the next PRUNE_BATCH
- * of the walk over messages, in one transaction. */
+ * of the walk over messages, in one transaction. One instance at a time:
+ * the counts are taken off before the events go. */
 int
 store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t *ret_messages)
 {
-        sqlite3_stmt *ev = s->st[ST_PRUNE_EVENTS], *msg = s->st[ST_PRUNE_MESSAGES], *cnt = s->st[ST_PRUNE_COUNTS];
-        sqlite3_int64 next = 0;
+        struct db_stmt *ev = s->st[ST_PRUNE_EVENTS], *msg = s->st[ST_PRUNE_MESSAGES], *cnt = s->st[ST_PRUNE_COUNTS];
+        int64_t next = 0;
         bool wrapped = true;
-        int ne, nm;
+        int ne, nm, locked;
 
         *ret_events = *ret_messages = 0;
-        if (run(s, s->st[ST_BEGIN]) < 0)
+        if (db_begin(s->db) < 0)
                 return -EIO;
-        bind_text(cnt, 1, before);
-        sqlite3_bind_int(cnt, 2, PRUNE_BATCH);
-        bind_text(ev, 1, before);
-        sqlite3_bind_int(ev, 2, PRUNE_BATCH);
-        bind_text(msg, 1, before);
-        sqlite3_bind_int(msg, 2, PRUNE_BATCH);
-        sqlite3_bind_int64(msg, 3, s->prune_cursor);
-        if (run(s, cnt) < 0 || (ne = run(s, ev)) < 0 || (ne > 0 && run(s, s->st[ST_PRUNE_ZERO]) < 0) ||
-            prune_cursor(s, &next, &wrapped) < 0 || (nm = run(s, msg)) < 0 ||
-            run(s, s->st[ST_COMMIT]) < 0) {
-                if (!sqlite3_get_autocommit(s->db))
-                        (void) run(s, s->st[ST_ROLLBACK]);
+        if ((locked = db_lock(s->db, LOCK_RETENTION, false)) <= 0) {
+                db_rollback(s->db);
+                return locked < 0 ? -EIO : 0;  /* another instance is at it */
+        }
+        db_bind_text(cnt, 1, before);
+        db_bind_int(cnt, 2, PRUNE_BATCH);
+        db_bind_text(ev, 1, before);
+        db_bind_int(ev, 2, PRUNE_BATCH);
+        db_bind_text(msg, 1, before);
+        db_bind_int(msg, 2, PRUNE_BATCH);
+        db_bind_int(msg, 3, s->prune_cursor);
+        if (db_run(cnt) < 0 || (ne = db_run(ev)) < 0 || (ne > 0 && db_run(s->st[ST_PRUNE_ZERO]) < 0) ||
+            prune_cursor(s, &next, &wrapped) < 0 || (nm = db_run(msg)) < 0 || db_commit(s->db) < 0) {
+                db_reset(cnt);
+                db_reset(ev);
+                db_reset(msg);
+                db_rollback(s->db);
                 return -EIO;
         }
         s->prune_cursor = wrapped ? 0 : next;
@@ -816,38 +855,38 @@ store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t 
 /* Re-parse one quarantined payload; move it into events when it now parses.
  * Returns 1 moved, 0 kept, -1 on a database error. */
 static int
-replay_one(struct store *s, sqlite3_stmt *get, sqlite3_stmt *del, sqlite3_stmt *upd)
+replay_one(struct store *s, struct db_stmt *get, struct db_stmt *del, struct db_stmt *upd)
 {
         struct store_job job = { 0 };
         struct event_batch b;
         struct event *ev;
         char *err = NULL;
-        const char *raw = (const char *) sqlite3_column_text(get, 4);
+        const char *raw = db_text(get, 4);
         int r = 0;
 
-        job.endpoint = (const char *) sqlite3_column_text(get, 2);
-        job.peer = (const char *) sqlite3_column_text(get, 3);
-        snprintf(job.received_at, sizeof(job.received_at), "%s", (const char *) sqlite3_column_text(get, 1));
+        job.endpoint = db_text(get, 2);
+        job.peer = db_text(get, 3);
+        snprintf(job.received_at, sizeof(job.received_at), "%s", db_text(get, 1));
         if (raw == NULL || job.endpoint == NULL)
                 return 0;
-        if (event_parse(raw, (size_t) sqlite3_column_bytes(get, 4), false, &b, &err) < 0) {
+        if (event_parse(raw, db_bytes(get, 4), false, &b, &err) < 0) {
                 free(err);
                 return 0;
         }
         ev = &b.v[0];
-        sqlite3_bind_int64(del, 1, sqlite3_column_int64(get, 0));
-        sqlite3_bind_int64(upd, 2, sqlite3_column_int64(get, 0));
+        db_bind_int(del, 1, db_int(get, 0));
+        db_bind_int(upd, 2, db_int(get, 0));
         if (b.n == 1 && ev->kind == EVENT_MAIL) {
                 if (job.peer && strcmp(job.peer, EVENT_TEST_PEER) == 0)
                         ev->is_test = true;
                 event_digest(ev, job.endpoint);
-                r = store_event(s, &job, ev) < 0 || run(s, del) < 0 ? -1 : 1;
+                r = store_event(s, &job, ev) < 0 || db_run(del) < 0 ? -1 : 1;
         } else if (b.n == 1 && ev->kind == EVENT_QUARANTINE) {
-                bind_text(upd, 1, ev->reason);  /* the current parser's reason */
-                r = run(s, upd) < 0 ? -1 : 0;
+                db_bind_text(upd, 1, ev->reason);       /* the current parser's reason */
+                r = db_run(upd) < 0 ? -1 : 0;
         }
-        sqlite3_reset(del);
-        sqlite3_reset(upd);
+        db_reset(del);
+        db_reset(upd);
         event_batch_done(&b);
         return r;
 }
@@ -855,53 +894,61 @@ replay_one(struct store *s, sqlite3_stmt *get, sqlite3_stmt *del, sqlite3_stmt *
 int
 store_replay_quarantine(struct store *s, unsigned *moved, unsigned *kept)
 {
-        sqlite3_stmt *get = NULL, *del = NULL, *upd = NULL;
-        sqlite3_int64 last = 0;
+        struct db_stmt *get = NULL, *del = NULL, *upd = NULL;
+        int64_t last = 0;
         int r = 0, rc, k, n;
 
         *moved = *kept = 0;
-        if (sqlite3_prepare_v2(s->db, "SELECT id, received_at, endpoint, peer, raw FROM quarantine "
-                               "WHERE id > ? ORDER BY id LIMIT 100", -1, &get, NULL) != SQLITE_OK ||
-            sqlite3_prepare_v2(s->db, "DELETE FROM quarantine WHERE id = ?", -1, &del, NULL) != SQLITE_OK ||
-            sqlite3_prepare_v2(s->db, "UPDATE quarantine SET reason = ? WHERE id = ?", -1, &upd, NULL) != SQLITE_OK) {
+        if (db_prepare(s->db, "SELECT id, received_at, endpoint, peer, raw FROM quarantine "
+                       "WHERE id > ? ORDER BY id LIMIT 100", 0, &get) < 0 ||
+            db_prepare(s->db, "DELETE FROM quarantine WHERE id = ?", 0, &del) < 0 ||
+            db_prepare(s->db, "UPDATE quarantine SET reason = ? WHERE id = ?", 0, &upd) < 0) {
                 r = -EIO;
                 goto out;
         }
         /* 100 rows a transaction, so a running daemon never waits long. */
         do {
-                if (run(s, s->st[ST_BEGIN]) < 0) {
+                s->ncounts = 0;
+                if (db_begin(s->db) < 0) {
                         r = -EIO;
                         goto out;
                 }
-                sqlite3_bind_int64(get, 1, last);
-                for (n = 0; (rc = sqlite3_step(get)) == SQLITE_ROW; n++) {
-                        last = sqlite3_column_int64(get, 0);
-                        if ((k = replay_one(s, get, del, upd)) < 0)
+                db_bind_int(get, 1, last);
+                for (n = 0; (rc = db_step(get)) > 0; n++) {
+                        last = db_int(get, 0);
+                        if ((k = replay_one(s, get, del, upd)) < 0) {
+                                rc = -1;
                                 break;
+                        }
                         if (k)
                                 (*moved)++;
                         else
                                 (*kept)++;
                 }
-                sqlite3_reset(get);
-                if (rc != SQLITE_DONE || run(s, s->st[ST_COMMIT]) < 0) {
-                        if (!sqlite3_get_autocommit(s->db))
-                                (void) run(s, s->st[ST_ROLLBACK]);
+                db_reset(get);
+                if (rc < 0 || counts_flush(s) < 0 || db_commit(s->db) < 0) {
+                        db_rollback(s->db);
                         r = -EIO;
                         goto out;
                 }
         } while (n > 0);
 out:
-        sqlite3_finalize(get);
-        sqlite3_finalize(del);
-        sqlite3_finalize(upd);
+        db_finalize(get);
+        db_finalize(del);
+        db_finalize(upd);
         return r;
+}
+
+const char *
+store_name(const struct store *s)
+{
+        return db_name(s->db);
 }
 
 const char *
 store_error(const struct store *s)
 {
-        return sqlite3_errmsg(s->db);
+        return db_errmsg(s->db);
 }
 
 /* Writer side of retention: one batch, then the delay until the next. */
@@ -916,7 +963,7 @@ retention_step(struct store *s)
         r = store_prune(s, before, &ne, &nm);
         if (r < 0) {
                 log_full(LOG_WARNING, LOG_MID_STORE, NULL, "retention: cannot delete old events: %s: %s",
-                         s->path, sqlite3_errmsg(s->db));
+                         db_name(s->db), db_errmsg(s->db));
                 return 60 * 1000000;
         }
         s->pruned_events += ne;
@@ -1034,13 +1081,11 @@ store_close(struct store *s)
                 return NULL;
         store_stop(s);
         for (i = 0; i < ST_COUNT; i++)
-                sqlite3_finalize(s->st[i]);
-        if (s->db)
-                sqlite3_close(s->db);
+                db_finalize(s->st[i]);
+        db_close(s->db);
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->wake);
-        free(s->path);
-        free(s->wal_path);
+        free(s->counts);
         free(s);
         return NULL;
 }

@@ -1,22 +1,24 @@
-/* store: the SQLite database. Opens and migrates it, then owns one writer
- * thread with the only write connection: requests hand it jobs through a
- * bounded queue, it stores every job that queued while it was busy in one
- * transaction (group commit: one fsync acknowledges them all) and then calls
- * each job's done callback. */
+/* store: the database (SQLite, or PostgreSQL: db.h). Opens and migrates it,
+ * then owns one writer thread with this process's only write connection:
+ * requests hand it jobs through a bounded queue, it stores every job that
+ * queued while it was busy in one transaction (group commit: one fsync
+ * acknowledges them all) and then calls each job's done callback. Several
+ * processes may write one PostgreSQL database at once. */
 #ifndef SLHOOKD_STORE_H
 #define SLHOOKD_STORE_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "db.h"
 #include "event.h"
 #include "util.h"
 
 struct store;
 
-/* The size the WAL is cut back to when it restarts after growing past it
- * (a long reader holds the checkpoint back). */
-#define STORE_WAL_LIMIT (32 * 1024 * 1024)
+/* The advisory locks (PostgreSQL) of slhookd's instances on one database:
+ * n names what they exclude each other from. */
+#define STORE_LOCK(n) ((int64_t) 0x736c686b00000000LL + (n))
 
 /* What the management thread last did, for webhook_status. */
 struct store_webhook_status {
@@ -49,10 +51,13 @@ struct store_job {
         struct store_job *next;         /* queue link: the store's */
 };
 
-/* Open (creating it if needed) and migrate the database at path.
- * Returns 0, or a negative errno with *reterr an allocated message naming the
- * file. Call from main before any thread uses the store. */
-int store_open(const char *path, bool synchronous_full, struct store **ret, char **reterr);
+/* Open (creating it if needed) and migrate the database. Returns 0, or a
+ * negative errno with *reterr an allocated message naming the database.
+ * Call from main before any thread uses the store. */
+int store_open(const struct db_conf *c, struct store **ret, char **reterr);
+
+/* The database, for messages: its file, or postgresql://USER@HOST:PORT/DB. */
+const char *store_name(const struct store *s);
 
 /* The schema version this build creates and upgrades to. */
 int store_schema_version(void);

@@ -134,7 +134,7 @@ setup(void)
         dir = t_tmpdir();
         db = xasprintf("%s/events.db", dir);
         /* synchronous=NORMAL: durability is not what these tests are about. */
-        ck_assert_msg(store_open(db, false, &st, &err) == 0, "%s", err);
+        ck_assert_msg(store_open(T_SQLITE(db, false), &st, &err) == 0, "%s", err);
         ck_assert_int_eq(store_start(st, 64, 0), 0);
 }
 
@@ -375,7 +375,7 @@ START_TEST(test_retention_in_writer)
         int i, k;
 
         store_close(st);
-        ck_assert_int_eq(store_open(db, false, &st, &(char *){ NULL }), 0);
+        ck_assert_int_eq(store_open(T_SQLITE(db, false), &st, &(char *){ NULL }), 0);
         time_format_iso(time_now_us() - 3LL * 86400 * 1000000, old);
         time_now_iso(now);
         ck_assert_int_eq(store_start(st, 64, 2), 0);

@@ -116,7 +116,7 @@ post_until_wal(long long wal_bytes)
 }
 
 /* Another process (sqlite3) holds a read transaction open: ingestion goes
- * on (WAL), the -wal grows past STORE_WAL_LIMIT because no checkpoint can
+ * on (WAL), the -wal grows past DB_SQLITE_WAL_LIMIT because no checkpoint can
  * restart it, and once the reader ends it is cut back to the limit. */
 START_TEST(test_long_reader)
 {
@@ -141,19 +141,19 @@ START_TEST(test_long_reader)
         ck_assert_msg(s && strstr(s, "held"), "the reader did not start");
         free(s);
 
-        posted = post_until_wal(3LL * STORE_WAL_LIMIT / 2);
-        ck_assert_msg(file_size(wal) > STORE_WAL_LIMIT, "the -wal grew only to %lld bytes", file_size(wal));
+        posted = post_until_wal(3LL * DB_SQLITE_WAL_LIMIT / 2);
+        ck_assert_msg(file_size(wal) > DB_SQLITE_WAL_LIMIT, "the -wal grew only to %lld bytes", file_size(wal));
         printf("check_faults: %u events stored beside a reader, -wal %lld bytes\n", posted, file_size(wal));
 
         fprintf(reader, "COMMIT;\n.quit\n");
         ck_assert_int_eq(pclose(reader), 0);
-        for (more = 0; more < 5000 && file_size(wal) > STORE_WAL_LIMIT; more++) {
+        for (more = 0; more < 5000 && file_size(wal) > DB_SQLITE_WAL_LIMIT; more++) {
                 char id[32];
 
                 snprintf(id, sizeof(id), "after-%u", more);
                 expect_event(id, 200);
         }
-        ck_assert_msg(file_size(wal) <= STORE_WAL_LIMIT, "the -wal is still %lld bytes after %u more events",
+        ck_assert_msg(file_size(wal) <= DB_SQLITE_WAL_LIMIT, "the -wal is still %lld bytes after %u more events",
                       file_size(wal), more);
         printf("check_faults: -wal back to %lld bytes after %u more events\n", file_size(wal), more);
         ck_assert_int_eq(q("SELECT count(*) FROM events"), 1 + posted + more);

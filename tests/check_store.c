@@ -20,7 +20,7 @@ setup(void)
 
         dir = t_tmpdir();
         db = xasprintf("%s/events.db", dir);
-        ck_assert_msg(store_open(db, true, &st, &err) == 0, "%s", err);
+        ck_assert_msg(store_open(T_SQLITE(db, true), &st, &err) == 0, "%s", err);
         done_count = hold = holding = 0;
 }
 
@@ -100,7 +100,7 @@ START_TEST(test_migrate)
         ck_assert_int_eq(query("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
         ck_assert_int_eq(query("PRAGMA page_size"), 8192);     /* a new database */
         /* Opening again migrates nothing and fails nothing. */
-        ck_assert_msg(store_open(db, true, &again, &err) == 0, "%s", err);
+        ck_assert_msg(store_open(T_SQLITE(db, true), &again, &err) == 0, "%s", err);
         store_close(again);
         ck_assert_int_eq(query("PRAGMA user_version"), 2);
 
@@ -140,7 +140,7 @@ START_TEST(test_migrate_from_v1)
         ck_assert_int_eq(system(cmd), 0);
         free(cmd);
         ck_assert_int_eq(t_query(v1, "PRAGMA user_version"), 1);
-        ck_assert_msg(store_open(v1, true, &old, &err) == 0, "%s", err);
+        ck_assert_msg(store_open(T_SQLITE(v1, true), &old, &err) == 0, "%s", err);
         store_close(old);
         ck_assert_int_eq(t_query(v1, "PRAGMA user_version"), 2);
         ck_assert_int_eq(t_query(v1, "PRAGMA page_size"), 4096);       /* an existing one keeps its pages */
@@ -152,7 +152,7 @@ START_TEST(test_migrate_from_v1)
         ck_assert_int_eq(t_query(v1, "SELECT count(*) FROM events WHERE address = 'bob@EXAMPLE.org'"), 2);
         /* The upgraded schema is the fresh one, statement for statement. */
         /* A redelivery of an event schema 1 stored is still recognised. */
-        ck_assert_msg(store_open(v1, true, &old, &err) == 0, "%s", err);
+        ck_assert_msg(store_open(T_SQLITE(v1, true), &old, &err) == 0, "%s", err);
         ck_assert_int_eq(store_start(old, 8, 0), 0);
         {
                 char *body = t_data("delivered.json");
@@ -182,7 +182,7 @@ START_TEST(test_newer_schema_refused)
         char *err = NULL;
 
         exec_rw("PRAGMA user_version = 99");
-        ck_assert_int_lt(store_open(db, true, &again, &err), 0);
+        ck_assert_int_lt(store_open(T_SQLITE(db, true), &again, &err), 0);
         ck_assert_msg(strstr(err, "schema version 99 is newer") != NULL, "%s", err);
         ck_assert_ptr_nonnull(strstr(err, db));
         free(err);
@@ -309,7 +309,7 @@ START_TEST(test_open_errors)
         struct store *s = NULL;
         char *err = NULL;
 
-        ck_assert_int_lt(store_open("/nonexistent-dir/x/events.db", true, &s, &err), 0);
+        ck_assert_int_lt(store_open(T_SQLITE("/nonexistent-dir/x/events.db", true), &s, &err), 0);
         ck_assert_msg(strstr(err, "/nonexistent-dir/x/events.db: cannot open database") != NULL, "%s", err);
         free(err);
 }

@@ -26,6 +26,7 @@ struct daemon {
         bool plain;             /* no TLS: plain HTTP on 127.0.0.1 */
         const char *header;     /* one more request header line, or NULL */
         const char *api_key;    /* a secret too, when the test has one */
+        const char *store;      /* more [store] lines (backend, dsn), or NULL */
 };
 
 /* The secrets a daemon of this harness holds. */
@@ -82,10 +83,11 @@ write_conf_tls(const char *cert_dir, const char *key_dir, const char *server_ext
                                "secret_file = secret\n"
                                "%s\n"
                                "[store]\n"
+                               "%s"
                                "database = %s\n"
                                "[log]\n"
                                "format = json\n",
-                               tls, server_extra, sections_extra, d.db);
+                               tls, server_extra, sections_extra, d.store ? d.store : "", d.db);
 
         t_write(d.conf, text);
         free(text);

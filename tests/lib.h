@@ -24,6 +24,9 @@
 
 #define T_SECRET "Kx9PqW2mZt7RvB4nLs1e"
 
+/* A SQLite database for store_open(). */
+#define T_SQLITE(file, full) (&(struct db_conf) { .backend = DB_SQLITE, .path = (file), .synchronous_full = (full) })
+
 static inline char *
 t_tmpdir(void)
 {

@@ -1,0 +1,535 @@
+/* db_pg: the PostgreSQL backend of db.h (libpq), for several instances on
+ * one database. Statements are prepared on the server once per connection;
+ * a lost connection is made again by the next db_begin(). */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "db-backend.h"
+#include "util.h"
+
+#define MAX_PARAMS 64
+
+struct pg {
+        struct db base;
+        PGconn *conn;
+        bool readonly;
+        unsigned gen;                   /* connections made: statements prepared on older ones are gone */
+        unsigned next_name;
+};
+
+struct pg_stmt {
+        struct db_stmt base;
+        char *sql;                      /* with $N parameters */
+        char name[24];
+        unsigned gen;                   /* prepared on this connection (0: not yet) */
+        bool stream;
+        bool active;                    /* stream: sent, results pending */
+        int nparams;
+        const char *values[MAX_PARAMS];
+        char num[MAX_PARAMS][32];       /* text of numbers bound */
+        PGresult *res;
+        int row, nrows;
+        int64_t changes;
+};
+
+#define P(d) ((struct pg *) (d))
+#define S(s) ((struct pg_stmt *) (s))
+
+/* Record the failure of res (or of the connection when res is NULL). */
+static void
+fail(struct pg *p, const PGresult *res)
+{
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        const char *msg = res ? PQresultErrorMessage(res) : "";
+
+        if (!msg[0])
+                msg = PQerrorMessage(p->conn);
+        if (!msg[0])
+                msg = "unknown error";
+        if (strncmp(msg, "ERROR:  ", 8) == 0)
+                msg += 8;
+        db_fail(&p->base, "%s", msg);
+        p->base.conflict = state && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0);
+        p->base.broken = PQstatus(p->conn) != CONNECTION_OK;
+}
+
+/* Run one command; true when it succeeded. */
+static bool
+command(struct pg *p, const char *sql)
+{
+        PGresult *res = PQexec(p->conn, sql);
+        ExecStatusType t = PQresultStatus(res);
+        bool ok = t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK;
+
+        if (!ok)
+                fail(p, res);
+        PQclear(res);
+        return ok;
+}
+
+/* What every connection of ours sets: a COMMIT returns only once it is
+ * durable (whatever the server's default), and notices stay off stderr. */
+static bool
+session_setup(struct pg *p)
+{
+        return command(p, p->readonly
+                       ? "SET client_min_messages = warning; SET default_transaction_read_only = on"
+                       : "SET client_min_messages = warning; SET synchronous_commit = on");
+}
+
+/* postgresql://USER@HOST:PORT/DB, a socket directory in brackets: never
+ * the password. */
+static void
+set_name(struct pg *p)
+{
+        const char *host = PQhost(p->conn);
+        bool dir = host && host[0] == '/';
+
+        free(p->base.name);
+        p->base.name = xasprintf("postgresql://%s@%s%s%s:%s/%s", PQuser(p->conn), dir ? "[" : "",
+                                 host ? host : "", dir ? "]" : "", PQport(p->conn), PQdb(p->conn));
+}
+
+static void
+pg_close(struct db *d)
+{
+        struct pg *p = P(d);
+
+        if (p->conn)
+                PQfinish(p->conn);
+        free(p);
+}
+
+static int
+pg_exec(struct db *d, const char *sql)
+{
+        return command(P(d), sql) ? 0 : -EIO;
+}
+
+static int
+pg_begin(struct db *d)
+{
+        struct pg *p = P(d);
+
+        if (PQstatus(p->conn) != CONNECTION_OK) {
+                PQreset(p->conn);
+                if (PQstatus(p->conn) != CONNECTION_OK) {
+                        fail(p, NULL);
+                        return -EIO;
+                }
+                p->gen++;
+                if (!session_setup(p))
+                        return -EIO;
+        }
+        return command(p, "BEGIN") ? 0 : -EIO;
+}
+
+static int
+pg_commit(struct db *d)
+{
+        struct pg *p = P(d);
+        PGresult *res = PQexec(p->conn, "COMMIT");
+        int r = 0;
+
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                fail(p, res);
+                r = -EIO;
+        } else if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+                /* COMMIT of a transaction that had failed rolls it back. */
+                db_fail(d, "the transaction was rolled back (%s)", PQcmdStatus(res));
+                d->conflict = d->broken = false;
+                r = -EIO;
+        }
+        PQclear(res);
+        return r;
+}
+
+static void
+pg_rollback(struct db *d)
+{
+        struct pg *p = P(d);
+        PGTransactionStatusType t = PQtransactionStatus(p->conn);
+
+        if (t == PQTRANS_INTRANS || t == PQTRANS_INERROR)
+                PQclear(PQexec(p->conn, "ROLLBACK"));
+}
+
+static int
+pg_lock(struct db *d, int64_t key, bool wait)
+{
+        struct pg *p = P(d);
+        char k[24];
+        const char *v[1] = { k };
+        PGresult *res;
+        int r;
+
+        snprintf(k, sizeof(k), "%" PRId64, key);
+        res = PQexecParams(p->conn, wait ? "SELECT pg_advisory_xact_lock($1::bigint), true"
+                                         : "SELECT 0, pg_try_advisory_xact_lock($1::bigint)",
+                           1, NULL, v, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+                fail(p, res);
+                r = -EIO;
+        } else
+                r = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+        PQclear(res);
+        return r;
+}
+
+static int
+pg_schema_version(struct db *d)
+{
+        struct pg *p = P(d);
+        PGresult *res = PQexec(p->conn, "SELECT to_regclass('slhookd_schema') IS NOT NULL");
+        int v = -EIO;
+
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+                fail(p, res);
+                PQclear(res);
+                return -EIO;
+        }
+        if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+                PQclear(res);
+                return 0;
+        }
+        PQclear(res);
+        res = PQexec(p->conn, "SELECT coalesce(max(version), 0) FROM slhookd_schema");
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+                v = atoi(PQgetvalue(res, 0, 0));
+        else
+                fail(p, res);
+        PQclear(res);
+        return v;
+}
+
+/* SQLite's parameters (? numbered in order, ?N) as PostgreSQL's $N. */
+static char *
+convert(const char *sql, int *nparams)
+{
+        struct buf b = { 0 };
+        const char *s;
+        char quote = 0;
+        int max = 0;
+
+        for (s = sql; *s; s++) {
+                if (quote) {
+                        if (*s == quote)
+                                quote = 0;
+                } else if (*s == '\'' || *s == '"')
+                        quote = *s;
+                else if (*s == '?') {
+                        char *end;
+                        long k = strtol(s + 1, &end, 10);
+
+                        if (end == s + 1)
+                                k = max + 1;
+                        if (k > max)
+                                max = (int) k;
+                        buf_printf(&b, "$%ld", k);
+                        s = end - 1;
+                        continue;
+                }
+                buf_append(&b, s, 1);
+        }
+        *nparams = max;
+        return b.data ? b.data : xstrdup("");
+}
+
+static int
+pg_prepare(struct db *d, const char *sql, unsigned flags, struct db_stmt **ret)
+{
+        struct pg *p = P(d);
+        struct pg_stmt *s = xcalloc(1, sizeof(*s));
+
+        s->base.db = d;
+        s->sql = convert(sql, &s->nparams);
+        if (s->nparams > MAX_PARAMS) {
+                db_fail(d, "internal error: %d parameters in one statement", s->nparams);
+                free(s->sql);
+                free(s);
+                return -EIO;
+        }
+        s->stream = flags & DB_STREAM;
+        snprintf(s->name, sizeof(s->name), "slhookd_%u", ++p->next_name);
+        *ret = &s->base;
+        return 0;
+}
+
+static void
+pg_reset(struct db_stmt *st)
+{
+        struct pg_stmt *s = S(st);
+        struct pg *p = P(st->db);
+        PGresult *res;
+
+        if (s->active)
+                while ((res = PQgetResult(p->conn)) != NULL)
+                        PQclear(res);
+        s->active = false;
+        PQclear(s->res);
+        s->res = NULL;
+        s->row = s->nrows = 0;
+        memset(s->values, 0, sizeof(s->values));
+}
+
+static void
+pg_finalize(struct db_stmt *st)
+{
+        struct pg_stmt *s = S(st);
+        struct pg *p = P(st->db);
+        char *sql;
+
+        pg_reset(st);
+        if (s->gen == p->gen && PQstatus(p->conn) == CONNECTION_OK &&
+            PQtransactionStatus(p->conn) == PQTRANS_IDLE) {
+                sql = xasprintf("DEALLOCATE %s", s->name);
+                PQclear(PQexec(p->conn, sql));
+                free(sql);
+        }
+        free(s->sql);
+        free(s);
+}
+
+static void
+pg_bind_text(struct db_stmt *st, int i, const char *v)
+{
+        if (i >= 1 && i <= S(st)->nparams)
+                S(st)->values[i - 1] = v;
+}
+
+static void
+pg_bind_int(struct db_stmt *st, int i, int64_t v)
+{
+        if (i >= 1 && i <= S(st)->nparams) {
+                snprintf(S(st)->num[i - 1], sizeof(S(st)->num[0]), "%" PRId64, v);
+                S(st)->values[i - 1] = S(st)->num[i - 1];
+        }
+}
+
+static void
+pg_bind_double(struct db_stmt *st, int i, double v)
+{
+        if (i >= 1 && i <= S(st)->nparams) {
+                snprintf(S(st)->num[i - 1], sizeof(S(st)->num[0]), "%.17g", v);
+                S(st)->values[i - 1] = S(st)->num[i - 1];
+        }
+}
+
+static void
+pg_bind_null(struct db_stmt *st, int i)
+{
+        pg_bind_text(st, i, NULL);
+}
+
+/* A finished command's result: the rows it changed. */
+static void
+finished(struct pg_stmt *s, const PGresult *res)
+{
+        const char *n = PQcmdTuples((PGresult *) res);
+
+        s->changes = n[0] ? strtoll(n, NULL, 10) : 0;
+}
+
+static int
+step_stream(struct pg *p, struct pg_stmt *s)
+{
+        ExecStatusType t;
+
+        if (!s->active) {
+                if (!PQsendQueryParams(p->conn, s->sql, s->nparams, NULL, s->values, NULL, NULL, 0)) {
+                        fail(p, NULL);
+                        return -EIO;
+                }
+                s->active = true;
+                PQsetSingleRowMode(p->conn);
+        }
+        PQclear(s->res);
+        s->res = PQgetResult(p->conn);
+        s->row = 0;
+        t = PQresultStatus(s->res);
+        if (s->res && t == PGRES_SINGLE_TUPLE)
+                return 1;
+        if (s->res && t != PGRES_TUPLES_OK && t != PGRES_COMMAND_OK) {
+                fail(p, s->res);
+                return -EIO;
+        }
+        if (s->res)
+                finished(s, s->res);
+        /* Keep the last (empty) result: it names the columns. */
+        {
+                PGresult *more;
+
+                while ((more = PQgetResult(p->conn)) != NULL)
+                        PQclear(more);
+        }
+        s->active = false;
+        s->nrows = 0;
+        return 0;
+}
+
+static int
+pg_step(struct db_stmt *st)
+{
+        struct pg_stmt *s = S(st);
+        struct pg *p = P(st->db);
+        ExecStatusType t;
+
+        if (s->stream)
+                return step_stream(p, s);
+        if (s->res == NULL) {
+                if (s->gen != p->gen) {
+                        PGresult *res = PQprepare(p->conn, s->name, s->sql, s->nparams, NULL);
+
+                        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                                fail(p, res);
+                                PQclear(res);
+                                return -EIO;
+                        }
+                        PQclear(res);
+                        s->gen = p->gen;
+                }
+                s->res = PQexecPrepared(p->conn, s->name, s->nparams, s->values, NULL, NULL, 0);
+                t = PQresultStatus(s->res);
+                if (t != PGRES_TUPLES_OK && t != PGRES_COMMAND_OK) {
+                        fail(p, s->res);
+                        PQclear(s->res);
+                        s->res = NULL;
+                        return -EIO;
+                }
+                s->nrows = t == PGRES_TUPLES_OK ? PQntuples(s->res) : 0;
+                s->row = -1;
+        }
+        if (++s->row < s->nrows)
+                return 1;
+        finished(s, s->res);
+        return 0;
+}
+
+static int64_t pg_changes(struct db_stmt *st) { return S(st)->changes; }
+static int pg_columns(struct db_stmt *st) { return S(st)->res ? PQnfields(S(st)->res) : 0; }
+
+static const char *
+pg_column_name(struct db_stmt *st, int i)
+{
+        return S(st)->res ? PQfname(S(st)->res, i) : NULL;
+}
+
+static bool
+pg_null(struct db_stmt *st, int i)
+{
+        struct pg_stmt *s = S(st);
+
+        return s->res == NULL || s->row >= PQntuples(s->res) || PQgetisnull(s->res, s->row, i);
+}
+
+static const char *
+pg_text(struct db_stmt *st, int i)
+{
+        return pg_null(st, i) ? NULL : PQgetvalue(S(st)->res, S(st)->row, i);
+}
+
+static size_t
+pg_bytes(struct db_stmt *st, int i)
+{
+        return pg_null(st, i) ? 0 : (size_t) PQgetlength(S(st)->res, S(st)->row, i);
+}
+
+static int64_t
+pg_integer(struct db_stmt *st, int i)
+{
+        const char *v = pg_text(st, i);
+
+        return v ? strtoll(v, NULL, 10) : 0;
+}
+
+static bool
+pg_numeric(struct db_stmt *st, int i)
+{
+        /* int8, int2, int4, float4, float8, numeric (pg_type.dat) */
+        switch (PQftype(S(st)->res, i)) {
+        case 20: case 21: case 23: case 700: case 701: case 1700:
+                return !pg_null(st, i);
+        default:
+                return false;
+        }
+}
+
+static const struct db_ops pg_ops = {
+        .close = pg_close, .exec = pg_exec, .begin = pg_begin, .commit = pg_commit,
+        .rollback = pg_rollback, .lock = pg_lock, .schema_version = pg_schema_version,
+        .prepare = pg_prepare, .finalize = pg_finalize, .bind_text = pg_bind_text,
+        .bind_int = pg_bind_int, .bind_double = pg_bind_double, .bind_null = pg_bind_null,
+        .step = pg_step, .reset = pg_reset, .changes = pg_changes, .columns = pg_columns,
+        .column_name = pg_column_name, .text = pg_text, .bytes = pg_bytes, .integer = pg_integer,
+        .null = pg_null, .numeric = pg_numeric,
+};
+
+int
+db_pg_dsn_check(const char *dsn, bool *has_password, char **reterr)
+{
+        PQconninfoOption *opts, *o;
+        char *err = NULL, *e;
+
+        *has_password = false;
+        if ((opts = PQconninfoParse(dsn, &err)) == NULL) {
+                *reterr = xstrdup(err ? err : "out of memory");
+                for (e = *reterr; *e; e++)
+                        if (*e == '\n')
+                                *e = e[1] ? ' ' : '\0';
+                PQfreemem(err);
+                return -EINVAL;
+        }
+        for (o = opts; o->keyword; o++)
+                if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
+                        *has_password = true;
+        PQconninfoFree(opts);
+        return 0;
+}
+
+int
+db_pg_open(const struct db_conf *c, unsigned flags, struct db **ret, char **reterr)
+{
+        /* Defaults first: the DSN's own settings, then the password, win.
+         * Keepalives notice a server gone silent (a failover) in ~25 s. */
+        const char *keys[] = { "connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                               "tcp_user_timeout", "application_name", "dbname", "password", NULL };
+        const char *vals[] = { "10", "10", "5", "3", "30000", flags & DB_READONLY ? "slhookctl" : "slhookd",
+                               c->dsn, c->password, NULL };
+        struct pg *p = xcalloc(1, sizeof(*p));
+
+        p->base.ops = &pg_ops;
+        p->base.backend = DB_POSTGRESQL;
+        p->readonly = flags & DB_READONLY;
+        if (c->password == NULL)
+                keys[7] = NULL;
+        p->conn = PQconnectdbParams(keys, vals, 1);
+        if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
+                char *msg = xstrdup(p->conn ? PQerrorMessage(p->conn) : "out of memory"), *e;
+
+                for (e = msg; *e; e++)
+                        if (*e == '\n')
+                                *e = e[1] ? ' ' : '\0';
+                *reterr = xasprintf("postgresql: cannot connect: %s", msg);
+                free(msg);
+                goto fail;
+        }
+        set_name(p);
+        p->gen = 1;
+        if (!session_setup(p)) {
+                *reterr = xasprintf("%s: %s", p->base.name, db_errmsg(&p->base));
+                goto fail;
+        }
+        *ret = &p->base;
+        return 0;
+fail:
+        free(p->base.name);
+        pg_close(&p->base);
+        return -EIO;
+}
