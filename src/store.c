@@ -464,7 +464,8 @@ counts_flush(struct store *s)
         size_t i;
         int r = 0;
 
-        qsort(s->counts, s->ncounts, sizeof(*s->counts), count_cmp);
+        if (s->ncounts > 1)
+                qsort(s->counts, s->ncounts, sizeof(*s->counts), count_cmp);
         for (i = 0; i < s->ncounts && r == 0; i++) {
                 db_bind_text(st, 1, s->counts[i].hour);
                 db_bind_text(st, 2, s->counts[i].type);
