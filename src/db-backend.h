@@ -44,6 +44,10 @@ struct db_stmt {
         struct db *db;
 };
 
+/* Make s one line: line breaks become spaces, a trailing one goes.
+ * libpq's messages end in one and carry DETAIL and HINT lines. */
+void db_one_line(char *s);
+
 /* Set db's error message (one line) for a failure. */
 void db_fail(struct db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -59,18 +59,22 @@ db_close(struct db *db)
 }
 
 void
+db_one_line(char *s)
+{
+        for (; *s; s++)
+                if (*s == '\n' || *s == '\r')
+                        *s = s[1] ? ' ' : '\0';
+}
+
+void
 db_fail(struct db *db, const char *fmt, ...)
 {
         va_list ap;
-        char *p;
 
         va_start(ap, fmt);
         vsnprintf(db->err, sizeof(db->err), fmt, ap);
         va_end(ap);
-        /* One line: libpq's messages carry DETAIL and HINT lines. */
-        for (p = db->err; *p; p++)
-                if (*p == '\n' || *p == '\r')
-                        *p = p[1] ? ' ' : '\0';
+        db_one_line(db->err);
 }
 
 void

@@ -262,17 +262,25 @@ pg_prepare(struct db *d, const char *sql, unsigned flags, struct db_stmt **ret)
         return 0;
 }
 
+/* Read whatever a streamed statement still has coming, so that the
+ * connection can run the next one. */
 static void
-pg_reset(struct db_stmt *st)
+drain(struct pg *p, struct pg_stmt *s)
 {
-        struct pg_stmt *s = S(st);
-        struct pg *p = P(st->db);
         PGresult *res;
 
         if (s->active)
                 while ((res = PQgetResult(p->conn)) != NULL)
                         PQclear(res);
         s->active = false;
+}
+
+static void
+pg_reset(struct db_stmt *st)
+{
+        struct pg_stmt *s = S(st);
+
+        drain(P(st->db), s);
         PQclear(s->res);
         s->res = NULL;
         s->row = s->nrows = 0;
@@ -362,14 +370,8 @@ step_stream(struct pg *p, struct pg_stmt *s)
         }
         if (s->res)
                 finished(s, s->res);
-        /* Keep the last (empty) result: it names the columns. */
-        {
-                PGresult *more;
-
-                while ((more = PQgetResult(p->conn)) != NULL)
-                        PQclear(more);
-        }
-        s->active = false;
+        /* s->res stays, the last (empty) result: it names the columns. */
+        drain(p, s);
         s->nrows = 0;
         return 0;
 }
@@ -475,14 +477,12 @@ int
 db_pg_dsn_check(const char *dsn, bool *has_password, char **reterr)
 {
         PQconninfoOption *opts, *o;
-        char *err = NULL, *e;
+        char *err = NULL;
 
         *has_password = false;
         if ((opts = PQconninfoParse(dsn, &err)) == NULL) {
                 *reterr = xstrdup(err ? err : "out of memory");
-                for (e = *reterr; *e; e++)
-                        if (*e == '\n')
-                                *e = e[1] ? ' ' : '\0';
+                db_one_line(*reterr);
                 PQfreemem(err);
                 return -EINVAL;
         }
@@ -511,11 +511,9 @@ db_pg_open(const struct db_conf *c, unsigned flags, struct db **ret, char **rete
                 keys[7] = NULL;
         p->conn = PQconnectdbParams(keys, vals, 1);
         if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
-                char *msg = xstrdup(p->conn ? PQerrorMessage(p->conn) : "out of memory"), *e;
+                char *msg = xstrdup(p->conn ? PQerrorMessage(p->conn) : "out of memory");
 
-                for (e = msg; *e; e++)
-                        if (*e == '\n')
-                                *e = e[1] ? ' ' : '\0';
+                db_one_line(msg);
                 *reterr = xasprintf("postgresql: cannot connect: %s", msg);
                 free(msg);
                 goto fail;

@@ -841,9 +841,6 @@ store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t 
         db_bind_int(msg, 3, s->prune_cursor);
         if (db_run(cnt) < 0 || (ne = db_run(ev)) < 0 || (ne > 0 && db_run(s->st[ST_PRUNE_ZERO]) < 0) ||
             prune_cursor(s, &next, &wrapped) < 0 || (nm = db_run(msg)) < 0 || db_commit(s->db) < 0) {
-                db_reset(cnt);
-                db_reset(ev);
-                db_reset(msg);
                 db_rollback(s->db);
                 return -EIO;
         }

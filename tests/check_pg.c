@@ -112,7 +112,7 @@ mail_event(const char *type, unsigned n, int at_s)
 struct poster {
         pthread_t t;
         unsigned port;
-        char *cert;
+        CURL *h;                        /* client(), made on the main thread */
         char **bodies;
         size_t n;
         long *status;
@@ -124,15 +124,11 @@ static void *
 poster_main(void *arg)
 {
         struct poster *p = arg;
-        CURL *h = curl_easy_init();
+        CURL *h = p->h;
         struct curl_slist *ct = curl_slist_append(NULL, "Content-Type: application/json");
         char *url = xasprintf("https://127.0.0.1:%u/socketlabs/events", p->port);
         struct buf sink = { 0 };
 
-        curl_easy_setopt(h, CURLOPT_CAINFO, p->cert);
-        curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
-        curl_easy_setopt(h, CURLOPT_TIMEOUT, 20L);
-        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(h, CURLOPT_URL, url);
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, ct);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
@@ -158,7 +154,7 @@ poster_start(struct poster *p, unsigned port, char **bodies, size_t n, atomic_bo
 {
         memset(p, 0, sizeof(*p));
         p->port = port;
-        p->cert = d.cert;
+        p->h = client();
         p->bodies = bodies;
         p->n = n;
         p->status = xcalloc(n, sizeof(long));
