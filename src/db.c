@@ -61,9 +61,17 @@ db_close(struct db *db)
 void
 db_one_line(char *s)
 {
-        for (; *s; s++)
-                if (*s == '\n' || *s == '\r')
-                        *s = s[1] ? ' ' : '\0';
+        char *o = s, *start = s;
+
+        for (; *s; s++) {
+                if (*s != '\n' && *s != '\r' && *s != '\t')
+                        *o++ = *s;
+                else if (o > start && o[-1] != ' ')     /* a line break and its indent: one space */
+                        *o++ = ' ';
+        }
+        while (o > start && o[-1] == ' ')
+                o--;
+        *o = '\0';
 }
 
 void

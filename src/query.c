@@ -259,7 +259,8 @@ query_bounces(struct query *q, const struct query_args *a, struct out *o, bool *
                 buf_puts(&s.sql, "SELECT server_id, message_id, mailing_id, address, sent_at, failed_at, "
                          "delay_seconds, failure_type, failure_code, reason FROM async_bounces");
                 common_filters(&s, a, "failed_at", false);
-                buf_puts(&s.sql, " ORDER BY failed_at DESC");
+                buf_puts(&s.sql, " ORDER BY failed_at DESC, message_id NULLS FIRST, mailing_id NULLS FIRST, address, "
+                         "server_id");
                 return run(q, &s, async_cols, N(async_cols), a->limit, o, more, reterr);
         }
         buf_puts(&s.sql, "SELECT occurred_at, server_id, message_id, mailing_id, address, failure_type, "

@@ -16,6 +16,7 @@
 
 #include "cfg.h"
 #include "log.h"
+#include "migrate.h"
 #include "out.h"
 #include "query.h"
 #include "store.h"
@@ -25,7 +26,7 @@
 enum {
         O_TYPE = 1 << 0, O_ADDRESS = 1 << 1, O_MESSAGE_ID = 1 << 2, O_MAILING_ID = 1 << 3,
         O_SINCE = 1 << 4, O_UNTIL = 1 << 5, O_LIMIT = 1 << 6, O_ASYNC = 1 << 7, O_BY = 1 << 8,
-        O_BEFORE = 1 << 9,
+        O_BEFORE = 1 << 9, O_TO = 1 << 10,
 };
 
 static const struct {
@@ -35,6 +36,7 @@ static const struct {
         { O_TYPE, "--type" }, { O_ADDRESS, "--address" }, { O_MESSAGE_ID, "--message-id" },
         { O_MAILING_ID, "--mailing-id" }, { O_SINCE, "--since" }, { O_UNTIL, "--until" },
         { O_LIMIT, "--limit" }, { O_ASYNC, "--async" }, { O_BY, "--by" }, { O_BEFORE, "--before" },
+        { O_TO, "--to" },
 };
 
 typedef int (*query_fn)(struct query *, const struct query_args *, struct out *, bool *, char **);
@@ -58,6 +60,7 @@ static const struct command {
         { "quarantine", "replay", 0, NULL, 0 },
         { "status", NULL, 0, query_status, 0 },
         { "prune", NULL, O_BEFORE, NULL, 0 },
+        { "migrate", NULL, O_TO, NULL, 0 },
 };
 
 static const char *arg_config;
@@ -66,6 +69,7 @@ static enum out_format arg_format = OUT_TABLE;
 static int arg_given;
 static struct query_args arg_q;
 static char arg_before[TIME_ISO_LEN];
+static const char *arg_to;
 
 static void
 usage(FILE *f)
@@ -83,11 +87,13 @@ usage(FILE *f)
                 "  suppressions  [--address A] [--since TIME] [--until TIME] [--limit N]\n"
                 "  quarantine    [list [--since TIME] [--limit N] | show ID | replay]\n"
                 "  status        each endpoint's webhook, last self-test and validation\n"
-                "  prune         --before TIME   delete events received before TIME\n\n"
+                "  prune         --before TIME   delete events received before TIME\n"
+                "  migrate       --to DSN   copy the SQLite database into PostgreSQL (again:\n"
+                "                what is new since)\n\n"
                 "Options:\n"
                 "  -c, --config CONF   read the database path from slhookd's configuration\n"
                 "                      (default %s)\n"
-                "  -d, --database DB   the database file itself\n"
+                "  -d, --database DB   the database itself: a SQLite file or a postgresql:// URI\n"
                 "  -f, --format F      table (default), json (one object per line) or csv\n"
                 "  -n, --limit N       at most N rows (0: all; default 100, timeline 1000)\n"
                 "  -V, --version       print the version and exit\n"
@@ -136,6 +142,7 @@ parse_args(int argc, char **argv)
                 { "until", required_argument, NULL, 'u' },
                 { "before", required_argument, NULL, 'b' },
                 { "by", required_argument, NULL, 'y' },
+                { "to", required_argument, NULL, 'T' },
                 { "async", no_argument, NULL, 'A' },
                 { "version", no_argument, NULL, 'V' },
                 { "help", no_argument, NULL, 'h' },
@@ -202,6 +209,10 @@ parse_args(int argc, char **argv)
                         else
                                 return fail("--by: '%s' is not one of hour, day", optarg);
                         arg_given |= O_BY;
+                        break;
+                case 'T':
+                        arg_to = optarg;
+                        arg_given |= O_TO;
                         break;
                 case 'A':
                         arg_q.async = true;
@@ -281,6 +292,8 @@ check_options(const struct command *c)
                 return fail("timeline: give --message-id ID or --address A");
         if (strcmp(c->name, "prune") == 0 && !(arg_given & O_BEFORE))
                 return fail("prune: give --before TIME (events received before it are deleted)");
+        if (strcmp(c->name, "migrate") == 0 && !(arg_given & O_TO))
+                return fail("migrate: give --to DSN, the PostgreSQL database to copy into");
         if (!(arg_given & O_LIMIT))
                 arg_q.limit = c->default_limit;
         return 0;
@@ -410,6 +423,72 @@ write_command(const struct command *c, const struct db_conf *conf, struct out *o
         return 0;
 }
 
+/* migrate's progress on stderr: one line kept up to date on a terminal,
+ * else a line at every tenth of a table and at its end. */
+static void
+on_progress(const struct migrate_count *c, uint64_t done, uint64_t total, void *arg)
+{
+        static const char *table;
+        static unsigned tenth;
+        bool tty = *(bool *) arg;
+        unsigned now = total ? (unsigned) (done * 10 / total) : 10;
+
+        if (table != c->table) {
+                table = c->table;
+                tenth = 0;
+        } else if (!tty && now == tenth && done < total) {
+                return;
+        }
+        tenth = now;
+        fprintf(stderr, "%sslhookctl: %s: %llu of %llu rows to copy (%llu%%)%s", tty ? "\r\033[K" : "", c->table,
+                (unsigned long long) done, (unsigned long long) total,
+                (unsigned long long) (total ? done * 100 / total : 100), tty && done < total ? "" : "\n");
+}
+
+static const struct out_col migrate_cols[] = {
+        { "table", true, false }, { "rows", true, false }, { "copied", true, false },
+        { "updated", true, false }, { "unchanged", true, false },
+};
+
+static int
+migrate_command(const struct db_conf *from, struct out *o)
+{
+        struct migrate_count counts[MIGRATE_TABLES];
+        struct db_conf to = { .backend = DB_POSTGRESQL, .dsn = arg_to };
+        bool tty = isatty(STDERR_FILENO), has_password, num[5] = { false, true, true, true, true };
+        char *err = NULL, n[4][24];
+        const char *vals[5];
+        size_t i;
+
+        if (from->backend != DB_SQLITE)
+                return fail("migrate: copies from a SQLite database, and this one is PostgreSQL (give -d FILE, "
+                            "or the -c CONF that names it)");
+        if (db_dsn_check(arg_to, &has_password, &err) < 0) {
+                fail("--to: %s", err);
+                free(err);
+                return -EINVAL;
+        }
+        if (migrate_run(from, &to, on_progress, &tty, counts, &err) < 0) {
+                fail("migrate: %s", err);
+                free(err);
+                return -EIO;
+        }
+        out_columns(o, migrate_cols, 5);
+        for (i = 0; i < MIGRATE_TABLES; i++) {
+                snprintf(n[0], sizeof(n[0]), "%llu", (unsigned long long) counts[i].rows);
+                snprintf(n[1], sizeof(n[1]), "%llu", (unsigned long long) counts[i].copied);
+                snprintf(n[2], sizeof(n[2]), "%llu", (unsigned long long) counts[i].updated);
+                snprintf(n[3], sizeof(n[3]), "%llu", (unsigned long long) counts[i].unchanged);
+                vals[0] = counts[i].table;
+                vals[1] = n[0];
+                vals[2] = n[1];
+                vals[3] = n[2];
+                vals[4] = n[3];
+                out_row(o, vals, num);
+        }
+        return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -427,7 +506,9 @@ main(int argc, char **argv)
         if (target_load(&t) < 0)
                 return 1;
         o = out_new(stdout, arg_format, table_width(), c->sub && strcmp(c->sub, "show") == 0);
-        if (c->fn == NULL)
+        if (strcmp(c->name, "migrate") == 0)
+                r = migrate_command(&t.conf, o);
+        else if (c->fn == NULL)
                 r = write_command(c, &t.conf, o);
         else if ((r = query_open(&t.conf, &q, &err)) == 0)
                 r = c->fn(q, &arg_q, o, &more, &err);

@@ -15,7 +15,9 @@ main(void)
         return 77;
 }
 #else
+#include <gnutls/crypto.h>
 #include <libpq-fe.h>
+#include <sqlite3.h>
 
 #include "store.h"
 
@@ -169,6 +171,15 @@ post_ok(const char *body)
 
         ck_assert_msg(r.status == 200, "%ld for %s", r.status, body);
         resp_done(&r);
+}
+
+static void
+post_mail(const char *type, unsigned n, int at_s)
+{
+        char *body = mail_event(type, n, at_s);
+
+        post_ok(body);
+        free(body);
 }
 
 /* ---- tests ---- */
@@ -415,23 +426,37 @@ START_TEST(test_db_restart)
 }
 END_TEST
 
-/* slhookctl's answer on conf, for args. */
+/* slhookctl's output (stdout and stderr) for args, and its exit status. */
 static char *
-ctl(const char *conf, const char *args)
+ctl_run(const char *args, int *status)
 {
-        char *cmd = xasprintf("%s -c %s %s 2>&1", SLHOOKCTL_BIN, conf, args), *out;
+        char *cmd = xasprintf("%s %s 2>&1", SLHOOKCTL_BIN, args);
         FILE *f = popen(cmd, "r");
         struct buf b = { 0 };
         char chunk[4096];
         size_t n;
+        int st;
 
         ck_assert_ptr_nonnull(f);
         while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
                 buf_append(&b, chunk, n);
         buf_append(&b, "", 0);
-        ck_assert_int_eq(pclose(f), 0);
+        st = pclose(f);
+        *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
         free(cmd);
-        out = b.data;
+        return b.data;
+}
+
+/* slhookctl's answer on conf, for args (it must succeed). */
+static char *
+ctl(const char *conf, const char *args)
+{
+        char *a = xasprintf("-c %s %s", conf, args), *out;
+        int st;
+
+        out = ctl_run(a, &st);
+        ck_assert_msg(st == 0, "slhookctl %s: exit %d: %s", a, st, out);
+        free(a);
         return out;
 }
 
@@ -497,6 +522,310 @@ START_TEST(test_ctl_same)
 }
 END_TEST
 
+/* ---- migrate ---- */
+
+/* The test database as a postgresql:// URI (slhookctl -d takes URIs). */
+static char *
+pg_uri(void)
+{
+        PQconninfoOption *o = PQconninfoParse(dsn, NULL), *i;
+        const char *host = NULL, *user = NULL, *db = NULL;
+        char *u;
+
+        ck_assert_ptr_nonnull(o);
+        for (i = o; i->keyword; i++) {
+                if (strcmp(i->keyword, "host") == 0)
+                        host = i->val;
+                else if (strcmp(i->keyword, "user") == 0)
+                        user = i->val;
+                else if (strcmp(i->keyword, "dbname") == 0)
+                        db = i->val;
+        }
+        ck_assert(host && user && db);
+        u = xasprintf("postgresql://%s@/%s?host=%s", user, db, host);
+        PQconninfoFree(o);
+        return u;
+}
+
+/* Feed one value (NULL apart from every text) into h. */
+static void
+hash_value(gnutls_hash_hd_t h, const char *v, size_t n)
+{
+        if (v == NULL)
+                gnutls_hash(h, "\001", 1);
+        else
+                gnutls_hash(h, v, n + 1);       /* with its NUL */
+}
+
+/* SHA-256 of every row of table (in key order) on both backends, the
+ * columns the SQLite database has, as text; ck_assert that they are equal.
+ * Returns the rows. */
+static long long
+assert_same_table(const char *db, const char *table, const char *key)
+{
+        gnutls_hash_hd_t hl, hp;
+        unsigned char ml[32], mp[32];
+        sqlite3 *lh;
+        sqlite3_stmt *st;
+        struct buf sql = { 0 };
+        PGconn *c = pg_connect(dsn);
+        PGresult *r;
+        long long n = 0;
+        int i, k, rows;
+
+        ck_assert_int_eq(sqlite3_open_v2(db, &lh, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        buf_printf(&sql, "SELECT * FROM %s LIMIT 0", table);
+        buf_append(&sql, "", 0);
+        ck_assert_int_eq(sqlite3_prepare_v2(lh, sql.data, -1, &st, NULL), SQLITE_OK);
+        sql.len = 0;
+        buf_puts(&sql, "SELECT ");
+        for (i = 0; i < sqlite3_column_count(st); i++)
+                buf_printf(&sql, "%s\"%s\"", i ? ", " : "", sqlite3_column_name(st, i));
+        buf_printf(&sql, " FROM %s ORDER BY %s", table, key);
+        buf_append(&sql, "", 0);
+        sqlite3_finalize(st);
+        ck_assert_int_eq(sqlite3_prepare_v2(lh, sql.data, -1, &st, NULL), SQLITE_OK);
+        ck_assert_int_eq(gnutls_hash_init(&hl, GNUTLS_DIG_SHA256), 0);
+        ck_assert_int_eq(gnutls_hash_init(&hp, GNUTLS_DIG_SHA256), 0);
+        while ((k = sqlite3_step(st)) == SQLITE_ROW) {
+                for (i = 0; i < sqlite3_column_count(st); i++)
+                        hash_value(hl, (const char *) sqlite3_column_text(st, i),
+                                   (size_t) sqlite3_column_bytes(st, i));
+                n++;
+        }
+        ck_assert_int_eq(k, SQLITE_DONE);
+        sqlite3_finalize(st);
+        sqlite3_close(lh);
+        r = PQexec(c, sql.data);
+        ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", sql.data, PQresultErrorMessage(r));
+        rows = PQntuples(r);
+        for (k = 0; k < rows; k++)
+                for (i = 0; i < PQnfields(r); i++)
+                        hash_value(hp, PQgetisnull(r, k, i) ? NULL : PQgetvalue(r, k, i),
+                                   (size_t) PQgetlength(r, k, i));
+        PQclear(r);
+        PQfinish(c);
+        gnutls_hash_deinit(hl, ml);
+        gnutls_hash_deinit(hp, mp);
+        ck_assert_msg(rows == n, "%s: %lld rows in SQLite, %d in PostgreSQL", table, n, rows);
+        ck_assert_msg(memcmp(ml, mp, sizeof(ml)) == 0, "%s: the %lld rows differ", table, n);
+        buf_done(&sql);
+        return n;
+}
+
+static const struct { const char *name, *key; } migrate_tables[] = {
+        { "events", "id" }, { "messages", "id" }, { "event_counts", "hour, type" }, { "quarantine", "id" },
+        { "webhook_status", "endpoint" },
+};
+
+/* slhookctl -d db migrate --to dsn -f csv: its csv line for table, e.g.
+ * "events,100,100,0,0", from out (NULL when absent). */
+static char *
+csv_line(const char *out, const char *table)
+{
+        char *want = xasprintf("\n%s,", table);
+        const char *p = strstr(out, want);
+
+        free(want);
+        return p ? xstrndup(p + 1, strcspn(p + 1, "\n")) : NULL;
+}
+
+static char *
+migrate(const char *db, int want_status)
+{
+        char *args = xasprintf("-d %s -f csv migrate --to '%s'", db, dsn), *out;
+        int st;
+
+        out = ctl_run(args, &st);
+        ck_assert_msg(st == want_status, "slhookctl %s: exit %d: %s", args, st, out);
+        free(args);
+        return out;
+}
+
+/* Start a migration and kill -9 it once it has committed `at` events (its
+ * progress says so). */
+static void
+migrate_killed(const char *db, unsigned at)
+{
+        int err[2], status;
+        pid_t pid;
+        FILE *f;
+        char line[512];
+        bool seen = false;
+
+        ck_assert_int_eq(pipe(err), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                int null = open("/dev/null", O_WRONLY);
+
+                dup2(null, 1);
+                dup2(err[1], 2);
+                close(err[0]);
+                execl(SLHOOKCTL_BIN, "slhookctl", "-d", db, "migrate", "--to", dsn, (char *) NULL);
+                _exit(127);
+        }
+        close(err[1]);
+        f = fdopen(err[0], "r");
+        while (!seen && fgets(line, sizeof(line), f)) {
+                unsigned done;
+
+                seen = sscanf(line, "slhookctl: events: %u of", &done) == 1 && done >= at;
+        }
+        ck_assert_msg(seen, "the migration ended before it had copied %u events", at);
+        kill(pid, SIGKILL);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFSIGNALED(status));
+        fclose(f);
+}
+
+/* A 100,000-event SQLite database (the real write path: bench/fill, after a
+ * daemon stored the sample events, a validation and two quarantined
+ * payloads) moved to PostgreSQL: killed -9 on the way and run again, every
+ * row of every table is there once with its id and its columns, slhookctl
+ * answers the same on both, and a third run adds nothing. The source grows
+ * and a run copies only that; an instance on PostgreSQL takes ids past the
+ * copied ones; a database with rows of its own under the source's ids is
+ * refused, not overwritten. */
+START_TEST(test_migrate)
+{
+        static const char *const files[] = {
+                "delivered.json", "failed.json", "deferred.json", "complaint.json", "click.json", "open.json",
+                "queued.json", "validation.json",
+        };
+        const char *cmds[] = {
+                "events", "events --type failed --limit 20", NULL, "bounces", "bounces --async", NULL,
+                "stats", "stats --by hour", "suppressions", "quarantine", "status",
+        };
+        char *cmd, *out, *line, *uri = pg_uri(), *db, *address, *message;
+        long long events, src_max, after;
+        size_t i;
+        int st;
+
+        daemon_start("", "");
+        db = d.db;
+        for (i = 0; i < ARRAY_SIZE(files); i++) {
+                char *body = t_data(files[i]);
+
+                post_ok(body);
+                free(body);
+        }
+        post_ok("{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"nope\"}");
+        post_ok("{\"Type\":\"Failed\",\"SecretKey\":\"" T_SECRET "\",\"MessageId\":7}");
+        ck_assert_int_eq(daemon_stop(), 0);
+        cmd = xasprintf("%s %s fill 100000 12000 30 >/dev/null", FILL_BIN, db);
+        ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
+        free(cmd);
+        events = t_query(db, "SELECT count(*) FROM events");
+        ck_assert_int_ge(events, 99000);
+        ck_assert_int_ge(t_query(db, "SELECT count(*) FROM quarantine"), 1);
+        ck_assert_int_eq(t_query(db, "SELECT count(*) FROM webhook_status"), 1);
+        /* The busiest address and a message with an async bounce. */
+        line = t_rows(db, "SELECT address FROM messages GROUP BY address ORDER BY count(*) DESC, address LIMIT 1");
+        address = xasprintf("events --address %.*s", (int) strcspn(line, "\n"), line);
+        free(line);
+        line = t_rows(db, "SELECT message_id FROM async_bounces ORDER BY message_id LIMIT 1");
+        message = xasprintf("timeline --message-id %.*s", (int) strcspn(line, "\n"), line);
+        free(line);
+        cmds[2] = address;
+        cmds[5] = message;
+
+        migrate_killed(db, 20000);
+        after = pq("SELECT count(*) FROM events");
+        ck_assert_msg(after >= 20000 && after < events, "%lld of %lld events after the kill", after, events);
+        out = migrate(db, 0);
+        line = csv_line(out, "events");
+        ck_assert_ptr_nonnull(line);
+        cmd = xasprintf("events,%lld,%lld,0,%lld", events, events - after, after);
+        ck_assert_msg(strcmp(line, cmd) == 0, "%s, not %s", line, cmd);
+        free(cmd);
+        free(line);
+        ck_assert_ptr_nonnull(strstr(out, "slhookctl: messages: "));      /* progress */
+        free(out);
+        for (i = 0; i < ARRAY_SIZE(migrate_tables); i++)
+                ck_assert_int_gt(assert_same_table(db, migrate_tables[i].name, migrate_tables[i].key), 0);
+        for (i = 0; i < ARRAY_SIZE(cmds); i++) {
+                char *a = xasprintf("-d %s %s", db, cmds[i]), *b = xasprintf("-d '%s' %s", uri, cmds[i]);
+                char *ra = ctl_run(a, &st), *rb;
+
+                ck_assert_int_eq(st, 0);
+                rb = ctl_run(b, &st);
+                ck_assert_int_eq(st, 0);
+                if (strcmp(ra, rb) != 0)
+                        fprintf(stderr, "slhookctl %s:\n-- sqlite --\n%s-- postgresql --\n%s", cmds[i], ra, rb);
+                ck_assert_msg(strcmp(ra, rb) == 0, "slhookctl %s: the answers differ (above)", cmds[i]);
+                ck_assert_msg(strlen(ra) > 60, "slhookctl %s: %s", cmds[i], ra);
+                free(a);
+                free(b);
+                free(ra);
+                free(rb);
+        }
+
+        /* Again: nothing to copy. */
+        out = migrate(db, 0);
+        for (i = 0; i < ARRAY_SIZE(migrate_tables); i++) {
+                line = csv_line(out, migrate_tables[i].name);
+                ck_assert_ptr_nonnull(line);
+                ck_assert_msg(strstr(line, ",0,0,") != NULL, "a second run changed %s: %s", migrate_tables[i].name,
+                              line);
+                free(line);
+        }
+        free(out);
+        fprintf(stderr, "check_pg: migrate: %lld events, killed -9 after %lld and run again: every row of the "
+                "5 tables equal, %zu slhookctl answers equal; a third run copied nothing\n", events, after,
+                ARRAY_SIZE(cmds));
+
+        /* The source goes on: a message of the sample bounces later. */
+        daemon_rebind();
+        daemon_start("", "");
+        post_mail("Delivered", 1, 10);
+        post_mail("Failed", 1, 70);
+        ck_assert_int_eq(daemon_stop(), 0);
+        out = migrate(db, 0);
+        line = csv_line(out, "events");
+        cmd = xasprintf("events,%lld,2,0,%lld", events + 2, events);
+        ck_assert_msg(line && strcmp(line, cmd) == 0, "%s, not %s", line, cmd);
+        free(cmd);
+        free(line);
+        line = csv_line(out, "messages");
+        ck_assert_msg(line && strstr(line, ",1,0,"), "messages: %s", line);     /* one new message */
+        free(line);
+        free(out);
+        for (i = 0; i < ARRAY_SIZE(migrate_tables); i++)
+                assert_same_table(db, migrate_tables[i].name, migrate_tables[i].key);
+        ck_assert_int_eq(pq("SELECT count(*) FROM async_bounces WHERE message_id = 'm-1'"), 1);
+
+        /* An instance on PostgreSQL: its ids come after the copied ones. */
+        src_max = t_query(db, "SELECT max(id) FROM events");
+        {
+                struct daemon lite = d;
+
+                memset(&d, 0, sizeof(d));
+                start_pg();
+                post_mail("Delivered", 2, 20);
+                ck_assert_int_eq(pq("SELECT min(id) FROM events WHERE message_id = 'm-2'"), src_max + 1);
+                ck_assert_int_eq(daemon_stop(), 0);
+                teardown();
+                d = lite;
+        }
+        /* The source gets an event of its own under that same id: refused. */
+        daemon_rebind();
+        daemon_start("", "");
+        post_mail("Delivered", 3, 30);
+        ck_assert_int_eq(daemon_stop(), 0);
+        ck_assert_int_eq(t_query(db, "SELECT max(id) FROM events"), src_max + 1);
+        out = migrate(db, 1);
+        ck_assert_msg(strstr(out, "events id ") && strstr(out, "holds another row"), "%s", out);
+        ck_assert_ptr_null(strstr(out, T_SECRET));
+        free(out);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events WHERE message_id = 'm-3'"), 0);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events WHERE message_id = 'm-2'"), 1);
+        free(uri);
+        free(address);
+        free(message);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -516,6 +845,7 @@ main(void)
         tcase_add_test(tc, test_ctl_same);
         tcase_add_test(tc, test_kill_one);
         tcase_add_test(tc, test_db_restart);
+        tcase_add_test(tc, test_migrate);
         return t_run(s, tc);
 }
 #endif
