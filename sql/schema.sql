@@ -160,7 +160,9 @@ CREATE TABLE webhook_status (
     last_test_http_status INTEGER,    -- of the last API call
     last_test_rtt_ms      REAL,       -- perform-test called to the test event stored
     last_error            TEXT,       -- why it failed; NULL when it passed
-    last_passed_at        TEXT
+    last_passed_at        TEXT,
+    test_events           INTEGER NOT NULL DEFAULT 0,  -- test events received, by any instance
+    last_test_event_at    TEXT        -- when the last one was stored
 );
 
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;

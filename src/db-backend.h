@@ -13,6 +13,7 @@ struct db_ops {
         int (*commit)(struct db *db);
         void (*rollback)(struct db *db);
         int (*lock)(struct db *db, int64_t key, bool wait);
+        int (*hold)(struct db *db, int64_t key);
         int (*schema_version)(struct db *db);
         int (*prepare)(struct db *db, const char *sql, unsigned flags, struct db_stmt **ret);
         void (*finalize)(struct db_stmt *st);

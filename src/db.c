@@ -103,6 +103,7 @@ int db_begin(struct db *db) { return db->ops->begin(db); }
 int db_commit(struct db *db) { return db->ops->commit(db); }
 void db_rollback(struct db *db) { db->ops->rollback(db); }
 int db_lock(struct db *db, int64_t key, bool wait) { return db->ops->lock(db, key, wait); }
+int db_hold(struct db *db, int64_t key) { return db->ops->hold(db, key); }
 int db_schema_version(struct db *db) { return db->ops->schema_version(db); }
 
 int

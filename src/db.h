@@ -82,6 +82,12 @@ void db_rollback(struct db *db);        /* when a transaction is open */
  * 1 taken, 0 held elsewhere (wait false), -EIO. */
 int db_lock(struct db *db, int64_t key, bool wait);
 
+/* Outside a transaction: take the lock named key unless another connection
+ * holds it, and keep it until db_close() (PostgreSQL session advisory lock;
+ * on SQLite, where one process writes the file, always taken). Returns 1
+ * taken, 0 held elsewhere, -EIO. */
+int db_hold(struct db *db, int64_t key);
+
 /* The schema version the database has (0: none, a new database), or -EIO. */
 int db_schema_version(struct db *db);
 

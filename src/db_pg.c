@@ -161,19 +161,17 @@ pg_rollback(struct db *d)
                 PQclear(PQexec(p->conn, "ROLLBACK"));
 }
 
+/* One advisory lock call: sql answers (_, taken). */
 static int
-pg_lock(struct db *d, int64_t key, bool wait)
+advisory(struct pg *p, const char *sql, int64_t key)
 {
-        struct pg *p = P(d);
         char k[24];
         const char *v[1] = { k };
         PGresult *res;
         int r;
 
         snprintf(k, sizeof(k), "%" PRId64, key);
-        res = PQexecParams(p->conn, wait ? "SELECT pg_advisory_xact_lock($1::bigint), true"
-                                         : "SELECT 0, pg_try_advisory_xact_lock($1::bigint)",
-                           1, NULL, v, NULL, NULL, 0);
+        res = PQexecParams(p->conn, sql, 1, NULL, v, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
                 fail(p, res);
                 r = -EIO;
@@ -181,6 +179,19 @@ pg_lock(struct db *d, int64_t key, bool wait)
                 r = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
         PQclear(res);
         return r;
+}
+
+static int
+pg_lock(struct db *d, int64_t key, bool wait)
+{
+        return advisory(P(d), wait ? "SELECT pg_advisory_xact_lock($1::bigint), true"
+                                   : "SELECT 0, pg_try_advisory_xact_lock($1::bigint)", key);
+}
+
+static int
+pg_hold(struct db *d, int64_t key)
+{
+        return advisory(P(d), "SELECT 0, pg_try_advisory_lock($1::bigint)", key);
 }
 
 static int
@@ -465,7 +476,7 @@ pg_numeric(struct db_stmt *st, int i)
 
 static const struct db_ops pg_ops = {
         .close = pg_close, .exec = pg_exec, .begin = pg_begin, .commit = pg_commit,
-        .rollback = pg_rollback, .lock = pg_lock, .schema_version = pg_schema_version,
+        .rollback = pg_rollback, .lock = pg_lock, .hold = pg_hold, .schema_version = pg_schema_version,
         .prepare = pg_prepare, .finalize = pg_finalize, .bind_text = pg_bind_text,
         .bind_int = pg_bind_int, .bind_double = pg_bind_double, .bind_null = pg_bind_null,
         .step = pg_step, .reset = pg_reset, .changes = pg_changes, .columns = pg_columns,

@@ -21,6 +21,7 @@
 #define BACKOFF_FIRST_US (5LL * 1000000)
 #define BACKOFF_MAX_US (300LL * 1000000)
 #define WAIT_STEP_US (5 * 1000)
+#define DB_POLL_STEPS 10                /* the database every 10 steps: 50 ms */
 
 struct mgmt {
         const struct cfg *cfg;
@@ -218,15 +219,45 @@ pause_for(struct mgmt *m, int64_t us)
         return atomic_load(&m->stop);
 }
 
-/* perform-test, then the test event must be stored by our own listener. */
-static bool
-self_test(struct mgmt *m, struct run *r)
+/* The test events stored for our endpoint by any instance (webhook_status),
+ * and when the self-test last passed (any instance; "" never): 0, or -EIO. */
+static int
+db_tests(struct mgmt *m, struct db *db, int64_t *n, char passed_at[TIME_ISO_LEN])
 {
-        int64_t t0, deadline;
+        struct db_stmt *st;
+        int k;
+
+        *n = 0;
+        if (passed_at)
+                passed_at[0] = '\0';
+        if (db_prepare(db, "SELECT test_events, last_passed_at FROM webhook_status WHERE endpoint = ?", 0, &st) < 0)
+                return -EIO;
+        db_bind_text(st, 1, m->ep->name);
+        if ((k = db_step(st)) == 1) {
+                *n = db_int(st, 0);
+                if (passed_at && db_text(st, 1))
+                        snprintf(passed_at, TIME_ISO_LEN, "%s", db_text(st, 1));
+        }
+        db_finalize(st);
+        return k < 0 ? -EIO : 0;
+}
+
+/* perform-test, then the test event must be stored: by our own listener, or
+ * (db, several instances behind one URL) by any instance. */
+static bool
+self_test(struct mgmt *m, struct run *r, struct db *db)
+{
+        int64_t t0, deadline, in_db0 = 0, in_db;
         uint64_t stored0, refused0, stored, refused;
         struct api_call c;
+        unsigned step;
         int e;
 
+        if (db && db_tests(m, db, &in_db0, NULL) < 0) {
+                log_full(LOG_WARNING, LOG_MID_MGMT, NULL, "self-test: cannot read webhook_status: %s; watching "
+                         "this instance's listener only", db_errmsg(db));
+                db = NULL;
+        }
         http_test_events(m->http, &stored0, &refused0);
         t0 = time_mono_us();
         if ((e = api_perform_test(m->api, m->webhook_id, "Sent", &c)) < 0) {
@@ -239,9 +270,11 @@ self_test(struct mgmt *m, struct run *r)
         }
         r->st.http_status = c.http_status;
         deadline = t0 + (int64_t) m->cfg->api_self_test_timeout * 1000000;
-        for (;;) {
+        for (step = 1;; step++) {
                 http_test_events(m->http, &stored, &refused);
                 if (stored > stored0)
+                        break;
+                if (db && step % DB_POLL_STEPS == 0 && db_tests(m, db, &in_db, NULL) == 0 && in_db > in_db0)
                         break;
                 if (refused > refused0)
                         return fail(r, "wait", NULL, "the test event came with a wrong SecretKey (answered 401)");
@@ -257,21 +290,62 @@ self_test(struct mgmt *m, struct run *r)
         return true;
 }
 
+/* Several instances on one database (PostgreSQL): whether another one runs
+ * the self-test now (it holds the lock) or passed it less than nine tenths
+ * of an interval ago; then this one leaves it to them. */
+static bool
+elsewhere(struct mgmt *m, struct db *db, char why[TIME_ISO_LEN + 64])
+{
+        char passed[TIME_ISO_LEN], since[TIME_ISO_LEN];
+        int64_t n;
+        int k = db_hold(db, STORE_LOCK(3));
+
+        if (k == 0) {
+                snprintf(why, TIME_ISO_LEN + 64, "another instance is running it");
+                return true;
+        }
+        if (k < 0) {
+                log_full(LOG_WARNING, LOG_MID_MGMT, NULL, "self-test: cannot take its lock: %s", db_errmsg(db));
+                return false;
+        }
+        time_format_iso(time_now_us() - (int64_t) m->cfg->api_self_test_interval * 900000, since);
+        if (db_backend(db) == DB_POSTGRESQL && db_tests(m, db, &n, passed) == 0 && strcmp(passed, since) > 0) {
+                snprintf(why, TIME_ISO_LEN + 64, "it passed at %s", passed);
+                return true;
+        }
+        return false;
+}
+
 static bool
 run_once(struct mgmt *m)
 {
         struct run r = { .st = { .rtt_ms = -1 } };
+        char why[TIME_ISO_LEN + 64], *err = NULL;
+        struct db *db = NULL;
         bool ok;
 
+        /* Its own connection, for the lock and to see test events arrive;
+         * made at each run, so a database that went away is found again. */
+        if (store_connect(m->store, DB_READONLY, &db, &err) < 0) {
+                log_full(LOG_WARNING, LOG_MID_MGMT, NULL, "self-test: %s", err);
+                free(err);
+        }
+        if (db && elsewhere(m, db, why)) {
+                log_full(LOG_INFO, LOG_MID_MGMT, NULL, "self-test left to the other instances: %s", why);
+                sd_notifyf(0, "STATUS=self-test left to the other instances: %s", why);
+                db_close(db);
+                return true;
+        }
         pthread_mutex_init(&r.mu, NULL);
         pthread_cond_init(&r.cv, NULL);
-        ok = registered(m, &r) && self_test(m, &r);
+        ok = registered(m, &r) && self_test(m, &r, db);
         if (!atomic_load(&m->stop)) {
                 report(m, &r);          /* the log line first: it never lags the row */
-                record(m, &r);
+                record(m, &r);          /* under the lock: the next instance sees it */
         }
         pthread_mutex_destroy(&r.mu);
         pthread_cond_destroy(&r.cv);
+        db_close(db);
         return ok;
 }
 

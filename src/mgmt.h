@@ -2,7 +2,10 @@
  * makes sure the [api] endpoint's webhook is registered at SocketLabs (by
  * webhook_id, else by public_url, else created), gives the endpoint a
  * generated secret when it has none, asks SocketLabs to post a test event and
- * waits for that event to be stored by our own listener. Every run is
+ * waits for that event to be stored, by our own listener or by another
+ * instance on the same database (webhook_status.test_events). Instances on
+ * one PostgreSQL database take turns: one runs it under an advisory lock,
+ * and one that passed less than 0.9 interval ago spares the others. Every run is
  * recorded in webhook_status, logged when its outcome changes and reported
  * with sd_notify STATUS=. Failures never touch intake; they are retried with
  * a capped exponential backoff. */

@@ -32,7 +32,7 @@ extern const unsigned store_n_migrations, store_pg_n_migrations;
 #define CONFLICT_TRIES 8
 
 enum {
-        ST_EVENT, ST_QUARANTINE, ST_VALIDATION, ST_STATUS,
+        ST_EVENT, ST_QUARANTINE, ST_VALIDATION, ST_STATUS, ST_TEST_EVENT,
         ST_MSG_BY_MESSAGE, ST_MSG_BY_MAILING, ST_MSG_BY_ADDRESS, ST_MSG_INSERT, ST_MSG_UPDATE, ST_MSG_DELETE,
         ST_EVENT_MESSAGE, ST_COUNT_ADD, ST_PRUNE_COUNTS, ST_PRUNE_ZERO, ST_PRUNE_EVENTS, ST_PRUNE_MESSAGES,
         ST_PRUNE_CURSOR, ST_EVENT_SEEN, ST_QUARANTINE_SEEN,
@@ -51,6 +51,7 @@ struct count {
 struct store {
         struct db *db;
         struct db_stmt *st[ST_COUNT];
+        struct db_conf conf;            /* for store_connect(): its strings are the store's */
 
         pthread_t writer;
         bool started;
@@ -101,6 +102,7 @@ migrate(struct store *s, int *from, char **reterr)
 {
         const char *const *steps = pg(s) ? store_pg_migrations : store_migrations;
         unsigned nsteps = pg(s) ? store_pg_n_migrations : store_n_migrations;
+        int first = pg(s) ? 2 : 1;     /* the version the first step starts from */
         int latest = store_schema_version(), v;
 
         *from = v = db_schema_version(s->db);
@@ -116,11 +118,11 @@ migrate(struct store *s, int *from, char **reterr)
         if (v == 0 && db_exec(s->db, schema_sql(db_backend(s->db))) < 0)
                 goto fail;
         for (; v > 0 && v < latest; v++) {
-                if (v - 1 >= (int) nsteps) {
+                if (v < first || v - first >= (int) nsteps) {
                         *reterr = xasprintf("%s: no upgrade step from schema version %d", db_name(s->db), v);
                         return -EPROTO;
                 }
-                if (db_exec(s->db, steps[v - 1]) < 0)
+                if (db_exec(s->db, steps[v - first]) < 0)
                         goto fail;
         }
         return 0;
@@ -220,6 +222,10 @@ prepare(struct store *s, char **reterr)
                                   "VALUES (?, ?, ?) ON CONFLICT (endpoint) DO UPDATE SET "
                                   "last_validation_at = excluded.last_validation_at, "
                                   "last_validation_peer = excluded.last_validation_peer",
+                [ST_TEST_EVENT] = "INSERT INTO webhook_status (endpoint, test_events, last_test_event_at) "
+                                  "VALUES (?, 1, ?) ON CONFLICT (endpoint) DO UPDATE SET "
+                                  "test_events = webhook_status.test_events + 1, "
+                                  "last_test_event_at = excluded.last_test_event_at",
                 [ST_STATUS] = "INSERT INTO webhook_status (endpoint, webhook_id, registered_at, last_test_at, "
                               "last_test_result, last_test_step, last_test_http_status, last_test_rtt_ms, "
                               "last_error, last_passed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
@@ -284,6 +290,10 @@ store_open(const struct db_conf *c, struct store **ret, char **reterr)
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&s->wake, &ca);
         pthread_condattr_destroy(&ca);
+        s->conf = *c;
+        s->conf.path = c->path ? xstrdup(c->path) : NULL;
+        s->conf.dsn = c->dsn ? xstrdup(c->dsn) : NULL;
+        s->conf.password = c->password ? xstrdup(c->password) : NULL;
         if ((r = db_open(c, 0, &s->db, reterr)) < 0)
                 goto fail;
         /* Migration, statements and the messages backfill: all or nothing,
@@ -659,6 +669,7 @@ fail:
 static int
 store_job_rows(struct store *s, struct store_job *job)
 {
+        bool test = false;
         size_t i;
         int n;
 
@@ -697,6 +708,7 @@ store_job_rows(struct store *s, struct store_job *job)
 
                 if (ev->kind == EVENT_VALIDATION)
                         continue;
+                test |= ev->is_test;
                 if ((n = store_event(s, job, ev)) < 0)
                         return -1;
                 if (n == 0) {
@@ -709,6 +721,15 @@ store_job_rows(struct store *s, struct store_job *job)
                         job->stored++;
                         ev->outcome = 1 + METRIC_STORED;
                 }
+        }
+        if (test) {
+                /* Seen by the instance running the self-test, wherever it arrived. */
+                struct db_stmt *st = s->st[ST_TEST_EVENT];
+
+                db_bind_text(st, 1, job->endpoint);
+                db_bind_text(st, 2, job->received_at);
+                if (db_run(st) < 0)
+                        return -1;
         }
         return 0;
 }
@@ -1084,8 +1105,18 @@ store_close(struct store *s)
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->wake);
         free(s->counts);
+        free((char *) s->conf.path);
+        free((char *) s->conf.dsn);
+        if (s->conf.password)
+                freezero((char *) s->conf.password, strlen(s->conf.password));
         free(s);
         return NULL;
+}
+
+int
+store_connect(struct store *s, unsigned flags, struct db **ret, char **reterr)
+{
+        return db_open(&s->conf, flags, ret, reterr);
 }
 
 bool

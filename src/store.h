@@ -56,6 +56,10 @@ struct store_job {
  * Call from main before any thread uses the store. */
 int store_open(const struct db_conf *c, struct store **ret, char **reterr);
 
+/* Another connection to the store's database (db_open flags), for a
+ * thread of its own (the management thread); any thread. */
+int store_connect(struct store *s, unsigned flags, struct db **ret, char **reterr);
+
 /* The database, for messages: its file, or postgresql://USER@HOST:PORT/DB. */
 const char *store_name(const struct store *s);
 

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include "daemon.h"
+#include "fake_api.h"
 
 #ifndef HAVE_POSTGRESQL
 int
@@ -191,6 +192,55 @@ START_TEST(test_schema_version)
 
         ck_assert_ptr_nonnull(v);
         ck_assert_int_eq(atoi(v + strlen("INSERT INTO slhookd_schema (version) VALUES (")), store_schema_version());
+}
+END_TEST
+
+/* The columns of every table and view, in order, with their types: one
+ * text for the database dsn names. */
+static char *
+pg_columns(const char *conninfo)
+{
+        PGconn *c = pg_connect(conninfo);
+        PGresult *r = PQexec(c, "SELECT string_agg(table_name || '.' || column_name || ' ' || data_type || ' ' || "
+                                "is_nullable || ' ' || coalesce(column_default, ''), E'\\n' "
+                                "ORDER BY table_name, ordinal_position) FROM information_schema.columns "
+                                "WHERE table_schema = 'public'");
+        char *v;
+
+        ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+        v = xstrdup(PQgetvalue(r, 0, 0));
+        PQclear(r);
+        PQfinish(c);
+        return v;
+}
+
+/* A database of schema 2 is upgraded at start-up to the columns a new one
+ * gets, and keeps its rows. */
+START_TEST(test_upgrade)
+{
+        char *old = t_data("pg-schema-v2.sql"), *fresh_dsn, *a, *b, *sql;
+
+        pg_exec(dsn, old);
+        pg_exec(dsn, "INSERT INTO webhook_status (endpoint, last_validation_at) VALUES ('main', '2026-01-01')");
+        ck_assert_int_eq(pq("SELECT version FROM slhookd_schema"), 2);
+        start_pg();
+        ck_assert_int_eq(pq("SELECT version FROM slhookd_schema"), store_schema_version());
+        ck_assert_int_eq(pq("SELECT count(*) FROM webhook_status WHERE last_validation_at = '2026-01-01' "
+                            "AND test_events = 0"), 1);
+        ck_assert_int_eq(daemon_stop(), 0);
+        sql = xasprintf("CREATE DATABASE t_%ld_fresh", (long) getpid());
+        pg_exec(cluster, sql);
+        free(sql);
+        fresh_dsn = xasprintf("%s dbname=t_%ld_fresh", cluster, (long) getpid());
+        pg_exec(fresh_dsn, store_pg_schema_sql);
+        a = pg_columns(dsn);
+        b = pg_columns(fresh_dsn);
+        ck_assert_msg(strcmp(a, b) == 0, "upgraded:\n%s\nnew:\n%s", a, b);
+        ck_assert_ptr_nonnull(strstr(a, "webhook_status.test_events bigint NO 0"));
+        free(a);
+        free(b);
+        free(fresh_dsn);
+        free(old);
 }
 END_TEST
 
@@ -826,6 +876,118 @@ START_TEST(test_migrate)
 }
 END_TEST
 
+/* ---- the self-test on several instances ---- */
+
+#define API_KEY "live-api-key-3b9e1d"
+
+/* A new daemon in d on the test's database with [api] on the fake API
+ * and the public URL of the instance at port (where the load balancer
+ * would send the test event). */
+static void
+start_pg_api(struct fake_api *f, unsigned port)
+{
+        char *key_file, *api;
+
+        memset(&d, 0, sizeof(d));
+        daemon_listen();
+        key_file = file_in("api-key");
+        t_write(key_file, API_KEY "\n");
+        free(key_file);
+        d.api_key = API_KEY;
+        api = xasprintf("[api]\n"
+                        "base_url = https://127.0.0.1:%u/v2\n"
+                        "key_file = api-key\n"
+                        "endpoint = main\n"
+                        "public_url = https://127.0.0.1:%u/socketlabs/events\n"
+                        "ca_file = %s/cert.pem\n"
+                        "self_test_interval = 3600\n"
+                        "self_test_timeout = 2\n",
+                        fake_api_port(f), port, certdir);
+        d.store = store_lines;
+        daemon_start("", api);
+        free(api);
+}
+
+/* Wait (bounded, 20 s) until the daemon in d has logged needle. */
+static void
+wait_log(const char *needle)
+{
+        unsigned i;
+
+        for (i = 0; i < 400 && !log_has(needle); i++)
+                usleep(50 * 1000);
+        ck_assert_msg(log_has(needle), "no '%s' in %s after 20 s", needle, d.log);
+}
+
+#define HELD "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+#define PASSED "SELECT count(*) FROM webhook_status WHERE last_test_result = 'passed'"
+
+/* Three instances on one database behind one URL (a's). b registers and
+ * self-tests: the fake API's test event lands on a, and b sees it in the
+ * database. While b is at it (the API hangs), c, started with the same
+ * [api], leaves the self-test to it, and calls the API not at all; once b
+ * passed, the webhook was registered once and tested once. */
+START_TEST(test_self_test_once)
+{
+        char *cert = xasprintf("%s/cert.pem", certdir), *key = xasprintf("%s/key.pem", certdir);
+        struct fake_api *f = fake_api_start(cert, key, API_KEY, cert);
+        struct daemon a, b, c;
+        struct fake_counts n;
+        unsigned i;
+
+        ck_assert_ptr_nonnull(f);
+        fake_api_mode(f, FAKE_HANG);
+        start_pg();
+        a = d;
+        start_pg_api(f, a.port);
+        b = d;
+        /* b holds the self-test's lock while the API hangs. */
+        for (i = 0; i < 400 && pq(HELD) < 1; i++)
+                usleep(50 * 1000);
+        ck_assert_int_eq(pq(HELD), 1);
+        start_pg_api(f, a.port);
+        c = d;
+        wait_log("self-test left to the other instances: another instance is running it");
+        n = fake_api_counts(f);
+        ck_assert_int_eq(n.hung, 1);            /* b's call only */
+        fake_api_mode(f, FAKE_OK);
+        /* b's call times out (2 s), it fails, and passes at its retry. */
+        for (i = 0; i < 600 && pq(PASSED) < 1; i++)
+                usleep(50 * 1000);
+        ck_assert_int_eq(pq(PASSED), 1);
+        d = b;
+        wait_log("self-test passed: webhook 1001");
+        n = fake_api_counts(f);
+        ck_assert_int_eq(n.creates, 1);
+        ck_assert_int_eq(n.tests, 1);
+        ck_assert_int_eq(n.posted, 1);
+        ck_assert_int_eq(fake_api_last_post_status(f), 200);
+        ck_assert_int_eq(pq("SELECT test_events FROM webhook_status"), 1);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events WHERE is_test = 1"), 1);
+        d = c;
+        ck_assert_int_eq(log_count("self-test passed"), 0);
+        /* A fourth instance, started now, finds it passed a moment ago. */
+        start_pg_api(f, a.port);
+        wait_log("self-test left to the other instances: it passed at ");
+        ck_assert_int_eq(fake_api_counts(f).tests, 1);
+        ck_assert_int_eq(daemon_stop(), 0);
+        teardown();
+        fprintf(stderr, "check_pg: self-test on 3 instances of one database: registered once, tested once (by b, "
+                "the test event stored by a), c and a fourth left it to b\n");
+        d = c;
+        ck_assert_int_eq(daemon_stop(), 0);
+        teardown();
+        d = b;
+        ck_assert_int_eq(daemon_stop(), 0);
+        teardown();
+        d = a;
+        ck_assert_int_eq(daemon_stop(), 0);
+        fake_api_stop(f);
+        free(cert);
+        free(key);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -841,11 +1003,13 @@ main(void)
         tcase_add_checked_fixture(tc, pg_setup, pg_teardown);
         tcase_set_timeout(tc, 300);
         tcase_add_test(tc, test_schema_version);
+        tcase_add_test(tc, test_upgrade);
         tcase_add_test(tc, test_two_instances);
         tcase_add_test(tc, test_ctl_same);
         tcase_add_test(tc, test_kill_one);
         tcase_add_test(tc, test_db_restart);
         tcase_add_test(tc, test_migrate);
+        tcase_add_test(tc, test_self_test_once);
         return t_run(s, tc);
 }
 #endif

@@ -134,6 +134,8 @@ route(struct fake_api *f, struct MHD_Connection *c, const char *method, const ch
         mode = f->mode;
         if (!authorized)
                 f->counts.unauthorized++;
+        else if (mode == FAKE_HANG)
+                f->counts.hung++;
         pthread_mutex_unlock(&f->mu);
         if (!authorized || mode == FAKE_REJECT_KEY)
                 return reply(c, 401, "{\"error\":\"Unauthorized\"}");

@@ -22,6 +22,7 @@ enum fake_mode {
 
 struct fake_counts {
         unsigned lists, gets, creates, updates, secrets, tests, posted, unauthorized;
+        unsigned hung;                  /* requests FAKE_HANG held */
 };
 
 struct fake_api;

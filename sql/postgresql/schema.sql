@@ -157,9 +157,11 @@ CREATE TABLE webhook_status (
     last_test_http_status bigint,
     last_test_rtt_ms      double precision,
     last_error            text COLLATE "C",
-    last_passed_at        text COLLATE "C"
+    last_passed_at        text COLLATE "C",
+    test_events           bigint NOT NULL DEFAULT 0,
+    last_test_event_at    text COLLATE "C"
 );
 
 -- The schema version: SQLite keeps it in PRAGMA user_version.
 CREATE TABLE slhookd_schema (version integer NOT NULL);
-INSERT INTO slhookd_schema (version) VALUES (2);
+INSERT INTO slhookd_schema (version) VALUES (3);
