@@ -6,6 +6,8 @@
 -- writer keeps one messages row per message, not per event. The secret comes
 -- from $SLHOOKD_BENCH_SECRET.
 local secret = os.getenv("SLHOOKD_BENCH_SECRET") or "bench-secret"
+-- SLHOOKD_BENCH_TAG: in every MessageId, so that several wrk at once send distinct events.
+local tag = os.getenv("SLHOOKD_BENCH_TAG") or ""
 -- SLHOOKD_BENCH_CLOSE=1: one TLS connection (and handshake) per request.
 local headers = { ["Content-Type"] = "application/json" }
 if os.getenv("SLHOOKD_BENCH_CLOSE") == "1" then headers["Connection"] = "close" end
@@ -39,10 +41,10 @@ request = function()
   if kind == "Tracking0" or kind == "Tracking1" then wire = "Tracking" end
   local body = string.format(
     '{"Type":"%s","DateTime":"%s.%06dZ","ServerId":40111,"SubaccountId":40111,"IpPoolId":7,' ..
-    '"Address":"user%d@example-%d.com","MailingId":"MAILING-%03d","MessageId":"w%d-%d-r1",%s' ..
+    '"Address":"user%d@example-%d.com","MailingId":"MAILING-%03d","MessageId":"w%s%d-%d-r1",%s' ..
     '"Data":{"Meta":[{"Key":"CustomerId","Value":"8812"}],"Tags":["Transactional"]},"SecretKey":"%s"}',
     wire, os.date("!%Y-%m-%dT%H:%M:%S"), n % 1000000, (m * 7919) % 200000, m % 97, math.floor(m / 700) % 500,
-    tid, m, extra[kind], secret)
+    tag, tid, m, extra[kind], secret)
   return wrk.format("POST", "/socketlabs/events", headers, body)
 end
 
