@@ -91,7 +91,7 @@ usage(FILE *f)
                 "  migrate       --to DSN   copy the SQLite database into PostgreSQL (again:\n"
                 "                what is new since)\n\n"
                 "Options:\n"
-                "  -c, --config CONF   read the database path from slhookd's configuration\n"
+                "  -c, --config CONF   read where the database is from slhookd's configuration\n"
                 "                      (default %s)\n"
                 "  -d, --database DB   the database itself: a SQLite file or a postgresql:// URI\n"
                 "  -f, --format F      table (default), json (one object per line) or csv\n"
