@@ -901,7 +901,7 @@ start_pg_api(struct fake_api *f, unsigned port)
                         "public_url = https://127.0.0.1:%u/socketlabs/events\n"
                         "ca_file = %s/cert.pem\n"
                         "self_test_interval = 3600\n"
-                        "self_test_timeout = 2\n",
+                        "self_test_timeout = 4\n",
                         fake_api_port(f), port, certdir);
         d.store = store_lines;
         daemon_start("", api);
@@ -919,7 +919,8 @@ wait_log(const char *needle)
         ck_assert_msg(log_has(needle), "no '%s' in %s after 20 s", needle, d.log);
 }
 
-#define HELD "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+#define HELD "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted " \
+             "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 #define PASSED "SELECT count(*) FROM webhook_status WHERE last_test_result = 'passed'"
 
 /* Three instances on one database behind one URL (a's). b registers and
@@ -942,8 +943,9 @@ START_TEST(test_self_test_once)
         start_pg_api(f, a.port);
         b = d;
         /* b holds the self-test's lock while the API hangs. */
-        for (i = 0; i < 400 && pq(HELD) < 1; i++)
-                usleep(50 * 1000);
+        for (i = 0; i < 400 && fake_api_counts(f).hung < 1; i++)
+                usleep(10 * 1000);
+        ck_assert_int_eq(fake_api_counts(f).hung, 1);
         ck_assert_int_eq(pq(HELD), 1);
         start_pg_api(f, a.port);
         c = d;
@@ -951,7 +953,8 @@ START_TEST(test_self_test_once)
         n = fake_api_counts(f);
         ck_assert_int_eq(n.hung, 1);            /* b's call only */
         fake_api_mode(f, FAKE_OK);
-        /* b's call times out (2 s), it fails, and passes at its retry. */
+        /* b's call times out (4 s: c had that long to start), it fails, and
+         * passes at its retry 5 s later. */
         for (i = 0; i < 600 && pq(PASSED) < 1; i++)
                 usleep(50 * 1000);
         ck_assert_int_eq(pq(PASSED), 1);
