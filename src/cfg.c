@@ -550,6 +550,11 @@ validate(struct parser *p, unsigned flags, char **reterr)
                         err = xasprintf("[api] endpoint: no [endpoint %s] section", c->api_endpoint);
                         goto bad;
                 }
+                if (c->backend == DB_POSTGRESQL && !(flags & CFG_NO_SECRETS) && c->endpoints[i].n_secrets == 0)
+                        warn(c, "%s:%d: [endpoint %s] has no secret_file: the secret the management thread "
+                             "generates stays with this instance, and other instances on the database answer "
+                             "401; give every instance the same secret_file", c->file, c->endpoints[i].line,
+                             c->api_endpoint);
                 if (c->api_public_url == NULL || strncmp(c->api_public_url, "https://", 8) != 0) {
                         err = xstrdup("[api] public_url: missing or not an https:// URL");
                         goto bad;

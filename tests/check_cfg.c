@@ -262,7 +262,19 @@ START_TEST(test_api_secret_may_be_absent)
         ck_assert_msg(err == NULL, "%s", err);
         ck_assert_str_eq(c->api_endpoint, "main");
         ck_assert_uint_eq(c->endpoints[0].n_secrets, 0);
+        ck_assert_uint_eq(c->n_warnings, 0);
         cfg_free(c);
+#ifdef HAVE_POSTGRESQL
+        /* Several instances on PostgreSQL cannot share a generated secret: said. */
+        err = load("[server]\nlisten = 127.0.0.1:8443\n[endpoint main]\npath = /x\nsecret_file = not-yet\n"
+                   "[store]\nbackend = postgresql\ndsn = dbname=x\n"
+                   "[api]\nkey_file = k\npublic_url = https://hooks.example.com/x\n", &c);
+        ck_assert_msg(err == NULL, "%s", err);
+        ck_assert_uint_eq(c->n_warnings, 1);
+        ck_assert_msg(strstr(c->warnings[0], ":3: [endpoint main] has no secret_file: the secret the management "
+                             "thread generates stays with this instance"), "%s", c->warnings[0]);
+        cfg_free(c);
+#endif
 }
 END_TEST
 
