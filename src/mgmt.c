@@ -32,6 +32,8 @@ struct mgmt {
         char *secret_path;              /* where a generated secret is kept */
         char *secret;                   /* the secret to register: the endpoint's or generated */
         char *webhook_id;
+        struct db *db;                  /* during a run: its own connection, or NULL */
+        struct db_stmt *watch;          /* on it: webhook_status's test_events and last_passed_at */
 
         pthread_t thread;
         bool started;
@@ -222,41 +224,40 @@ pause_for(struct mgmt *m, int64_t us)
 /* The test events stored for our endpoint by any instance (webhook_status),
  * and when the self-test last passed (any instance; "" never): 0, or -EIO. */
 static int
-db_tests(struct mgmt *m, struct db *db, int64_t *n, char passed_at[TIME_ISO_LEN])
+db_tests(struct mgmt *m, int64_t *n, char passed_at[TIME_ISO_LEN])
 {
-        struct db_stmt *st;
+        struct db_stmt *st = m->watch;
         int k;
 
         *n = 0;
         if (passed_at)
                 passed_at[0] = '\0';
-        if (db_prepare(db, "SELECT test_events, last_passed_at FROM webhook_status WHERE endpoint = ?", 0, &st) < 0)
-                return -EIO;
         db_bind_text(st, 1, m->ep->name);
         if ((k = db_step(st)) == 1) {
                 *n = db_int(st, 0);
                 if (passed_at && db_text(st, 1))
                         snprintf(passed_at, TIME_ISO_LEN, "%s", db_text(st, 1));
         }
-        db_finalize(st);
+        db_reset(st);
         return k < 0 ? -EIO : 0;
 }
 
 /* perform-test, then the test event must be stored: by our own listener, or
- * (db, several instances behind one URL) by any instance. */
+ * (m->watch, several instances behind one URL) by any instance. */
 static bool
-self_test(struct mgmt *m, struct run *r, struct db *db)
+self_test(struct mgmt *m, struct run *r)
 {
         int64_t t0, deadline, in_db0 = 0, in_db;
         uint64_t stored0, refused0, stored, refused;
         struct api_call c;
+        bool watch = m->watch != NULL;
         unsigned step;
         int e;
 
-        if (db && db_tests(m, db, &in_db0, NULL) < 0) {
+        if (watch && db_tests(m, &in_db0, NULL) < 0) {
                 log_full(LOG_WARNING, LOG_MID_MGMT, NULL, "self-test: cannot read webhook_status: %s; watching "
-                         "this instance's listener only", db_errmsg(db));
-                db = NULL;
+                         "this instance's listener only", db_errmsg(m->db));
+                watch = false;
         }
         http_test_events(m->http, &stored0, &refused0);
         t0 = time_mono_us();
@@ -274,7 +275,7 @@ self_test(struct mgmt *m, struct run *r, struct db *db)
                 http_test_events(m->http, &stored, &refused);
                 if (stored > stored0)
                         break;
-                if (db && step % DB_POLL_STEPS == 0 && db_tests(m, db, &in_db, NULL) == 0 && in_db > in_db0)
+                if (watch && step % DB_POLL_STEPS == 0 && db_tests(m, &in_db, NULL) == 0 && in_db > in_db0)
                         break;
                 if (refused > refused0)
                         return fail(r, "wait", NULL, "the test event came with a wrong SecretKey (answered 401)");
@@ -294,58 +295,80 @@ self_test(struct mgmt *m, struct run *r, struct db *db)
  * the self-test now (it holds the lock) or passed it less than nine tenths
  * of an interval ago; then this one leaves it to them. */
 static bool
-elsewhere(struct mgmt *m, struct db *db, char why[TIME_ISO_LEN + 64])
+elsewhere(struct mgmt *m, char why[TIME_ISO_LEN + 64])
 {
         char passed[TIME_ISO_LEN], since[TIME_ISO_LEN];
         int64_t n;
-        int k = db_hold(db, STORE_LOCK(3));
+        int k = db_hold(m->db, STORE_LOCK(3));
 
         if (k == 0) {
                 snprintf(why, TIME_ISO_LEN + 64, "another instance is running it");
                 return true;
         }
         if (k < 0) {
-                log_full(LOG_WARNING, LOG_MID_MGMT, NULL, "self-test: cannot take its lock: %s", db_errmsg(db));
+                log_full(LOG_WARNING, LOG_MID_MGMT, NULL, "self-test: cannot take its lock: %s", db_errmsg(m->db));
                 return false;
         }
+        if (db_backend(m->db) != DB_POSTGRESQL)
+                return false;
         time_format_iso(time_now_us() - (int64_t) m->cfg->api_self_test_interval * 900000, since);
-        if (db_backend(db) == DB_POSTGRESQL && db_tests(m, db, &n, passed) == 0 && strcmp(passed, since) > 0) {
+        if (db_tests(m, &n, passed) == 0 && strcmp(passed, since) > 0) {
                 snprintf(why, TIME_ISO_LEN + 64, "it passed at %s", passed);
                 return true;
         }
         return false;
 }
 
+/* Its own connection, for the lock and to see test events arrive; made
+ * at each run, so a database that went away is found again. */
+static void
+connect_db(struct mgmt *m)
+{
+        char *err = NULL;
+
+        if (store_connect(m->store, DB_READONLY, &m->db, &err) < 0) {
+                log_full(LOG_WARNING, LOG_MID_MGMT, NULL, "self-test: %s", err);
+                free(err);
+        } else if (db_prepare(m->db, "SELECT test_events, last_passed_at FROM webhook_status WHERE endpoint = ?",
+                              0, &m->watch) < 0) {
+                log_full(LOG_WARNING, LOG_MID_MGMT, NULL, "self-test: cannot read webhook_status: %s",
+                         db_errmsg(m->db));
+                m->db = db_close(m->db);
+        }
+}
+
+static void
+disconnect_db(struct mgmt *m)
+{
+        db_finalize(m->watch);
+        m->watch = NULL;
+        m->db = db_close(m->db);
+}
+
 static bool
 run_once(struct mgmt *m)
 {
         struct run r = { .st = { .rtt_ms = -1 } };
-        char why[TIME_ISO_LEN + 64], *err = NULL;
-        struct db *db = NULL;
+        char why[TIME_ISO_LEN + 64];
         bool ok;
 
-        /* Its own connection, for the lock and to see test events arrive;
-         * made at each run, so a database that went away is found again. */
-        if (store_connect(m->store, DB_READONLY, &db, &err) < 0) {
-                log_full(LOG_WARNING, LOG_MID_MGMT, NULL, "self-test: %s", err);
-                free(err);
-        }
-        if (db && elsewhere(m, db, why)) {
+        connect_db(m);
+        if (m->db && elsewhere(m, why)) {
                 log_full(LOG_INFO, LOG_MID_MGMT, NULL, "self-test left to the other instances: %s", why);
                 sd_notifyf(0, "STATUS=self-test left to the other instances: %s", why);
-                db_close(db);
+                disconnect_db(m);
                 return true;
         }
         pthread_mutex_init(&r.mu, NULL);
         pthread_cond_init(&r.cv, NULL);
-        ok = registered(m, &r) && self_test(m, &r, db);
+        ok = registered(m, &r) && self_test(m, &r);
         if (!atomic_load(&m->stop)) {
                 report(m, &r);          /* the log line first: it never lags the row */
                 record(m, &r);          /* under the lock: the next instance sees it */
         }
         pthread_mutex_destroy(&r.mu);
         pthread_cond_destroy(&r.cv);
-        db_close(db);
+        disconnect_db(m);
         return ok;
 }
 

@@ -458,7 +458,7 @@ migrate_command(const struct db_conf *from, struct out *o)
         bool tty = isatty(STDERR_FILENO), has_password, num[5] = { false, true, true, true, true };
         char *err = NULL, n[4][24];
         const char *vals[5];
-        size_t i;
+        size_t i, j;
 
         if (from->backend != DB_SQLITE)
                 return fail("migrate: copies from a SQLite database, and this one is PostgreSQL (give -d FILE, "
@@ -475,15 +475,13 @@ migrate_command(const struct db_conf *from, struct out *o)
         }
         out_columns(o, migrate_cols, 5);
         for (i = 0; i < MIGRATE_TABLES; i++) {
-                snprintf(n[0], sizeof(n[0]), "%llu", (unsigned long long) counts[i].rows);
-                snprintf(n[1], sizeof(n[1]), "%llu", (unsigned long long) counts[i].copied);
-                snprintf(n[2], sizeof(n[2]), "%llu", (unsigned long long) counts[i].updated);
-                snprintf(n[3], sizeof(n[3]), "%llu", (unsigned long long) counts[i].unchanged);
+                const uint64_t v[4] = { counts[i].rows, counts[i].copied, counts[i].updated, counts[i].unchanged };
+
                 vals[0] = counts[i].table;
-                vals[1] = n[0];
-                vals[2] = n[1];
-                vals[3] = n[2];
-                vals[4] = n[3];
+                for (j = 0; j < 4; j++) {
+                        snprintf(n[j], sizeof(n[j]), "%llu", (unsigned long long) v[j]);
+                        vals[j + 1] = n[j];
+                }
                 out_row(o, vals, num);
         }
         return 0;
