@@ -98,10 +98,14 @@ CREATE INDEX messages_failed_at ON messages (failed_at) WHERE failed_at IS NOT N
 -- Messages reported Sent and later, by event time, Failed: the receiving
 -- server accepted them and bounced them afterwards. Suppressed failures
 -- (no delivery was attempted), test messages and events without ids are
--- not bounces.
+-- not bounces. delay_seconds: to the nearest second, halves up, counted
+-- exactly in microseconds (julianday's floating point would round 0.5 s
+-- down at times; PostgreSQL counts the same way).
 CREATE VIEW async_bounces AS
 SELECT server_id, message_id, mailing_id, address, sent_at, failed_at,
-       CAST(round((julianday(failed_at) - julianday(sent_at)) * 86400) AS INTEGER) AS delay_seconds,
+       ((strftime('%s', failed_at) - strftime('%s', sent_at)) * 1000000
+        + CAST(substr(failed_at, 21, 6) AS INTEGER) - CAST(substr(sent_at, 21, 6) AS INTEGER) + 500000)
+           / 1000000 AS delay_seconds,
        failure_type, failure_code, reason
   FROM messages
  WHERE failed_at > sent_at AND failure_type IS NOT 'Suppressed' AND is_test = 0
@@ -165,4 +169,4 @@ CREATE TABLE webhook_status (
     last_test_event_at    TEXT        -- when the last one was stored
 );
 
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;

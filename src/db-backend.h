@@ -38,7 +38,7 @@ struct db {
         enum db_backend backend;
         char *name;
         char err[1024];                 /* db_errmsg */
-        bool conflict, broken;          /* of the last failure */
+        bool conflict, broken, timeout; /* of the last failure */
 };
 
 struct db_stmt {

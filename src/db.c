@@ -83,6 +83,7 @@ db_fail(struct db *db, const char *fmt, ...)
         vsnprintf(db->err, sizeof(db->err), fmt, ap);
         va_end(ap);
         db_one_line(db->err);
+        db->timeout = false;
 }
 
 void
@@ -97,6 +98,7 @@ const char *db_name(const struct db *db) { return db->name; }
 const char *db_errmsg(const struct db *db) { return db->err[0] ? db->err : "unknown error"; }
 bool db_conflict(const struct db *db) { return db->conflict; }
 bool db_broken(const struct db *db) { return db->broken; }
+bool db_timeout(const struct db *db) { return db->timeout; }
 
 int db_exec(struct db *db, const char *sql) { return db->ops->exec(db, sql); }
 int db_begin(struct db *db) { return db->ops->begin(db); }

@@ -22,6 +22,8 @@ struct db_conf {
         bool synchronous_full;          /* SQLite: fsync at every commit, not only at checkpoints */
         const char *dsn;                /* PostgreSQL: a libpq connection string or URI */
         const char *password;           /* PostgreSQL: or NULL (then the DSN's, or libpq's files) */
+        unsigned timeout_ms;            /* how long a statement or a lock may wait (0: the defaults:
+                                         * SQLite 5 s, 2 s read only; PostgreSQL none) */
 };
 
 struct db;
@@ -59,6 +61,11 @@ const char *db_errmsg(const struct db *db);
 /* Whether the last failure was a conflict with another connection that
  * running the whole transaction again can resolve (deadlock, serialization). */
 bool db_conflict(const struct db *db);
+
+/* Whether the last failure was a wait that ran out (SQLite busy, a
+ * PostgreSQL lock_timeout or statement_timeout): another try now would
+ * wait as long. */
+bool db_timeout(const struct db *db);
 
 /* Whether the last failure was the connection itself (lost, refused): every
  * transaction would fail the same way until it is back. */

@@ -20,6 +20,7 @@ struct pg {
         struct db base;
         PGconn *conn;
         bool readonly;
+        unsigned timeout_ms;            /* lock_timeout and statement_timeout, 0: none */
         unsigned gen;                   /* connections made: statements prepared on older ones are gone */
         unsigned next_name;
 };
@@ -58,6 +59,8 @@ fail(struct pg *p, const PGresult *res)
         db_fail(&p->base, "%s", msg);
         p->base.conflict = state && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0);
         p->base.broken = PQstatus(p->conn) != CONNECTION_OK;
+        /* lock_not_available (lock_timeout), query_canceled (statement_timeout) */
+        p->base.timeout = state && (strcmp(state, "55P03") == 0 || strcmp(state, "57014") == 0);
 }
 
 /* Run one command; true when it succeeded. */
@@ -79,9 +82,17 @@ command(struct pg *p, const char *sql)
 static bool
 session_setup(struct pg *p)
 {
-        return command(p, p->readonly
-                       ? "SET client_min_messages = warning; SET default_transaction_read_only = on"
-                       : "SET client_min_messages = warning; SET synchronous_commit = on");
+        char timeouts[96] = "";
+
+        /* A statement that waits for another session's lock, or runs too
+         * long, fails after timeout_ms: the request gets 503 and the
+         * watchdog never sees a writer stuck behind it. */
+        if (p->timeout_ms)
+                snprintf(timeouts, sizeof(timeouts), "; SET lock_timeout = %u; SET statement_timeout = %u",
+                         p->timeout_ms, p->timeout_ms);
+        return command(p, p->readonly ? "SET client_min_messages = warning; SET default_transaction_read_only = on"
+                                      : "SET client_min_messages = warning; SET synchronous_commit = on") &&
+               (!timeouts[0] || command(p, timeouts + 2));
 }
 
 /* postgresql://USER@HOST:PORT/DB, a socket directory in brackets: never
@@ -518,6 +529,7 @@ db_pg_open(const struct db_conf *c, unsigned flags, struct db **ret, char **rete
         p->base.ops = &pg_ops;
         p->base.backend = DB_POSTGRESQL;
         p->readonly = flags & DB_READONLY;
+        p->timeout_ms = c->timeout_ms;
         if (c->password == NULL)
                 keys[7] = NULL;
         p->conn = PQconnectdbParams(keys, vals, 1);

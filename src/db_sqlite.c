@@ -57,6 +57,7 @@ fail(struct lite *l)
         db_fail(&l->base, "%s%s%s%s", sqlite3_errmsg(l->db), e ? " (" : "", e ? strerror(e) : "", e ? ")" : "");
         /* SQLITE_BUSY already waited out the busy timeout: not retried. */
         l->base.conflict = l->base.broken = false;
+        l->base.timeout = (rc & 0xff) == SQLITE_BUSY;
 }
 
 /* Whether the database file or its WAL was deleted or replaced since it was
@@ -311,7 +312,7 @@ db_sqlite_open(const struct db_conf *c, unsigned flags, struct db **ret, char **
                                     l->db ? sqlite3_errmsg(l->db) : "out of memory");
                 goto fail;
         }
-        sqlite3_busy_timeout(l->db, ro ? 2000 : 5000);
+        sqlite3_busy_timeout(l->db, c->timeout_ms ? (int) c->timeout_ms : ro ? 2000 : 5000);
         if (sqlite3_prepare_v3(l->db, "BEGIN IMMEDIATE", -1, SQLITE_PREPARE_PERSISTENT, &l->begin, NULL) != SQLITE_OK ||
             sqlite3_prepare_v3(l->db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT, &l->commit, NULL) != SQLITE_OK ||
             sqlite3_prepare_v3(l->db, "ROLLBACK", -1, SQLITE_PREPARE_PERSISTENT, &l->rollback, NULL) != SQLITE_OK) {

@@ -24,22 +24,44 @@
 #include "metrics.h"
 #include "tls.h"
 
-struct http {
+/* One libmicrohttpd daemon on the listening socket: the one accepting, or
+ * one a reload replaced, which serves the connections it has (answering
+ * "Connection: close") until it can go. */
+struct listener {
+        struct http *h;
         struct MHD_Daemon *mhd;
-        const struct cfg *cfg;
+        struct cfg *cfg;                /* its options and accept policy (a reference) */
+        atomic_uint in_flight;          /* requests begun, not yet completed */
+        atomic_uint jobs;               /* requests suspended, waiting for the writer */
+        atomic_bool draining;           /* no longer accepting */
+        atomic_bool closing;            /* about to stop: no job may start (see listener_reap) */
+        int64_t drained_at;             /* when it stopped accepting */
+        struct listener *next;          /* the replaced ones, main thread only */
+};
+
+/* A secret an endpoint was given while running (http_set_secret). The list
+ * only grows; a replaced secret lives until http_stop (a request may be
+ * reading it). */
+struct extra {
+        char *endpoint;
+        _Atomic(char *) secret;
+        struct extra *next;
+};
+
+struct http {
+        struct listener *cur;           /* accepting; main thread */
+        struct listener *old;           /* replaced, still serving; main thread */
+        pthread_mutex_t lock;           /* cfg: taken with a reference */
+        struct cfg *cfg;                /* what requests are judged by */
         struct store *store;
         int fd;
         unsigned port;
-        atomic_uint in_flight;
-        atomic_bool draining;
+        bool quiesced;                  /* http_quiesce: nothing accepts */
         atomic_ullong refused;
         atomic_llong refused_logged_at;
 
-        /* A secret per endpoint set while running (http_set_secret), and
-         * the ones it replaced, freed at the end. */
-        _Atomic(char *) *extra;
-        pthread_mutex_t retired_lock;
-        char **retired;
+        _Atomic(struct extra *) extra;
+        char **retired;                 /* under lock */
         size_t n_retired;
 
         atomic_ullong test_stored, test_refused;
@@ -54,6 +76,8 @@ enum req_state { REQ_READING, REQ_WAITING, REQ_ANSWERED };
 
 struct req {
         struct http *h;
+        struct listener *l;
+        struct cfg *cfg;                /* the configuration in force when it began (a reference) */
         struct MHD_Connection *conn;
         const struct cfg_endpoint *ep;
         enum req_state state;
@@ -130,7 +154,7 @@ reply(struct req *r, unsigned status, const char *content_type, const char *body
                 (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
         if (h1)
                 (void) MHD_add_response_header(resp, h1, v1);
-        if (r->close || atomic_load(&r->h->draining))
+        if (r->close || atomic_load(&r->l->draining))
                 (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
         ret = MHD_queue_response(r->conn, status, resp);
         MHD_destroy_response(resp);
@@ -173,11 +197,23 @@ reply_error(struct req *r, unsigned status, const char *msg)
         return ret;
 }
 
+static struct extra *
+extra_find(struct http *h, const char *endpoint)
+{
+        struct extra *e;
+
+        for (e = atomic_load(&h->extra); e; e = e->next)
+                if (strcmp(e->endpoint, endpoint) == 0)
+                        return e;
+        return NULL;
+}
+
 /* Compare against every secret of the endpoint, never stopping early. */
 static bool
 secret_ok(struct http *h, const struct cfg_endpoint *ep, const struct event *ev)
 {
-        const char *extra = atomic_load(&h->extra[ep - h->cfg->endpoints]);
+        const struct extra *e = extra_find(h, ep->name);
+        const char *extra = e ? atomic_load(&e->secret) : NULL;
         bool ok = false;
         size_t i;
 
@@ -201,15 +237,19 @@ has_test_event(const struct event_batch *b)
         return false;
 }
 
-/* Writer thread: the job's transaction ended; wake its connection. */
+/* Writer thread: the job's transaction ended; wake its connection. Once
+ * resumed, r may be answered and freed at any time: the listener, which
+ * outlives its jobs, is read first. */
 static void
 job_done(struct store_job *job)
 {
         struct req *r = job->userdata;
+        struct listener *l = r->l;
 
         if (job->result == 0 && has_test_event(&r->batch))
                 atomic_fetch_add(&r->h->test_stored, 1);
         MHD_resume_connection(r->conn);
+        atomic_fetch_sub(&l->jobs, 1);
 }
 
 static enum MHD_Result
@@ -297,12 +337,23 @@ process(struct req *r)
         r->job.userdata = r;
         time_now_iso(r->job.received_at);
 
+        /* A listener about to stop takes no job: it counts the job first
+         * and then looks, listener_reap sets closing first and then
+         * counts, so that one of the two sees the other. */
+        atomic_fetch_add(&r->l->jobs, 1);
+        if (atomic_load(&r->l->closing)) {
+                atomic_fetch_sub(&r->l->jobs, 1);
+                r->close = true;
+                r->job.result = -EAGAIN;
+                return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy, retry later");
+        }
         r->state = REQ_WAITING;
         MHD_suspend_connection(r->conn);
         rc = store_submit(h->store, &r->job);
         if (rc < 0) {
                 r->job.result = rc == -ESHUTDOWN ? -EIO : rc;
                 MHD_resume_connection(r->conn);
+                atomic_fetch_sub(&r->l->jobs, 1);
         }
         return MHD_YES;
 }
@@ -325,21 +376,15 @@ refused(struct http *h, const char *peer)
         }
 }
 
-/* For a request from a trusted proxy: the client is the right-most
- * X-Forwarded-For address that is not itself a trusted proxy (the proxy
- * when there is none). Writes it to peer; returns 1 when it is allowed, 0
- * when not, -1 when the header is not a list of addresses. */
+/* The client in the X-Forwarded-For list xff: see proxied_peer. */
 static int
-proxied_peer(struct http *h, struct MHD_Connection *conn, const struct sockaddr *proxy, char peer[ACL_ADDR_LEN])
+xff_client(const struct cfg *cfg, const char *xff, char peer[ACL_ADDR_LEN])
 {
-        const char *xff = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For");
         struct sockaddr_storage ss;
         char item[INET6_ADDRSTRLEN + 1];
         const char *end, *start, *seg;
         size_t n;
 
-        if (xff == NULL)
-                return acl_match(h->cfg->allow, proxy);
         for (end = xff + strlen(xff); end > xff;) {
                 for (seg = end; seg > xff && seg[-1] != ','; seg--)
                         ;
@@ -361,11 +406,49 @@ proxied_peer(struct http *h, struct MHD_Connection *conn, const struct sockaddr 
                 else
                         return -1;
                 acl_format_addr((struct sockaddr *) &ss, peer);
-                if (!acl_match(h->cfg->trusted_proxies, (struct sockaddr *) &ss) || seg == xff)
-                        return acl_match(h->cfg->allow, (struct sockaddr *) &ss);
+                if (!acl_match(cfg->trusted_proxies, (struct sockaddr *) &ss) || seg == xff)
+                        return acl_match(cfg->allow, (struct sockaddr *) &ss);
                 end = seg - 1;          /* the comma before */
         }
         return -1;
+}
+
+struct xff {
+        struct buf all;
+        unsigned lines;
+};
+
+static enum MHD_Result
+join_xff(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+        struct xff *x = cls;
+
+        (void) kind;
+        if (strcasecmp(key, "X-Forwarded-For") == 0) {
+                buf_puts(&x->all, x->lines++ ? "," : "");
+                buf_puts(&x->all, value ? value : "");
+        }
+        return MHD_YES;
+}
+
+/* For a request from a trusted proxy: the client is the right-most
+ * X-Forwarded-For address that is not itself a trusted proxy (the proxy
+ * when there is none). Every X-Forwarded-For line counts, in order, as one
+ * list (RFC 9110 5.3): a proxy such as HAProxy adds a line of its own
+ * rather than extend the last. Writes the client to peer; returns 1 when it
+ * is allowed, 0 when not, -1 when the header is not a list of addresses. */
+static int
+proxied_peer(const struct cfg *cfg, struct MHD_Connection *conn, const struct sockaddr *proxy, char peer[ACL_ADDR_LEN])
+{
+        struct xff x = { { 0 }, 0 };
+        int r;
+
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, join_xff, &x);
+        if (x.lines == 0)
+                return acl_match(cfg->allow, proxy);
+        r = xff_client(cfg, x.all.data ? x.all.data : "", peer);
+        buf_done(&x.all);
+        return r;
 }
 
 static enum MHD_Result
@@ -407,11 +490,24 @@ bad_framing(struct MHD_Connection *conn, const char *version)
         return NULL;
 }
 
+/* The configuration in force, with a reference for the caller. */
+static struct cfg *
+current_cfg(struct http *h)
+{
+        struct cfg *c;
+
+        pthread_mutex_lock(&h->lock);
+        c = cfg_ref(h->cfg);
+        pthread_mutex_unlock(&h->lock);
+        return c;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
            const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
-        struct http *h = cls;
+        struct listener *l = cls;
+        struct http *h = l->h;
         struct req *r = *con_cls;
 
         if (r == NULL) {
@@ -421,18 +517,22 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 
                 r = xcalloc(1, sizeof(*r));
                 r->h = h;
+                r->l = l;
+                /* Judged by the configuration in force now, whichever
+                 * listener serves it (a reload may have replaced this one). */
+                r->cfg = current_cfg(h);
                 r->conn = conn;
                 r->t0 = time_mono_us();
                 ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
                 acl_format_addr(ci ? ci->client_addr : NULL, r->peer);
-                atomic_fetch_add(&h->in_flight, 1);
+                atomic_fetch_add(&l->in_flight, 1);
                 *con_cls = r;
                 if ((why = bad_framing(conn, version)) != NULL) {
                         r->close = true;
                         return reply_error(r, MHD_HTTP_BAD_REQUEST, why);
                 }
-                if (ci && acl_match(h->cfg->trusted_proxies, ci->client_addr)) {
-                        int ok = proxied_peer(h, conn, ci->client_addr, r->peer);
+                if (ci && acl_match(r->cfg->trusted_proxies, ci->client_addr)) {
+                        int ok = proxied_peer(r->cfg, conn, ci->client_addr, r->peer);
 
                         if (ok < 0)
                                 return reply_error(r, MHD_HTTP_BAD_REQUEST, "X-Forwarded-For is not a list of addresses");
@@ -442,7 +542,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
                         }
                 }
 
-                r->ep = cfg_endpoint_by_path(h->cfg, url);
+                r->ep = cfg_endpoint_by_path(r->cfg, url);
                 if (r->ep == NULL)
                         return reply_error(r, MHD_HTTP_NOT_FOUND, "no endpoint at this path");
                 if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
@@ -450,7 +550,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
                 cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
                 if (cl && str_to_i64(cl, strlen(cl), 0, INT64_MAX, &n) < 0)
                         return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid Content-Length");
-                if (n > (int64_t) h->cfg->max_body)
+                if (n > (int64_t) r->cfg->max_body)
                         return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "body larger than max_body");
                 /* The writer is behind: say so before reading a body that
                  * could not be queued anyway. */
@@ -467,7 +567,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
         if (r->state == REQ_READING && *upload_data_size > 0) {
                 size_t k = *upload_data_size;
 
-                if (k > h->cfg->max_body - r->len) {
+                if (k > r->cfg->max_body - r->len) {
                         /* Only a chunked body gets here (MHD enforces Content-Length):
                          * a 413 cannot be sent mid-upload, so close at once. */
                         log_full(LOG_INFO, LOG_MID_REQUEST, NULL, "%s: chunked body over max_body from %s, closing",
@@ -477,8 +577,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
                 if (r->len + k > r->cap) {
                         size_t cap = r->cap * 2 > r->len + k ? r->cap * 2 : r->len + k;
 
-                        if (cap > h->cfg->max_body)
-                                cap = h->cfg->max_body;
+                        if (cap > r->cfg->max_body)
+                                cap = r->cfg->max_body;
                         r->body = xreallocarray(r->body, cap + 1, 1);
                         r->cap = cap;
                 }
@@ -497,7 +597,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 static void
 on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-        struct http *h = cls;
+        struct listener *l = cls;
         struct req *r = *con_cls;
 
         if (r == NULL)
@@ -506,23 +606,24 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_Re
                 freezero(r->body, r->cap + 1);
         event_batch_done(&r->batch);
         if (r->counted)
-                atomic_fetch_sub(&h->waiting, 1);
+                atomic_fetch_sub(&l->h->waiting, 1);
+        cfg_free(r->cfg);
         free(r);
         *con_cls = NULL;
-        atomic_fetch_sub(&h->in_flight, 1);
+        atomic_fetch_sub(&l->in_flight, 1);
 }
 
 static enum MHD_Result
 on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
-        struct http *h = cls;
+        struct listener *l = cls;
         char peer[ACL_ADDR_LEN];
 
         /* A trusted proxy is let in: its client is checked per request. */
-        if (acl_match(h->cfg->allow, addr) || acl_match(h->cfg->trusted_proxies, addr))
+        if (acl_match(l->cfg->allow, addr) || acl_match(l->cfg->trusted_proxies, addr))
                 return MHD_YES;
         acl_format_addr(addr, peer);
-        refused(h, peer);
+        refused(l->h, peer);
         return MHD_NO;
 }
 
@@ -607,25 +708,107 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                 log_warning("TLS session tickets are off (logged once): %s", gnutls_strerror(r));
 }
 
+/* A new listener on h's socket, serving cfg (it takes a reference). */
+static int
+listener_start(struct http *h, struct cfg *cfg, const struct tls_creds *tls, struct listener **ret, char **reterr)
+{
+        struct listener *l = xcalloc(1, sizeof(*l));
+        struct MHD_OptionItem opts[] = {
+                { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t) on_mhd_log, l },
+                { MHD_OPTION_LISTEN_SOCKET, h->fd, NULL },
+                { MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL },
+                { MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL },
+                { MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip, NULL },
+                { MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout, NULL },
+                /* Bodies are copied out as they arrive, so a connection's
+                 * pool holds only the request line, the headers (up to
+                 * about 12 KiB; more gets 431) and the reply: half of
+                 * libmicrohttpd's 32 KiB default, ~18 MiB less at 1,000
+                 * connections (bench/README.md). */
+                { MHD_OPTION_CONNECTION_MEMORY_LIMIT, 16 * 1024, NULL },
+                { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) on_completed, l },
+                { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) (tls ? on_connection : NULL), l },
+                /* last, so that plain HTTP ends the array before them */
+                { tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, tls ? tls->cert_pem : NULL },
+                { MHD_OPTION_HTTPS_MEM_KEY, 0, tls ? tls->key_pem : NULL },
+                { MHD_OPTION_HTTPS_PRIORITIES, 0, cfg->tls_priorities },
+                { MHD_OPTION_END, 0, NULL },
+        };
+
+        l->h = h;
+        l->cfg = cfg_ref(cfg);
+        l->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | (tls ? MHD_USE_TLS : 0) | MHD_USE_ERROR_LOG |
+                                  MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME,
+                                  0, on_accept, l, on_request, l,
+                                  MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+        if (l->mhd == NULL) {
+                *reterr = xasprintf("cannot start the HTTPS listener on port %u (see the libmicrohttpd message above)",
+                                    h->port);
+                cfg_free(l->cfg);
+                free(l);
+                return -EIO;
+        }
+        *ret = l;
+        return 0;
+}
+
+/* Stop accepting; the connections it has go on, each answer saying
+ * "Connection: close". */
+static void
+listener_quiesce(struct listener *l)
+{
+        if (atomic_exchange(&l->draining, true))
+                return;
+        (void) MHD_quiesce_daemon(l->mhd);
+        l->drained_at = time_mono_us();
+}
+
+static unsigned
+listener_connections(struct listener *l)
+{
+        const union MHD_DaemonInfo *i = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+        return i ? i->num_connections : 0;
+}
+
+/* Stop and free l if it can go now: libmicrohttpd aborts when a daemon
+ * stops with a connection suspended, so only once no job of it waits for
+ * the writer, and none can start any more (closing). With force, it closes
+ * what connections it still has; else it waits until it has none, or until
+ * it has drained for HTTP_DRAIN_SECONDS. Returns whether it went. */
+static bool
+listener_reap(struct listener *l, bool force)
+{
+        if (!atomic_load(&l->closing)) {
+                if (!force && listener_connections(l) > 0 &&
+                    time_mono_us() - l->drained_at < (int64_t) HTTP_DRAIN_SECONDS * 1000000)
+                        return false;
+                atomic_store(&l->closing, true);
+        }
+        if (atomic_load(&l->jobs) > 0)
+                return false;
+        MHD_stop_daemon(l->mhd);
+        cfg_free(l->cfg);
+        free(l);
+        return true;
+}
+
 int
-http_start(const struct cfg *cfg, const struct tls_creds *tls, struct store *store,
+http_start(struct cfg *cfg, const struct tls_creds *tls, struct store *store,
            int listen_fd, struct http **ret, char **reterr)
 {
         struct http *h = xcalloc(1, sizeof(*h));
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
+        int r;
 
-        h->cfg = cfg;
-        h->extra = xcalloc(cfg->n_endpoints, sizeof(*h->extra));
-        pthread_mutex_init(&h->retired_lock, NULL);
+        pthread_mutex_init(&h->lock, NULL);
+        h->cfg = cfg_ref(cfg);
         h->store = store;
         h->fd = listen_fd >= 0 ? listen_fd : bind_listen(cfg, reterr);
         if (h->fd < 0) {
-                int r = h->fd;
-
-                free(h->extra);
-                free(h);
-                return r;
+                r = h->fd;
+                goto fail;
         }
         if (getsockname(h->fd, (struct sockaddr *) &ss, &sl) == 0)
                 h->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &ss)->sin6_port
@@ -634,51 +817,64 @@ http_start(const struct cfg *cfg, const struct tls_creds *tls, struct store *sto
         if (tls == NULL && !loopback((struct sockaddr *) &ss)) {
                 *reterr = xstrdup("[server] tls_cert: missing; plain HTTP is allowed only on a loopback address "
                                   "(behind a local TLS proxy)");
-                if (listen_fd < 0)
-                        close(h->fd);
-                free(h->extra);
-                free(h);
-                return -EINVAL;
+                r = -EINVAL;
+                goto fail;
         }
-        {
-                struct MHD_OptionItem opts[] = {
-                        { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t) on_mhd_log, h },
-                        { MHD_OPTION_LISTEN_SOCKET, h->fd, NULL },
-                        { MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL },
-                        { MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL },
-                        { MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip, NULL },
-                        { MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout, NULL },
-                        /* Bodies are copied out as they arrive, so a connection's
-                         * pool holds only the request line, the headers (up to
-                         * about 12 KiB; more gets 431) and the reply: half of
-                         * libmicrohttpd's 32 KiB default, ~18 MiB less at 1,000
-                         * connections (bench/README.md). */
-                        { MHD_OPTION_CONNECTION_MEMORY_LIMIT, 16 * 1024, NULL },
-                        { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) on_completed, h },
-                        { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) (tls ? on_connection : NULL), h },
-                        /* last, so that plain HTTP ends the array before them */
-                        { tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, tls ? tls->cert_pem : NULL },
-                        { MHD_OPTION_HTTPS_MEM_KEY, 0, tls ? tls->key_pem : NULL },
-                        { MHD_OPTION_HTTPS_PRIORITIES, 0, cfg->tls_priorities },
-                        { MHD_OPTION_END, 0, NULL },
-                };
-
-                h->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | (tls ? MHD_USE_TLS : 0) | MHD_USE_ERROR_LOG |
-                                          MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME,
-                                          0, on_accept, h, on_request, h,
-                                          MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
-        }
-        if (h->mhd == NULL) {
-                *reterr = xasprintf("cannot start the HTTPS listener on port %u (see the libmicrohttpd message above)",
-                                    h->port);
-                if (listen_fd < 0)
-                        close(h->fd);
-                free(h->extra);
-                free(h);
-                return -EIO;
-        }
+        if ((r = listener_start(h, cfg, tls, &h->cur, reterr)) < 0)
+                goto fail;
         *ret = h;
         return 0;
+fail:
+        if (listen_fd < 0 && h->fd >= 0)
+                close(h->fd);
+        cfg_free(h->cfg);
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+        return r;
+}
+
+int
+http_reload(struct http *h, struct cfg *cfg, const struct tls_creds *tls, char **reterr)
+{
+        struct listener *l;
+        struct cfg *old;
+        int r;
+
+        if (h->quiesced)
+                return -ESHUTDOWN;
+        if ((r = listener_start(h, cfg, tls, &l, reterr)) < 0)
+                return r;
+        /* Both serve the socket for a moment; then the old one stops
+         * accepting and every request is judged by cfg. */
+        pthread_mutex_lock(&h->lock);
+        old = h->cfg;
+        h->cfg = cfg_ref(cfg);
+        pthread_mutex_unlock(&h->lock);
+        cfg_free(old);
+        listener_quiesce(h->cur);
+        h->cur->next = h->old;
+        h->old = h->cur;
+        h->cur = l;
+        return 0;
+}
+
+unsigned
+http_tick(struct http *h)
+{
+        struct listener **p = &h->old, *l;
+        unsigned n = 0;
+
+        while ((l = *p) != NULL) {
+                struct listener *next = l->next;
+
+                if (listener_reap(l, false))
+                        *p = next;
+                else {
+                        n++;
+                        p = &l->next;
+                }
+        }
+        return n;
 }
 
 unsigned
@@ -690,62 +886,80 @@ http_port(const struct http *h)
 void
 http_quiesce(struct http *h)
 {
-        if (atomic_exchange(&h->draining, true))
-                return;
-        (void) MHD_quiesce_daemon(h->mhd);
+        h->quiesced = true;
+        listener_quiesce(h->cur);
 }
 
-int
-http_listen_fd(const struct http *h)
+/* Sum f over every listener. */
+static unsigned
+sum(struct http *h, unsigned (*f)(struct listener *))
 {
-        return h->fd;
+        struct listener *l;
+        unsigned n = f(h->cur);
+
+        for (l = h->old; l; l = l->next)
+                n += f(l);
+        return n;
 }
 
-void
-http_handover(struct http *h)
+static unsigned
+listener_in_flight(struct listener *l)
 {
-        http_quiesce(h);
-        h->fd = -1;
+        return atomic_load(&l->in_flight);
 }
 
 unsigned
 http_connections(struct http *h)
 {
-        const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-
-        return i ? i->num_connections : 0;
+        return sum(h, listener_connections);
 }
 
 unsigned
-http_in_flight(const struct http *h)
+http_in_flight(struct http *h)
 {
-        return atomic_load(&((struct http *) h)->in_flight);
+        return sum(h, listener_in_flight);
 }
 
 struct http *
 http_stop(struct http *h)
 {
+        struct listener *l, *next;
+        struct extra *e, *en;
         size_t i;
+        int k;
 
         if (h == NULL)
                 return NULL;
-
-        MHD_stop_daemon(h->mhd);
-        /* A quiesced daemon leaves the listening socket to us (unless it
-         * was handed over to a successor). */
-        if (atomic_load(&h->draining) && h->fd >= 0)
+        h->cur->next = h->old;
+        h->old = NULL;
+        /* The store has stopped: every job is done, or (a request that came
+         * after) answered at once; the wait covers the resume under way. */
+        for (l = h->cur; l; l = next) {
+                next = l->next;
+                for (k = 0; k < 500 && !listener_reap(l, true); k++)
+                        usleep(10 * 1000);
+                if (k == 500)
+                        log_full(LOG_ERR, LOG_MID_STOP, NULL, "a listener still has %u requests waiting for the "
+                                 "writer; left running", atomic_load(&l->jobs));
+        }
+        h->cur = NULL;
+        /* A quiesced daemon leaves the listening socket to us. */
+        if (h->quiesced && h->fd >= 0)
                 close(h->fd);
-        for (i = 0; i < h->cfg->n_endpoints; i++) {
-                char *s = atomic_load(&h->extra[i]);
+        for (e = atomic_load(&h->extra); e; e = en) {
+                char *sec = atomic_load(&e->secret);
 
-                if (s)
-                        freezero(s, strlen(s));
+                en = e->next;
+                if (sec)
+                        freezero(sec, strlen(sec));
+                free(e->endpoint);
+                free(e);
         }
         for (i = 0; i < h->n_retired; i++)
                 freezero(h->retired[i], strlen(h->retired[i]));
         free(h->retired);
-        free(h->extra);
-        pthread_mutex_destroy(&h->retired_lock);
+        cfg_free(h->cfg);
+        pthread_mutex_destroy(&h->lock);
         free(h);
         return NULL;
 }
@@ -753,22 +967,32 @@ http_stop(struct http *h)
 int
 http_set_secret(struct http *h, const char *endpoint, const char *secret)
 {
+        struct extra *e;
+        struct cfg *c = current_cfg(h);
         char *old;
         size_t i;
+        bool found;
 
-        for (i = 0; i < h->cfg->n_endpoints; i++)
-                if (strcmp(h->cfg->endpoints[i].name, endpoint) == 0)
-                        break;
-        if (i == h->cfg->n_endpoints)
+        for (i = 0; i < c->n_endpoints && strcmp(c->endpoints[i].name, endpoint) != 0; i++)
+                ;
+        found = i < c->n_endpoints;
+        cfg_free(c);
+        if (!found)
                 return -ENOENT;
+        pthread_mutex_lock(&h->lock);
+        if ((e = extra_find(h, endpoint)) == NULL) {
+                e = xcalloc(1, sizeof(*e));
+                e->endpoint = xstrdup(endpoint);
+                e->next = atomic_load(&h->extra);
+                atomic_store(&h->extra, e);
+        }
         /* Requests may be reading the old one: it lives until http_stop. */
-        old = atomic_exchange(&h->extra[i], xstrdup(secret));
+        old = atomic_exchange(&e->secret, xstrdup(secret));
         if (old) {
-                pthread_mutex_lock(&h->retired_lock);
                 h->retired = xreallocarray(h->retired, h->n_retired + 1, sizeof(char *));
                 h->retired[h->n_retired++] = old;
-                pthread_mutex_unlock(&h->retired_lock);
         }
+        pthread_mutex_unlock(&h->lock);
         return 0;
 }
 

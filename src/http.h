@@ -8,41 +8,51 @@
 
 #include <stdint.h>
 
-#include <stdint.h>
-
 #include "cfg.h"
 #include "store.h"
 #include "tls.h"
 
 struct http;
 
+/* How long a listener a reload replaced keeps serving the connections it
+ * has before it closes them (once none of its requests waits for the
+ * writer). */
+#define HTTP_DRAIN_SECONDS 20
+
 /* Start listening. listen_fd >= 0: serve on that listening socket (socket
- * activation); otherwise bind cfg->listen_host:listen_port. Borrows cfg, tls
- * (only during the call) and store (until http_stop). tls NULL: plain HTTP,
- * refused unless the socket is a loopback one (behind a local TLS proxy).
- * Returns 0 or a negative errno with *reterr set. */
-int http_start(const struct cfg *cfg, const struct tls_creds *tls, struct store *store,
+ * activation); otherwise bind cfg->listen_host:listen_port. Takes a
+ * reference to cfg (cfg_ref); borrows tls only during the call and store
+ * until http_stop. tls NULL: plain HTTP, refused unless the socket is a
+ * loopback one (behind a local TLS proxy). Returns 0 or a negative errno
+ * with *reterr set. Main thread. */
+int http_start(struct cfg *cfg, const struct tls_creds *tls, struct store *store,
                int listen_fd, struct http **ret, char **reterr);
+
+/* Serve cfg and tls from now on (a reload): a new listener on the same
+ * socket takes the new connections, every request from now on is judged by
+ * cfg whichever listener serves it, and the replaced listener finishes with
+ * the connections it has (see http_tick). On failure all stays as it was.
+ * Returns 0 or a negative errno with *reterr set. Main thread. */
+int http_reload(struct http *h, struct cfg *cfg, const struct tls_creds *tls, char **reterr);
+
+/* Let go of the replaced listeners that are done: those whose connections
+ * are gone, or have drained for HTTP_DRAIN_SECONDS, and none of whose
+ * requests waits for the writer. Never blocks. Returns how many remain.
+ * Main thread, often while any remain. */
+unsigned http_tick(struct http *h);
 
 /* The TCP port actually listened on. */
 unsigned http_port(const struct http *h);
 
-/* Stop accepting new connections; requests already under way go on and are
- * answered with "Connection: close". */
+/* Stop accepting new connections (at shutdown); requests already under way
+ * go on and are answered with "Connection: close". Main thread. */
 void http_quiesce(struct http *h);
 
-/* The listening socket (to start a successor on it, see http_handover). */
-int http_listen_fd(const struct http *h);
-
-/* Stop accepting, as http_quiesce, and leave the listening socket open for
- * the successor already serving it. */
-void http_handover(struct http *h);
-
-/* Connections open now. */
+/* Connections open now, on every listener. Main thread. */
 unsigned http_connections(struct http *h);
 
-/* Requests received but not yet answered. */
-unsigned http_in_flight(const struct http *h);
+/* Requests received but not yet completed, on every listener. Main thread. */
+unsigned http_in_flight(struct http *h);
 
 /* Accept secret for endpoint too, from now on (a secret the management
  * thread generated). Any thread. Returns 0 or -ENOENT. */
@@ -58,7 +68,8 @@ void http_test_events(struct http *h, uint64_t *stored, uint64_t *refused);
 void http_progress(struct http *h, uint64_t *answered, unsigned *waiting);
 
 /* Close every connection and free; NULL-safe; returns NULL. The store must
- * have been stopped first so that no connection still waits for it. */
+ * have been stopped first (store_stop returned 0) so that no connection
+ * still waits for it. Main thread. */
 struct http *http_stop(struct http *h);
 
 #endif

@@ -247,24 +247,6 @@ watchdog_tick(struct watchdog *w, struct store *s, struct http *h, int64_t tick_
         w->stalled = true;
 }
 
-/* Wait (bounded) until h has no request under way, then no connection. */
-static void
-settle(struct http *h, int requests_s, int connections_s)
-{
-        int64_t t0 = time_mono_us();
-        struct timespec ts = { 0, 10 * 1000 * 1000 };
-
-        while (http_in_flight(h) > 0 && time_mono_us() - t0 < (int64_t) requests_s * 1000000)
-                nanosleep(&ts, NULL);
-        t0 = time_mono_us();
-        while (http_connections(h) > 0 && time_mono_us() - t0 < (int64_t) connections_s * 1000000)
-                nanosleep(&ts, NULL);
-}
-
-/* SIGHUP: the configuration, certificate, key, secrets and log level again.
- * A new listener serves the same socket first; then the old one stops
- * accepting, finishes its requests (answering "Connection: close") and
- * goes. Anything wrong with the new files keeps all as it was. */
 /* Two optional settings are the same. */
 static bool
 same(const char *a, const char *b)
@@ -272,19 +254,23 @@ same(const char *a, const char *b)
         return a == b || (a && b && strcmp(a, b) == 0);
 }
 
+/* SIGHUP: the configuration, certificate, key, secrets and log level again.
+ * A new listener serves the same socket at once, and every request from
+ * then on is judged by the new configuration, whichever listener serves
+ * it; the old listener finishes with its connections in the background
+ * (http_tick). Anything wrong with the new files keeps all as it was. */
 static void
-reload(struct cfg **cfg, struct http **http, struct mgmt **mgmt, struct store *store)
+reload(struct cfg **cfg, struct http *http, struct mgmt **mgmt, struct store *store)
 {
         struct cfg *nc = NULL, *oc = *cfg;
         struct tls_creds *tls = NULL;
-        struct http *nh = NULL, *old = *http;
         char *err = NULL;
         size_t i;
 
         (void) sd_notify(0, "RELOADING=1\nSTATUS=reloading");
         if (cfg_load(arg_config, 0, &nc, &err) < 0 ||
             (nc->tls_cert && tls_load(nc->tls_cert, nc->tls_key, nc->tls_priorities, &tls, &err) < 0) ||
-            http_start(nc, tls, store, http_listen_fd(old), &nh, &err) < 0) {
+            http_reload(http, nc, tls, &err) < 0) {
                 log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "reload refused, the running configuration stays: %s", err);
                 free(err);
                 tls_free(tls);
@@ -293,40 +279,51 @@ reload(struct cfg **cfg, struct http **http, struct mgmt **mgmt, struct store *s
                 return;
         }
         tls_free(tls);
+        metrics_init(nc);
         for (i = 0; i < nc->n_warnings; i++)
                 log_full(LOG_WARNING, LOG_MID_CONFIG, NULL, "%s", nc->warnings[i]);
         if (strcmp(nc->database, oc->database) != 0 || nc->synchronous_full != oc->synchronous_full ||
             nc->backend != oc->backend || !same(nc->dsn, oc->dsn) ||
-            !same(nc->db_password_file, oc->db_password_file) ||
+            !same(nc->db_password_file, oc->db_password_file) || nc->statement_timeout != oc->statement_timeout ||
             nc->queue_size != oc->queue_size || nc->retention_days != oc->retention_days ||
             strcmp(nc->listen_host, oc->listen_host) != 0 || nc->listen_port != oc->listen_port)
                 log_notice("reload: [store] settings and listen take effect at the next restart");
-        *mgmt = mgmt_stop(*mgmt);       /* it uses the old listener */
-        http_handover(old);
-        *http = nh;
-        if (nc->api && mgmt_start(nc, nh, store, mgmt, &err) < 0) {
+        /* The thread borrows the configuration: it restarts with the new one
+         * (it ends an API call or a wait under way, within a bound). */
+        *mgmt = mgmt_stop(*mgmt);
+        if (nc->api && mgmt_start(nc, http, store, mgmt, &err) < 0) {
                 log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "reload: the management thread cannot start: %s", err);
                 free(err);
         }
-        settle(old, DRAIN_SECONDS, 5);
-        http_stop(old);
         cfg_free(oc);
         *cfg = nc;
         log_set_level(nc->log_level);
         log_full(LOG_NOTICE, LOG_MID_CONFIG, NULL, "reloaded %s: certificate, key, secrets and log level", nc->file);
-        (void) sd_notifyf(0, "READY=1\nSTATUS=reloaded; listening on port %u", http_port(nh));
+        (void) sd_notifyf(0, "READY=1\nSTATUS=reloaded; listening on port %u", http_port(http));
 }
 
-static void
+/* SIGTERM: stop accepting, let the requests under way finish, then the
+ * writer its queue, all within DRAIN_SECONDS (below systemd's
+ * TimeoutStopSec). Returns the requests the writer did not finish: a
+ * database that does not answer holds them, and they got no answer. */
+static unsigned
 drain(struct http *h, struct store *s)
 {
+        int64_t until = time_mono_us() + (int64_t) DRAIN_SECONDS * 1000000;
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        unsigned n;
+
         http_quiesce(h);
-        settle(h, DRAIN_SECONDS, 0);
-        if (http_in_flight(h) > 0)
-                log_warning("%u requests still open after %d s; closing them", http_in_flight(h), DRAIN_SECONDS);
+        /* The writer gets the last 5 s at least. */
+        while (http_in_flight(h) > 0 && time_mono_us() < until - 5 * 1000000) {
+                nanosleep(&ts, NULL);
+                (void) http_tick(h);
+        }
+        if ((n = http_in_flight(h)) > 0)
+                log_warning("%u requests still open after %d s; closing them", n, DRAIN_SECONDS - 5);
         /* The writer finishes every queued job (and wakes its connection)
          * before the listener closes what is left. */
-        store_stop(s);
+        return store_stop(s, (unsigned) ((until - time_mono_us() + 999999) / 1000000));
 }
 
 int
@@ -343,6 +340,8 @@ main(int argc, char **argv)
         struct watchdog wd = { 0 };
         struct timespec tick = { 0 };
         uint64_t watchdog_us = 0;
+        int64_t next_check;
+        unsigned stuck;
         bool watchdog;
         sigset_t sigs;
         char *err = NULL;
@@ -427,21 +426,30 @@ main(int argc, char **argv)
 
         /* The progress checks run every 5 s (for /healthz), or every half
          * watchdog period when systemd asks for pings. */
+        /* While a listener a reload replaced is still there, the loop also
+         * wakes every 100 ms to let it go once it is done. */
         watchdog = sd_watchdog_enabled(0, &watchdog_us) > 0;
         if (!watchdog)
                 watchdog_us = 10 * 1000000;
-        tick.tv_sec = (time_t) (watchdog_us / 2 / 1000000);
-        tick.tv_nsec = (long) (watchdog_us / 2 % 1000000) * 1000;
+        next_check = time_mono_us() + (int64_t) watchdog_us / 2;
         for (;;) {
+                int64_t now = time_mono_us(), wait = next_check - now;
+
+                if (http_tick(http) > 0 && wait > 100000)
+                        wait = 100000;
+                if (wait < 0)
+                        wait = 0;
+                tick.tv_sec = (time_t) (wait / 1000000);
+                tick.tv_nsec = (long) (wait % 1000000) * 1000;
                 sig = sigtimedwait(&sigs, NULL, &tick);
-                if (sig < 0 && errno == EAGAIN) {
+                if (time_mono_us() >= next_check) {
                         watchdog_tick(&wd, store, http, (int64_t) watchdog_us / 2, watchdog);
-                        continue;
+                        next_check = time_mono_us() + (int64_t) watchdog_us / 2;
                 }
                 if (sig < 0)
                         continue;
                 if (sig == SIGHUP) {
-                        reload(&cfg, &http, &mgmt, store);
+                        reload(&cfg, http, &mgmt, store);
                         continue;
                 }
                 break;
@@ -451,7 +459,15 @@ main(int argc, char **argv)
                  sig == SIGINT ? "SIGINT" : "SIGTERM");
         mgmt = mgmt_stop(mgmt);  /* ends an API call or a wait under way */
         metrics = metrics_stop(metrics);
-        drain(http, store);
+        if ((stuck = drain(http, store)) > 0) {
+                /* The writer is inside a transaction the database does not
+                 * finish: what it holds was not stored and got no 200;
+                 * SocketLabs sends it again. Its threads cannot be joined. */
+                log_full(LOG_ERR, LOG_MID_STOP, NULL, "%u requests not stored: %s did not finish a transaction "
+                         "within %d s; they got no answer and will be sent again; exiting",
+                         stuck, store_name(store), DRAIN_SECONDS);
+                _exit(EXIT_FAILURE);
+        }
         http = http_stop(http);
         store = store_close(store);
         log_full(LOG_INFO, LOG_MID_STOP, NULL, "stopped");
@@ -465,7 +481,7 @@ fatal:
         free(err);
         mgmt_stop(mgmt);
         metrics_stop(metrics);
-        store_stop(store);
+        store_stop(store, DRAIN_SECONDS);
         http_stop(http);
         store_close(store);
         tls_free(tls);

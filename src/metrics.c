@@ -44,9 +44,12 @@ struct hist {
         atomic_ullong sum;              /* microseconds, or jobs */
 };
 
+/* Endpoints counted: those of the configuration, and those reloads add. */
+#define MAX_ENDPOINTS 256
+
 static struct {
-        char **endpoints;
-        size_t n_endpoints;
+        char *endpoints[MAX_ENDPOINTS];
+        atomic_size_t n_endpoints;      /* only grows; the names before it are set */
         atomic_ullong *events;          /* [endpoint][type][outcome] */
         atomic_ullong rejects[REJECT_COUNT];
         struct hist request, commit, batch;
@@ -60,27 +63,32 @@ static struct {
 void
 metrics_init(const struct cfg *cfg)
 {
-        size_t i;
+        size_t i, e, n = atomic_load(&reg.n_endpoints);
 
-        reg.n_endpoints = cfg->n_endpoints;
-        reg.endpoints = xcalloc(cfg->n_endpoints, sizeof(char *));
-        for (i = 0; i < cfg->n_endpoints; i++)
-                reg.endpoints[i] = xstrdup(cfg->endpoints[i].name);
-        reg.events = xcalloc(cfg->n_endpoints * N_TYPES * N(outcomes), sizeof(*reg.events));
+        if (reg.events == NULL)
+                reg.events = xcalloc(MAX_ENDPOINTS * N_TYPES * N(outcomes), sizeof(*reg.events));
+        for (i = 0; i < cfg->n_endpoints && n < MAX_ENDPOINTS; i++) {
+                for (e = 0; e < n && strcmp(reg.endpoints[e], cfg->endpoints[i].name) != 0; e++)
+                        ;
+                if (e < n)
+                        continue;
+                reg.endpoints[n] = xstrdup(cfg->endpoints[i].name);
+                atomic_store(&reg.n_endpoints, ++n);    /* after the name: readers see it set */
+        }
 }
 
 void
 metrics_event(const char *endpoint, const char *type, enum metrics_outcome o)
 {
-        size_t e, t;
+        size_t e, t, n = atomic_load(&reg.n_endpoints);
 
         if (reg.events == NULL)
                 return;
-        for (e = 0; e < reg.n_endpoints && strcmp(reg.endpoints[e], endpoint) != 0; e++)
+        for (e = 0; e < n && strcmp(reg.endpoints[e], endpoint) != 0; e++)
                 ;
         for (t = 0; t < N_TYPES - 1 && (type == NULL || strcmp(types[t], type) != 0); t++)
                 ;
-        if (e < reg.n_endpoints)
+        if (e < n)
                 atomic_fetch_add_explicit(&reg.events[(e * N_TYPES + t) * N(outcomes) + o], 1, memory_order_relaxed);
 }
 
@@ -131,7 +139,7 @@ metrics_summary(char *out, size_t len)
         size_t i;
         int st = atomic_load(&reg.self_test);
 
-        for (i = 0; reg.events && i < reg.n_endpoints * N_TYPES; i++)
+        for (i = 0; reg.events && i < atomic_load(&reg.n_endpoints) * N_TYPES; i++)
                 stored += atomic_load(&reg.events[i * N(outcomes) + METRIC_STORED]);
         snprintf(out, len, "%llu events stored, %llu refused%s", stored,
                  atomic_load(&reg.rejects[REJECT_UNAUTHORIZED]) + atomic_load(&reg.rejects[REJECT_ALLOW_LIST]),
@@ -192,12 +200,12 @@ metrics_text(struct metrics_server *m)
         struct buf b = { 0 };
         unsigned queued;
         bool failing;
-        size_t e, t, o, i;
+        size_t e, t, o, i, n = atomic_load(&reg.n_endpoints);
 
         store_stats(m->store, &queued, &failing);
         buf_puts(&b, "# HELP slhookd_events_total Events by endpoint, type and outcome (stored, duplicate, "
                  "quarantined).\n# TYPE slhookd_events_total counter\n");
-        for (e = 0; e < reg.n_endpoints; e++)
+        for (e = 0; e < n; e++)
                 for (t = 0; t < N_TYPES; t++)
                         for (o = 0; o < N(outcomes); o++) {
                                 unsigned long long v = atomic_load(&reg.events[(e * N_TYPES + t) * N(outcomes) + o]);

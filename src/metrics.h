@@ -22,7 +22,9 @@ enum metrics_reject {
         REJECT_COUNT
 };
 
-/* Set up the registry for cfg's endpoints (before any thread records). */
+/* Set up the registry and count cfg's endpoints (before any thread
+ * records); called again after a reload, it adds the endpoints that are
+ * new (up to 256 in all). Main thread. */
 void metrics_init(const struct cfg *cfg);
 
 void metrics_event(const char *endpoint, const char *type, enum metrics_outcome o);

@@ -22,6 +22,7 @@
 #define BACKOFF_MAX_US (300LL * 1000000)
 #define WAIT_STEP_US (5 * 1000)
 #define DB_POLL_STEPS 10                /* the database every 10 steps: 50 ms */
+#define RECORD_WAIT_US (30LL * 1000000)
 
 struct mgmt {
         const struct cfg *cfg;
@@ -30,7 +31,9 @@ struct mgmt {
         struct store *store;
         struct api *api;
         char *secret_path;              /* where a generated secret is kept */
+        char *unsent_path;              /* there while SocketLabs may not hold m->secret yet */
         char *secret;                   /* the secret to register: the endpoint's or generated */
+        bool unsent;                    /* SocketLabs must be given m->secret (a PUT) */
         char *webhook_id;
         struct db *db;                  /* during a run: its own connection, or NULL */
         struct db_stmt *watch;          /* on it: webhook_status's test_events and last_passed_at */
@@ -51,42 +54,93 @@ struct mgmt {
 struct run {
         struct store_webhook_status st;
         char error[200];
-        bool done;
+};
+
+/* A run's record on its way through the writer: it owns what the job
+ * points to, so that the thread can stop waiting for a stalled writer (and
+ * even end) while the job is still queued. The writer and the thread each
+ * hold a reference. */
+struct ticket {
+        struct store_job job;
+        struct store_webhook_status st;
+        char *endpoint, *webhook_id, *error;
         pthread_mutex_t mu;
         pthread_cond_t cv;
+        bool done;
+        int refs;
 };
+
+static void
+ticket_unref(struct ticket *t)
+{
+        int refs;
+
+        pthread_mutex_lock(&t->mu);
+        refs = --t->refs;
+        pthread_mutex_unlock(&t->mu);
+        if (refs > 0)
+                return;
+        pthread_mutex_destroy(&t->mu);
+        pthread_cond_destroy(&t->cv);
+        free(t->endpoint);
+        free(t->webhook_id);
+        free(t->error);
+        free(t);
+}
 
 static void
 recorded(struct store_job *job)
 {
-        struct run *r = job->userdata;
+        struct ticket *t = job->userdata;
 
-        pthread_mutex_lock(&r->mu);
-        r->done = true;
-        pthread_cond_signal(&r->cv);
-        pthread_mutex_unlock(&r->mu);
+        pthread_mutex_lock(&t->mu);
+        t->done = true;
+        pthread_cond_signal(&t->cv);
+        pthread_mutex_unlock(&t->mu);
+        ticket_unref(t);
 }
 
-/* Write the run to webhook_status through the writer, and wait for it. */
+/* Write the run to webhook_status through the writer, and wait for it
+ * (RECORD_WAIT_US at most, and not past mgmt_stop). */
 static void
 record(struct mgmt *m, struct run *r)
 {
-        struct store_job job = { 0 };
+        struct ticket *t = xcalloc(1, sizeof(*t));
+        int64_t until = time_mono_us() + RECORD_WAIT_US;
+        pthread_condattr_t ca;
 
-        job.endpoint = m->ep->name;
-        job.status = &r->st;
-        job.done = recorded;
-        job.userdata = r;
-        time_now_iso(job.received_at);
-        r->done = false;
-        if (store_submit(m->store, &job) < 0) {
+        pthread_mutex_init(&t->mu, NULL);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&t->cv, &ca);
+        pthread_condattr_destroy(&ca);
+        t->refs = 2;
+        t->st = r->st;
+        t->st.webhook_id = t->webhook_id = r->st.webhook_id ? xstrdup(r->st.webhook_id) : NULL;
+        t->st.error = t->error = r->st.error ? xstrdup(r->st.error) : NULL;
+        t->job.endpoint = t->endpoint = xstrdup(m->ep->name);
+        t->job.status = &t->st;
+        t->job.done = recorded;
+        t->job.userdata = t;
+        time_now_iso(t->job.received_at);
+        if (store_submit(m->store, &t->job) < 0) {
                 log_full(LOG_WARNING, LOG_MID_MGMT, NULL, "cannot record the self-test: the store is busy");
+                t->refs = 1;
+                ticket_unref(t);
                 return;
         }
-        pthread_mutex_lock(&r->mu);
-        while (!r->done)
-                pthread_cond_wait(&r->cv, &r->mu);
-        pthread_mutex_unlock(&r->mu);
+        pthread_mutex_lock(&t->mu);
+        while (!t->done && !atomic_load(&m->stop) && time_mono_us() < until) {
+                int64_t step = time_mono_us() + 50 * 1000;
+                struct timespec ts = { .tv_sec = step / 1000000, .tv_nsec = (step % 1000000) * 1000 };
+
+                pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+        }
+        if (!t->done)
+                log_full(LOG_WARNING, LOG_MID_MGMT, NULL, "the self-test's record is not written yet: the database "
+                         "is slow; going on");
+        pthread_mutex_unlock(&t->mu);
+        ticket_unref(t);
 }
 
 /* Log and report the outcome; a repeated outcome only at debug level. */
@@ -158,6 +212,10 @@ new_secret(struct mgmt *m, struct run *r)
                 freezero(s, strlen(s));
                 return fail(r, "secret", NULL, "cannot keep the new secret in %s: %s", m->secret_path, strerror(-e));
         }
+        /* Until SocketLabs holds it: a PUT at every run, across restarts. */
+        if ((e = file_write_atomic(m->unsent_path, "", 0, 0600)) < 0)
+                log_full(LOG_WARNING, LOG_MID_MGMT, NULL, "cannot write %s: %s", m->unsent_path, strerror(-e));
+        m->unsent = true;
         http_set_secret(m->http, m->ep->name, s);
         if (m->secret)
                 freezero(m->secret, strlen(m->secret));
@@ -167,37 +225,51 @@ new_secret(struct mgmt *m, struct run *r)
         return true;
 }
 
+/* SocketLabs holds the secret now. */
+static void
+secret_sent(struct mgmt *m)
+{
+        if (unlink(m->unsent_path) < 0 && errno != ENOENT)
+                log_full(LOG_WARNING, LOG_MID_MGMT, NULL, "cannot remove %s: %s", m->unsent_path, strerror(errno));
+        m->unsent = false;
+}
+
 /* Find the webhook, or create it (with a new secret if the endpoint has
- * none). */
+ * none), and give it the secret generated for it until that went
+ * through. */
 static bool
 registered(struct mgmt *m, struct run *r)
 {
         const char *url = m->cfg->api_public_url;
         struct api_call c;
         char *id = NULL;
-        bool fresh = false;
 
-        if (m->webhook_id)
+        if (m->webhook_id && !m->unsent)
                 return true;
+        if (m->webhook_id) {
+                if (api_update_webhook(m->api, m->webhook_id, url, m->secret, &c) < 0)
+                        return fail(r, "secret", &c, "giving webhook %s the new secret: %s", m->webhook_id, c.error);
+                secret_sent(m);
+                return true;
+        }
         if (m->cfg->api_webhook_id) {
                 if (api_get_webhook(m->api, m->cfg->api_webhook_id, &c) < 0)
                         return fail(r, "register", &c, "webhook %s: %s", m->cfg->api_webhook_id, c.error);
                 id = xstrdup(m->cfg->api_webhook_id);
         } else if (api_find_webhook(m->api, url, &id, &c) < 0)
                 return fail(r, "register", &c, "listing webhooks: %s", c.error);
-        if (m->secret == NULL) {
-                if (!new_secret(m, r))
-                        goto fail;
-                fresh = true;
-        }
+        if (m->secret == NULL && !new_secret(m, r))
+                goto fail;
         if (id == NULL) {
                 if (api_create_webhook(m->api, url, m->secret, &id, &c) < 0)
                         return fail(r, "register", &c, "creating the webhook for %s: %s", url, c.error);
                 log_full(LOG_NOTICE, LOG_MID_MGMT, NULL, "created webhook %s for %s", id, url);
-        } else if (fresh && api_update_webhook(m->api, id, url, m->secret, &c) < 0) {
+        } else if (m->unsent && api_update_webhook(m->api, id, url, m->secret, &c) < 0) {
                 fail(r, "secret", &c, "giving webhook %s the new secret: %s", id, c.error);
                 goto fail;
         }
+        if (m->unsent)
+                secret_sent(m);
         m->webhook_id = id;
         r->st.registered = true;
         r->st.webhook_id = id;
@@ -359,15 +431,11 @@ run_once(struct mgmt *m)
                 disconnect_db(m);
                 return true;
         }
-        pthread_mutex_init(&r.mu, NULL);
-        pthread_cond_init(&r.cv, NULL);
         ok = registered(m, &r) && self_test(m, &r);
         if (!atomic_load(&m->stop)) {
                 report(m, &r);          /* the log line first: it never lags the row */
                 record(m, &r);          /* under the lock: the next instance sees it */
         }
-        pthread_mutex_destroy(&r.mu);
-        pthread_cond_destroy(&r.cv);
         disconnect_db(m);
         return ok;
 }
@@ -423,27 +491,13 @@ read_key(const struct cfg *cfg, char **reterr)
         return key;
 }
 
-/* The state directory: systemd's StateDirectory=, else the database's. */
-static char *
-state_path(const struct cfg *cfg, const char *endpoint)
-{
-        const char *sd = getenv("STATE_DIRECTORY");
-        const char *slash = strrchr(cfg->database, '/');
-
-        if (sd && sd[0])
-                return xasprintf("%.*s/%s.secret", (int) strcspn(sd, ":"), sd, endpoint);
-        if (slash)
-                return xasprintf("%.*s/%s.secret", (int) (slash - cfg->database), cfg->database, endpoint);
-        return xasprintf("%s.secret", endpoint);
-}
-
 int
 mgmt_start(const struct cfg *cfg, struct http *http, struct store *store, struct mgmt **ret, char **reterr)
 {
         struct mgmt *m = xcalloc(1, sizeof(*m));
         pthread_condattr_t ca;
-        char *key, *data = NULL;
-        size_t i, len;
+        char *key;
+        size_t i;
         int r;
 
         for (i = 0; i < cfg->n_endpoints; i++)
@@ -460,17 +514,14 @@ mgmt_start(const struct cfg *cfg, struct http *http, struct store *store, struct
         m->store = store;
         m->api = api_new(cfg->api_base_url, key, cfg->api_ca_file, cfg->api_self_test_timeout, &m->stop);
         freezero(key, strlen(key));
-        m->secret_path = state_path(cfg, m->ep->name);
+        /* A secret generated by an earlier run is among the endpoint's
+         * (cfg reads the state directory), so the listener accepts it
+         * whether this thread runs or not. */
+        m->secret_path = cfg_state_secret(cfg, m->ep->name);
+        m->unsent_path = xasprintf("%s.unsent", m->secret_path);
+        m->unsent = access(m->unsent_path, F_OK) == 0;
         if (m->ep->n_secrets > 0)
                 m->secret = xstrdup(m->ep->secrets[0]);
-        else if (file_read(m->secret_path, 4096, &data, &len) == 0) {
-                /* One generated by an earlier run. */
-                if (str_trim(data)[0]) {
-                        m->secret = xstrdup(str_trim(data));
-                        http_set_secret(http, m->ep->name, m->secret);
-                }
-                freezero(data, len);
-        }
         pthread_mutex_init(&m->lock, NULL);
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -501,6 +552,7 @@ mgmt_stop(struct mgmt *m)
         if (m->secret)
                 freezero(m->secret, strlen(m->secret));
         free(m->secret_path);
+        free(m->unsent_path);
         free(m->webhook_id);
         pthread_mutex_destroy(&m->lock);
         pthread_cond_destroy(&m->wake);

@@ -335,6 +335,7 @@ target_load(struct target *t)
                 return -EINVAL;
         }
         t->conf.synchronous_full = true;
+        t->conf.timeout_ms = 0;         /* an operator's query may run long: the defaults */
         return 0;
 }
 
@@ -360,7 +361,8 @@ table_width(void)
 }
 
 static const struct out_col replay_cols[] = { { "moved", true, false }, { "kept", true, false } };
-static const struct out_col prune_cols[] = { { "before", true, false }, { "events", true, false }, { "messages", true, false } };
+static const struct out_col prune_cols[] = { { "before", true, false }, { "events", true, false },
+                                             { "messages", true, false }, { "quarantined", true, false } };
 
 /* The two writing commands go through the store, as the daemon does. */
 static int
@@ -368,9 +370,9 @@ write_command(const struct command *c, const struct db_conf *conf, struct out *o
 {
         struct store *s = NULL;
         struct stat sb;
-        char *err = NULL, a[24], b[24];
-        const char *vals[3], *path;
-        bool num[3] = { true, true, true };
+        char *err = NULL, a[24], b[24], qc[24];
+        const char *vals[4], *path;
+        bool num[4] = { true, true, true, true };
         int r;
 
         /* Never create a SQLite database here. */
@@ -383,11 +385,12 @@ write_command(const struct command *c, const struct db_conf *conf, struct out *o
         }
         path = store_name(s);
         if (strcmp(c->name, "prune") == 0) {
-                uint64_t ne, nm, te = 0, tm = 0;
+                uint64_t ne, nm, nq, te = 0, tm = 0, tq = 0;
 
-                while ((r = store_prune(s, arg_before, &ne, &nm)) >= 0) {
+                while ((r = store_prune(s, arg_before, &ne, &nm, &nq)) >= 0) {
                         te += ne;
                         tm += nm;
+                        tq += nq;
                         if (r == 0)
                                 break;
                 }
@@ -399,11 +402,13 @@ write_command(const struct command *c, const struct db_conf *conf, struct out *o
                 }
                 snprintf(a, sizeof(a), "%llu", (unsigned long long) te);
                 snprintf(b, sizeof(b), "%llu", (unsigned long long) tm);
+                snprintf(qc, sizeof(qc), "%llu", (unsigned long long) tq);
                 vals[0] = arg_before;
                 vals[1] = a;
                 vals[2] = b;
+                vals[3] = qc;
                 num[0] = false;
-                out_columns(o, prune_cols, 3);
+                out_columns(o, prune_cols, 4);
         } else {
                 unsigned moved, kept;
 

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -35,7 +36,7 @@ enum {
         ST_EVENT, ST_QUARANTINE, ST_VALIDATION, ST_STATUS, ST_TEST_EVENT,
         ST_MSG_BY_MESSAGE, ST_MSG_BY_MAILING, ST_MSG_BY_ADDRESS, ST_MSG_INSERT, ST_MSG_UPDATE, ST_MSG_DELETE,
         ST_EVENT_MESSAGE, ST_COUNT_ADD, ST_PRUNE_COUNTS, ST_PRUNE_ZERO, ST_PRUNE_EVENTS, ST_PRUNE_MESSAGES,
-        ST_PRUNE_CURSOR, ST_EVENT_SEEN, ST_QUARANTINE_SEEN,
+        ST_PRUNE_CURSOR, ST_PRUNE_QUARANTINE, ST_EVENT_SEEN, ST_QUARANTINE_SEEN,
         ST_COUNT
 };
 
@@ -44,7 +45,7 @@ enum {
 /* Events a transaction adds to event_counts, written at its end. */
 struct count {
         char hour[14];
-        const char *type;
+        char *type;             /* a copy: the event may go before the counts are written */
         int64_t n;
 };
 
@@ -57,6 +58,9 @@ struct store {
         bool started;
         pthread_mutex_t lock;
         pthread_cond_t wake;
+        pthread_cond_t gone;            /* the writer has returned (exited) */
+        bool exited;
+        unsigned pending;               /* jobs queued or in the writer's batch */
         struct store_job *head, *tail;
         unsigned queued, queue_size;
         bool stopping;
@@ -71,7 +75,7 @@ struct store {
         size_t ncounts, counts_cap;
 
         unsigned retention_days;        /* 0: keep forever */
-        uint64_t pruned_events, pruned_messages;        /* this retention pass */
+        uint64_t pruned_events, pruned_messages, pruned_quarantine;     /* this retention pass */
         int64_t prune_cursor;           /* messages are walked by id, PRUNE_BATCH a step */
 };
 
@@ -203,9 +207,11 @@ msg_sql(int which, bool for_update)
                 buf_puts(&b, ") ON CONFLICT DO NOTHING RETURNING id");
                 break;
         default:
+                /* A message any of whose events is a test is a test
+                 * message, as its events are. */
                 buf_puts(&b, "UPDATE messages SET ");
                 msg_columns(&b, ", ", " = ?");
-                buf_puts(&b, " WHERE id = ?");
+                buf_puts(&b, ", is_test = CASE WHEN ? <> 0 THEN 1 ELSE is_test END WHERE id = ?");
                 break;
         }
         return b.data;
@@ -257,6 +263,10 @@ prepare(struct store *s, char **reterr)
                                       "WHERE id > ?3 ORDER BY id LIMIT ?2) AND updated_at < ?1",
                 [ST_PRUNE_CURSOR] = "SELECT max(id), count(*) FROM "
                                     "(SELECT id FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2) AS w",
+                /* It holds raw payloads, addresses among them: the same rule
+                 * as events, by arrival time. */
+                [ST_PRUNE_QUARANTINE] = "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine "
+                                        "WHERE received_at < ?1 ORDER BY received_at, id LIMIT ?2)",
                 [ST_EVENT_SEEN] = "SELECT 1 FROM events WHERE digest = ?",
                 [ST_QUARANTINE_SEEN] = "SELECT 1 FROM quarantine WHERE digest = ?",
         };
@@ -289,6 +299,7 @@ store_open(const struct db_conf *c, struct store **ret, char **reterr)
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&s->wake, &ca);
+        pthread_cond_init(&s->gone, &ca);
         pthread_condattr_destroy(&ca);
         s->conf = *c;
         s->conf.path = c->path ? xstrdup(c->path) : NULL;
@@ -428,8 +439,12 @@ message_update(struct store *s, const struct event *ev, struct corr_msg *m, int6
 {
         struct db_stmt *st = s->st[ST_MSG_UPDATE];
 
+        int i;
+
         corr_apply(m, ev, received_at);
-        db_bind_int(st, msg_bind(st, 1, m), id);
+        i = msg_bind(st, 1, m);
+        db_bind_int(st, i++, ev->is_test);
+        db_bind_int(st, i, id);
         return db_run(st) < 0 ? -1 : 0;
 }
 
@@ -451,7 +466,7 @@ count_event(struct store *s, const struct event *ev)
                 s->counts = xreallocarray(s->counts, s->counts_cap, sizeof(*s->counts));
         }
         snprintf(s->counts[s->ncounts].hour, sizeof(s->counts[0].hour), "%.13s", ev->occurred_at);
-        s->counts[s->ncounts].type = ev->type;
+        s->counts[s->ncounts].type = xstrdup(ev->type);
         s->counts[s->ncounts++].n = 1;
 }
 
@@ -462,6 +477,16 @@ count_cmp(const void *a, const void *b)
         int c = strcmp(x->hour, y->hour);
 
         return c ? c : strcmp(x->type, y->type);
+}
+
+static void
+counts_clear(struct store *s)
+{
+        size_t i;
+
+        for (i = 0; i < s->ncounts; i++)
+                free(s->counts[i].type);
+        s->ncounts = 0;
 }
 
 /* Write the transaction's counts, in key order: two instances that count
@@ -482,7 +507,7 @@ counts_flush(struct store *s)
                 db_bind_int(st, 3, s->counts[i].n);
                 r = db_run(st) < 0 ? -1 : 0;
         }
-        s->ncounts = 0;
+        counts_clear(s);
         return r;
 }
 
@@ -740,7 +765,7 @@ attempt(struct store *s, struct store_job *first, struct store_job *end)
 {
         struct store_job *j;
 
-        s->ncounts = 0;
+        counts_clear(s);
         if (db_begin(s->db) < 0)
                 return -EIO;
         for (j = first; j != end; j = j->next)
@@ -794,18 +819,29 @@ fail:
         return -EIO;
 }
 
+/* Whether the last transaction failed in a way every other one would now:
+ * the connection is down, or a wait ran out (another process holds the
+ * lock). */
+static bool
+stalled(struct store *s)
+{
+        return db_broken(s->db) || db_timeout(s->db);
+}
+
 static void
 write_batch(struct store *s, struct store_job *head)
 {
         struct store_job *j, *next;
+        unsigned n = 0;
         int r;
 
         r = transaction(s, head, NULL);
-        if (r < 0 && head->next && !db_broken(s->db)) {
+        if (r < 0 && head->next && !stalled(s)) {
                 /* Keep one bad job from failing the others: one transaction
-                 * each (not when the connection is down: each would fail). */
-                for (j = head; j; j = j->next)
-                        j->result = transaction(s, j, j->next);
+                 * each, until one finds the database stalled: the rest then
+                 * fail at once rather than wait a timeout each. */
+                for (j = head, r = 0; j; j = j->next)
+                        r = j->result = r < 0 && stalled(s) ? -EIO : transaction(s, j, j->next);
         } else
                 for (j = head; j; j = j->next)
                         j->result = r;
@@ -813,7 +849,11 @@ write_batch(struct store *s, struct store_job *head)
                 next = j->next;
                 j->next = NULL;
                 j->done(j);
+                n++;
         }
+        pthread_mutex_lock(&s->lock);
+        s->pending -= n;
+        pthread_mutex_unlock(&s->lock);
 }
 
 /* Where the next walk over messages starts, and whether it wraps. */
@@ -839,14 +879,16 @@ prune_cursor(struct store *s, int64_t *next, bool *wrapped)
  * of the walk over messages, in one transaction. One instance at a time:
  * the counts are taken off before the events go. */
 int
-store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t *ret_messages)
+store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t *ret_messages,
+            uint64_t *ret_quarantine)
 {
         struct db_stmt *ev = s->st[ST_PRUNE_EVENTS], *msg = s->st[ST_PRUNE_MESSAGES], *cnt = s->st[ST_PRUNE_COUNTS];
+        struct db_stmt *qu = s->st[ST_PRUNE_QUARANTINE];
         int64_t next = 0;
         bool wrapped = true;
-        int ne, nm, locked;
+        int ne, nm, nq, locked;
 
-        *ret_events = *ret_messages = 0;
+        *ret_events = *ret_messages = *ret_quarantine = 0;
         if (db_begin(s->db) < 0)
                 return -EIO;
         if ((locked = db_lock(s->db, LOCK_RETENTION, false)) <= 0) {
@@ -860,15 +902,19 @@ store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t 
         db_bind_text(msg, 1, before);
         db_bind_int(msg, 2, PRUNE_BATCH);
         db_bind_int(msg, 3, s->prune_cursor);
+        db_bind_text(qu, 1, before);
+        db_bind_int(qu, 2, PRUNE_BATCH);
         if (db_run(cnt) < 0 || (ne = db_run(ev)) < 0 || (ne > 0 && db_run(s->st[ST_PRUNE_ZERO]) < 0) ||
-            prune_cursor(s, &next, &wrapped) < 0 || (nm = db_run(msg)) < 0 || db_commit(s->db) < 0) {
+            prune_cursor(s, &next, &wrapped) < 0 || (nm = db_run(msg)) < 0 || (nq = db_run(qu)) < 0 ||
+            db_commit(s->db) < 0) {
                 db_rollback(s->db);
                 return -EIO;
         }
         s->prune_cursor = wrapped ? 0 : next;
         *ret_events = (uint64_t) ne;
         *ret_messages = (uint64_t) nm;
-        return ne == PRUNE_BATCH || !wrapped;
+        *ret_quarantine = (uint64_t) nq;
+        return ne == PRUNE_BATCH || nq == PRUNE_BATCH || !wrapped;
 }
 
 /* Re-parse one quarantined payload; move it into events when it now parses.
@@ -927,7 +973,7 @@ store_replay_quarantine(struct store *s, unsigned *moved, unsigned *kept)
         }
         /* 100 rows a transaction, so a running daemon never waits long. */
         do {
-                s->ncounts = 0;
+                counts_clear(s);
                 if (db_begin(s->db) < 0) {
                         r = -EIO;
                         goto out;
@@ -975,11 +1021,11 @@ static int64_t
 retention_step(struct store *s)
 {
         char before[TIME_ISO_LEN];
-        uint64_t ne, nm;
+        uint64_t ne, nm, nq;
         int r;
 
         time_format_iso(time_now_us() - (int64_t) s->retention_days * 86400 * 1000000, before);
-        r = store_prune(s, before, &ne, &nm);
+        r = store_prune(s, before, &ne, &nm, &nq);
         if (r < 0) {
                 log_full(LOG_WARNING, LOG_MID_STORE, NULL, "retention: cannot delete old events: %s: %s",
                          db_name(s->db), db_errmsg(s->db));
@@ -987,13 +1033,15 @@ retention_step(struct store *s)
         }
         s->pruned_events += ne;
         s->pruned_messages += nm;
+        s->pruned_quarantine += nq;
         if (r > 0)
                 return 100 * 1000;      /* more to do: again soon, between batches */
-        if (s->pruned_events || s->pruned_messages)
+        if (s->pruned_events || s->pruned_messages || s->pruned_quarantine)
                 log_full(LOG_INFO, LOG_MID_STORE, NULL,
-                         "retention: deleted %llu events and %llu messages received before %s",
-                         (unsigned long long) s->pruned_events, (unsigned long long) s->pruned_messages, before);
-        s->pruned_events = s->pruned_messages = 0;
+                         "retention: deleted %llu events, %llu messages and %llu quarantined payloads received "
+                         "before %s", (unsigned long long) s->pruned_events, (unsigned long long) s->pruned_messages,
+                         (unsigned long long) s->pruned_quarantine, before);
+        s->pruned_events = s->pruned_messages = s->pruned_quarantine = 0;
         return 1000000;         /* an idle check is one index probe */
 }
 
@@ -1035,6 +1083,8 @@ writer_main(void *arg)
                         next_prune = time_mono_us() + retention_step(s);
                 pthread_mutex_lock(&s->lock);
         }
+        s->exited = true;
+        pthread_cond_broadcast(&s->gone);
         pthread_mutex_unlock(&s->lock);
         return NULL;
 }
@@ -1072,23 +1122,34 @@ store_submit(struct store *s, struct store_job *job)
                         s->head = job;
                 s->tail = job;
                 s->queued++;
+                s->pending++;
                 pthread_cond_signal(&s->wake);
         }
         pthread_mutex_unlock(&s->lock);
         return r;
 }
 
-void
-store_stop(struct store *s)
+unsigned
+store_stop(struct store *s, unsigned seconds)
 {
+        int64_t until = time_mono_us() + (int64_t) seconds * 1000000;
+        struct timespec ts = { .tv_sec = until / 1000000, .tv_nsec = (until % 1000000) * 1000 };
+        unsigned left;
+
         if (s == NULL || !s->started)
-                return;
+                return 0;
         pthread_mutex_lock(&s->lock);
         s->stopping = true;
         pthread_cond_signal(&s->wake);
+        while (!s->exited && time_mono_us() < until)
+                pthread_cond_timedwait(&s->gone, &s->lock, &ts);
+        left = s->exited ? 0 : s->pending;
         pthread_mutex_unlock(&s->lock);
-        pthread_join(s->writer, NULL);
-        s->started = false;
+        if (left == 0) {
+                pthread_join(s->writer, NULL);
+                s->started = false;
+        }
+        return left;
 }
 
 struct store *
@@ -1098,12 +1159,14 @@ store_close(struct store *s)
 
         if (s == NULL)
                 return NULL;
-        store_stop(s);
+        (void) store_stop(s, UINT_MAX / 2);
+        counts_clear(s);
         for (i = 0; i < ST_COUNT; i++)
                 db_finalize(s->st[i]);
         db_close(s->db);
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->wake);
+        pthread_cond_destroy(&s->gone);
         free(s->counts);
         free((char *) s->conf.path);
         free((char *) s->conf.dsn);
@@ -1134,7 +1197,7 @@ void
 store_stats(struct store *s, unsigned *queued, bool *failing)
 {
         pthread_mutex_lock(&s->lock);
-        *queued = s->queued;
+        *queued = s->pending;
         pthread_mutex_unlock(&s->lock);
         *failing = atomic_load(&s->failing_now);
 }

@@ -75,8 +75,11 @@ int store_start(struct store *s, unsigned queue_size, unsigned retention_days);
  * -ESHUTDOWN once store_stop() has begun. On error done() is not called. */
 int store_submit(struct store *s, struct store_job *job);
 
-/* Finish every queued job, then stop the writer thread. Main thread. */
-void store_stop(struct store *s);
+/* Finish every queued job, then stop the writer thread, waiting at most
+ * seconds for it. Returns 0 once it stopped, else the jobs it has not
+ * finished (it is stuck in a transaction: their done() has not been called;
+ * the writer still runs and the store must not be closed). Main thread. */
+unsigned store_stop(struct store *s, unsigned seconds);
 
 /* Close the database (checkpointing the WAL); NULL-safe; returns NULL. */
 struct store *store_close(struct store *s);
@@ -84,11 +87,13 @@ struct store *store_close(struct store *s);
 /* The calls below use the store's connection: call them only while no
  * writer thread runs (slhookctl), except from the writer itself. */
 
-/* One retention step, in one transaction: delete up to 1000 events received
- * before `before` (ISO-8601 UTC), and of the next 1000 messages of a walk by
- * id, those with no event received since. Returns 1 while there is more to
- * do (call again), 0 once every event and a whole walk are done, or -EIO. */
-int store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t *ret_messages);
+/* One retention step, in one transaction: delete up to 1000 events and up
+ * to 1000 quarantined payloads received before `before` (ISO-8601 UTC), and
+ * of the next 1000 messages of a walk by id, those with no event received
+ * since. Returns 1 while there is more to do (call again), 0 once every
+ * event, payload and a whole walk are done, or -EIO. */
+int store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t *ret_messages,
+                uint64_t *ret_quarantine);
 
 /* Re-parse every quarantined payload with the current parser: those that now
  * make an event move into events (and their messages), the others stay with
@@ -101,8 +106,9 @@ const char *store_error(const struct store *s);
 /* Whether store_submit() would return -EAGAIN now. Any thread. */
 bool store_full(struct store *s);
 
-/* Requests waiting for the writer, and whether the last transaction failed
- * (storage failing). Any thread. */
+/* Requests waiting for the writer (queued, or in the transaction it is
+ * writing), and whether the last transaction failed (storage failing).
+ * Any thread. */
 void store_stats(struct store *s, unsigned *queued, bool *failing);
 
 /* For the watchdog: batches the writer has finished (committed or not), and

@@ -28,6 +28,10 @@ on_done(struct store_job *job)
         pthread_mutex_unlock(&w->mu);
 }
 
+/* The sender's address for post_at: SocketLabs' test address makes
+ * every event a test, as the listener does. */
+static const char *post_peer = "127.0.0.1";
+
 /* Store one body as the daemon would, received at received_at (NULL: now). */
 static void
 post_at(const char *body, const char *received_at)
@@ -39,11 +43,14 @@ post_at(const char *body, const char *received_at)
         size_t i;
 
         ck_assert_msg(event_parse(body, strlen(body), false, &b, &err) == 0, "%s", err);
-        for (i = 0; i < b.n; i++)
+        for (i = 0; i < b.n; i++) {
+                if (strcmp(post_peer, EVENT_TEST_PEER) == 0)
+                        b.v[i].is_test = true;
                 event_digest(&b.v[i], "main");
+        }
         job.batch = &b;
         job.endpoint = "main";
-        job.peer = "127.0.0.1";
+        job.peer = post_peer;
         if (received_at)
                 snprintf(job.received_at, sizeof(job.received_at), "%s", received_at);
         else
@@ -345,23 +352,29 @@ END_TEST
 
 START_TEST(test_prune)
 {
-        uint64_t ne, nm;
+        uint64_t ne, nm, nq;
         int r;
 
         post_free_at(SENT("old", "M", "a@example.com", "2025-03-01T10:00:00Z"), "2025-03-01T10:00:01.000000Z");
         post_free_at(SENT("mixed", "M", "b@example.com", "2025-03-01T10:00:00Z"), "2025-03-01T10:00:01.000000Z");
         post_free_at(FAILED("mixed", "M", "b@example.com", "2025-03-08T10:00:00Z", "Permanent"),
                      "2025-03-08T10:00:01.000000Z");
-        store_stop(st);         /* prune uses the writer's connection */
-        r = store_prune(st, "2025-03-05T00:00:00Z", &ne, &nm);
+        store_stop(st, 60);         /* prune uses the writer's connection */
+        /* Quarantined payloads go by the same rule (arrival time). */
+        t_exec(db, "INSERT INTO quarantine (received_at, endpoint, peer, reason, raw, digest) VALUES "
+                   "('2025-03-01T10:00:01.000000Z', 'main', '142.0.176.9', 'r', '{\"Address\":\"a@example.com\"}', 'q1'), "
+                   "('2025-03-08T10:00:01.000000Z', 'main', '142.0.176.9', 'r', '{\"Address\":\"b@example.com\"}', 'q2')");
+        r = store_prune(st, "2025-03-05T00:00:00Z", &ne, &nm, &nq);
         ck_assert_int_eq(r, 0);
         ck_assert_int_eq(ne, 2);
         ck_assert_int_eq(nm, 1);
+        ck_assert_int_eq(nq, 1);
+        assert_rows("SELECT digest FROM quarantine", "q2\n");
         /* The message with a newer event keeps its whole history. */
         assert_rows("SELECT message_id, delay_seconds FROM async_bounces", "mixed|604800\n");
         ck_assert_int_eq(query("SELECT count(*) FROM events"), 1);
-        ck_assert_int_eq(store_prune(st, "2025-03-05T00:00:00Z", &ne, &nm), 0);
-        ck_assert_int_eq(ne + nm, 0);
+        ck_assert_int_eq(store_prune(st, "2025-03-05T00:00:00Z", &ne, &nm, &nq), 0);
+        ck_assert_int_eq(ne + nm + nq, 0);
         assert_counts();        /* the pruned events are no longer counted */
         ck_assert_int_eq(query("SELECT count(*) FROM event_counts"), 1);
 }
@@ -410,7 +423,7 @@ START_TEST(test_replay)
         unsigned moved, kept;
 
         post_free(FAILED("q1", "M", "quinn@example.com", "2025-03-05T10:00:00Z", "Permanent"));
-        store_stop(st);         /* replay uses the writer's connection */
+        store_stop(st, 60);         /* replay uses the writer's connection */
         /* What an older parser could not read (stored without its
          * SecretKey, as quarantine always is), and what no parser can. */
         t_exec(db, "INSERT INTO quarantine (received_at, endpoint, peer, reason, raw, digest) VALUES "
@@ -418,10 +431,17 @@ START_TEST(test_replay)
                    "'{\"Type\":\"Delivered\",\"DateTime\":\"2025-03-04T10:00:00Z\",\"ServerId\":40111,"
                    "\"MessageId\":\"q1\",\"MailingId\":\"M\",\"Address\":\"quinn@example.com\"}', 'd1'), "
                    "('2025-03-04T10:00:02.000000Z', 'main', '142.0.176.9', 'old reason', "
-                   "'{\"Type\":\"Delivered\",\"ServerId\":\"x\"}', 'd2')");
+                   "'{\"Type\":\"Delivered\",\"ServerId\":\"x\"}', 'd2'), "
+                   "('2025-03-04T10:00:03.000000Z', 'main', '142.0.176.9', 'old reason', "
+                   "'{\"Type\":\"Bogus\",\"DateTime\":\"2025-03-04T10:00:00Z\",\"ServerId\":40111,"
+                   "\"MessageId\":\"q2\",\"Address\":\"quinn@example.com\"}', 'd3')");
         ck_assert_int_eq(store_replay_quarantine(st, &moved, &kept), 0);
-        ck_assert_int_eq(moved, 1);
+        ck_assert_int_eq(moved, 2);
         ck_assert_int_eq(kept, 1);
+        /* An unknown Type is counted under its own name (the count is
+         * written after the replayed event is freed). */
+        assert_rows("SELECT type, events FROM event_counts WHERE hour = '2025-03-04T10' ORDER BY type",
+                    "Bogus|1\nSent|1\n");
         assert_rows("SELECT peer, received_at, type FROM events WHERE message_id = 'q1' AND wire_type = 'Delivered'",
                     "142.0.176.9|2025-03-04T10:00:01.000000Z|Sent\n");
         assert_rows("SELECT message_id, delay_seconds FROM async_bounces", "q1|86400\n");
@@ -429,6 +449,38 @@ START_TEST(test_replay)
         ck_assert_int_eq(store_replay_quarantine(st, &moved, &kept), 0);
         ck_assert_int_eq(moved, 0);
         ck_assert_int_eq(kept, 1);
+}
+END_TEST
+
+/* Delays to the nearest second, halves up, exactly: a fractional delay is
+ * the same whole number on both backends (check_pg compares them). */
+START_TEST(test_delay_rounding)
+{
+        post_free(SENT("h1", "M", "h1@example.com", "2025-03-04T00:00:00Z"));
+        post_free(FAILED("h1", "M", "h1@example.com", "2025-03-04T10:17:45.5Z", "Permanent"));
+        post_free(SENT("h2", "M", "h2@example.com", "2025-03-04T00:00:00.25Z"));
+        post_free(FAILED("h2", "M", "h2@example.com", "2025-03-04T10:17:45.749999Z", "Permanent"));
+        post_free(SENT("h3", "M", "h3@example.com", "2025-03-04T23:59:59.9Z"));
+        post_free(FAILED("h3", "M", "h3@example.com", "2025-03-05T00:00:00.4Z", "Permanent"));
+        assert_rows("SELECT message_id, delay_seconds FROM async_bounces ORDER BY message_id",
+                    "h1|37066\nh2|37065\nh3|1\n");
+}
+END_TEST
+
+/* A message any of whose events is a test is a test message: not a bounce,
+ * as its events are no suppression. */
+START_TEST(test_test_event_joins_message)
+{
+        post_free(SENT("t1", "M", "t1@example.com", "2025-03-04T10:00:00Z"));
+        post_peer = EVENT_TEST_PEER;
+        post_free(FAILED("t1", "M", "t1@example.com", "2025-03-04T11:00:00Z", "Permanent"));
+        post_peer = "127.0.0.1";
+        ck_assert_int_eq(query("SELECT is_test FROM messages WHERE message_id = 't1'"), 1);
+        assert_rows(BOUNCES, "");
+        assert_rows("SELECT * FROM suppressions", "");
+        /* and stays one whatever comes after */
+        post_free(ev("Queued", "2025-03-04T12:00:00Z", "40111", "t1", "M", "t1@example.com", NULL));
+        ck_assert_int_eq(query("SELECT is_test FROM messages WHERE message_id = 't1'"), 1);
 }
 END_TEST
 
@@ -481,6 +533,8 @@ main(void)
         tcase_add_test(tc, test_prune);
         tcase_add_test(tc, test_retention_in_writer);
         tcase_add_test(tc, test_replay);
+        tcase_add_test(tc, test_delay_rounding);
+        tcase_add_test(tc, test_test_event_joins_message);
         tcase_add_test(tc, test_keys);
         return t_run(s, tc);
 }

@@ -440,6 +440,33 @@ START_TEST(test_tls_suites)
 }
 END_TEST
 
+/* Forward secrecy only: with an RSA certificate that could do it, a
+ * client that offers only the static RSA key exchange gets no handshake;
+ * one that offers ECDHE with the same certificate does. */
+START_TEST(test_tls_forward_secrecy)
+{
+        static const char rsa_kx[] = "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+RSA";
+        char desc[256], *rsa;
+
+        daemon_listen();
+        rsa = file_in("rsa");
+        ck_assert_int_eq(mkdir(rsa, 0700), 0);
+        t_make_cert_type(rsa, 30, "rsa");
+        d.tls_dir = rsa;
+        free(d.cert);
+        d.cert = xasprintf("%s/cert.pem", rsa);
+        ck_assert_msg(client_offers(rsa_kx), "gnutls-cli cannot offer %s", rsa_kx);
+        daemon_start("", "");
+        ck_assert_msg(!handshake(rsa_kx, desc), "static RSA key exchange was accepted: %s", desc);
+        ck_assert_msg(handshake("NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+ECDHE-RSA", desc), "ECDHE-RSA was refused");
+        ck_assert_msg(strstr(desc, "(ECDHE") != NULL && strstr(desc, "(RSA") != NULL, "ECDHE-RSA gave %s", desc);
+        ck_assert_msg(handshake("NORMAL:-VERS-ALL:+VERS-TLS1.3", desc), "TLS 1.3 was refused");
+        ck_assert_int_eq(daemon_stop(), 0);
+        d.tls_dir = NULL;
+        free(rsa);
+}
+END_TEST
+
 /* Whether gnutls-cli, at TLS version vers, resumed its second connection
  * with the ticket the daemon gave on the first. */
 static bool
@@ -890,6 +917,10 @@ START_TEST(test_trusted_proxy)
                 { "X-Forwarded-For: 198.51.100.7, 142.0.181.24, 127.0.0.1", 200, "142.0.181.24" },
                 { "X-Forwarded-For: 203.0.113.9", 403, NULL },
                 { "X-Forwarded-For: 142.0.181.25, 203.0.113.9", 403, NULL },
+                /* Two lines are one list (a proxy adds its own line). */
+                { "X-Forwarded-For: 142.0.176.5\nX-Forwarded-For: 203.0.113.9", 403, NULL },
+                { "X-Forwarded-For: 52.152.150.178\nX-Forwarded-For: 203.0.113.9", 403, NULL },
+                { "X-Forwarded-For: 203.0.113.9\nX-Forwarded-For: 142.0.176.6", 200, "142.0.176.6" },
                 { "X-Forwarded-For: not-an-address", 400, NULL },
                 { "X-Nothing: 1", 403, NULL },  /* the proxy itself is not allowed */
         };
@@ -1267,6 +1298,7 @@ main(void)
         tcase_add_test(tc, test_allow_list);
         tcase_add_test(tc, test_tls_versions);
         tcase_add_test(tc, test_tls_suites);
+        tcase_add_test(tc, test_tls_forward_secrecy);
         tcase_add_test(tc, test_tls_resumption);
         tcase_add_test(tc, test_concurrent_clients);
         tcase_add_test(tc, test_logs_and_secrets);

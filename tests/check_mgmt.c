@@ -280,6 +280,124 @@ START_TEST(test_secret_given_to_existing_webhook)
 }
 END_TEST
 
+/* The secret of file (its first line). */
+static char *
+first_line(const char *name)
+{
+        char *file = file_in(name), *s = t_slurp(file, NULL);
+
+        ck_assert_ptr_nonnull(s);
+        s[strcspn(s, "\n")] = '\0';
+        free(file);
+        return s;
+}
+
+/* The daemon's listening socket again on the same port, for a restart
+ * behind the same public_url. */
+static void
+rebind_same_port(void)
+{
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) d.port) };
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+        ck_assert_int_ge(fd, 0);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(fd, 256), 0);
+        d.fd = fd;
+}
+
+/* A new secret that SocketLabs did not take (503 to the update) is given
+ * again at the next run until it is, in the same process and after a
+ * restart: the listener and SocketLabs end up with the same secret. */
+START_TEST(test_update_retried)
+{
+        char *api = api_section("gen", "/gen/events", 10, NULL), *sections, *secret, *held;
+        char *url = public_url("/gen/events");
+        int id = fake_api_add(fake, url, "old-secret");
+
+        sections = xasprintf("[endpoint gen]\npath = /gen/events\n%s", api);
+        /* One 503: the next run (5 s later) gives it again. */
+        fake_api_fail_updates(fake, 1);
+        daemon_start("", sections);
+        wait_result("gen", "passed");
+        ck_assert_int_eq(fake_api_counts(fake).updates, 2);
+        ck_assert(log_has("giving webhook 1001 the new secret: "));
+        secret = first_line("gen.secret");
+        held = fake_api_secret(fake, id);
+        ck_assert_str_eq(held, secret);
+        ck_assert_int_eq(daemon_stop(), 0);
+        free(held);
+        free(secret);
+
+        /* The same with a restart in between: the new process gives it. */
+        exec_rw("DELETE FROM webhook_status");
+        {
+                char *gen = file_in("gen.secret");
+
+                ck_assert_int_eq(unlink(gen), 0);
+                free(gen);
+        }
+        fake_api_fail_updates(fake, 1000);
+        rebind_same_port();
+        daemon_start("", sections);
+        wait_result("gen", "failed");
+        ck_assert_int_eq(daemon_stop(), 0);
+        fake_api_fail_updates(fake, 0);
+        exec_rw("DELETE FROM webhook_status");
+        rebind_same_port();
+        daemon_start("", sections);
+        wait_result("gen", "passed");
+        secret = first_line("gen.secret");
+        held = fake_api_secret(fake, id);
+        ck_assert_str_eq(held, secret);
+        ck_assert_int_eq(fake_api_counts(fake).secrets, 2);
+        ck_assert_int_eq(daemon_stop(), 0);
+        free(held);
+        free(secret);
+        free(sections);
+        free(url);
+        free(api);
+}
+END_TEST
+
+/* A generated secret is the listener's whether the management thread runs
+ * or not: after a reload that cannot start it (the API key is gone), posts
+ * with that secret are still stored. */
+START_TEST(test_generated_secret_survives_reload)
+{
+        char *api = api_section("gen", "/gen/events", 10, NULL), *sections, *secret, *body, *key;
+        int i;
+        struct resp r;
+        CURL *h;
+
+        sections = xasprintf("[endpoint gen]\npath = /gen/events\n%s", api);
+        daemon_start("", sections);
+        wait_result("gen", "passed");
+        secret = first_line("gen.secret");
+        key = file_in("api-key");
+        ck_assert_int_eq(unlink(key), 0);
+        ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+        for (i = 0; i < 1000 && !log_has("\"message\":\"reloaded "); i++)
+                usleep(10 * 1000);
+        ck_assert(log_has("the management thread cannot start"));
+        body = xasprintf("{\"Type\":\"Queued\",\"MessageId\":\"kept\",\"SecretKey\":\"%s\"}", secret);
+        h = client();
+        r = request(h, "POST", "/gen/events", body, strlen(body), "application/json");
+        ASSERT_STATUS(r, 200);
+        resp_done(&r);
+        curl_easy_cleanup(h);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'kept' AND endpoint = 'gen'"), 1);
+        ck_assert_int_eq(daemon_stop(), 0);
+        free(body);
+        free(key);
+        free(secret);
+        free(sections);
+        free(api);
+}
+END_TEST
+
 /* Each misbehaviour: a failed self-test, where and why, and intake goes on. */
 START_TEST(test_failures)
 {
@@ -408,6 +526,8 @@ main(void)
         tcase_add_test(tc, test_webhook_id_configured);
         tcase_add_test(tc, test_secret_generated);
         tcase_add_test(tc, test_secret_given_to_existing_webhook);
+        tcase_add_test(tc, test_update_retried);
+        tcase_add_test(tc, test_generated_secret_survives_reload);
         tcase_add_loop_test(tc, test_failures, 0, 6);
         tcase_add_test(tc, test_recovers);
         tcase_add_test(tc, test_sigterm_interrupts_api);

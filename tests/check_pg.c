@@ -476,6 +476,52 @@ START_TEST(test_db_restart)
 }
 END_TEST
 
+/* Another session holds a lock the writer needs: the request gets 503 and
+ * Retry-After once lock_timeout ([store] statement_timeout, 5 s by
+ * default) runs out, well before the watchdog (30 s) would kill the
+ * service; once the lock goes, events are stored again. */
+START_TEST(test_lock_timeout)
+{
+        PGconn *c;
+        PGresult *r;
+        bool retry_after = false;
+        int64_t t0;
+        long status;
+        double waited;
+
+        start_pg();
+        post_mail("Delivered", 1, 1);
+        c = pg_connect(dsn);
+        r = PQexec(c, "BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE");
+        ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+        PQclear(r);
+        t0 = time_mono_us();
+        {
+                char *body = mail_event("Delivered", 2, 2);
+                CURL *h = client();
+                struct resp rp = request(h, "POST", "/socketlabs/events", body, strlen(body), "application/json");
+
+                status = rp.status;
+                retry_after = t_contains(rp.headers.data, rp.headers.len, "Retry-After: ");
+                resp_done(&rp);
+                curl_easy_cleanup(h);
+                free(body);
+        }
+        waited = (double) (time_mono_us() - t0) / 1e6;
+        fprintf(stderr, "check_pg: a post behind another session's lock: %ld after %.1f s\n", status, waited);
+        ck_assert_msg(status == 503 && retry_after, "status %ld after %.1f s (Retry-After: %d)", status, waited,
+                      retry_after);
+        still_running();
+        ck_assert_msg(log_has("storage failed, answering 503"), "no storage failure logged");
+        r = PQexec(c, "ROLLBACK");
+        PQclear(r);
+        PQfinish(c);
+        post_mail("Delivered", 3, 3);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events"), 2);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
 /* slhookctl's output (stdout and stderr) for args, and its exit status. */
 static char *
 ctl_run(const char *args, int *status)
@@ -536,6 +582,12 @@ START_TEST(test_ctl_same)
                 bodies[n++] = mail_event(i % 3 ? "Failed" : "Deferred", (unsigned) i % 7, (int) i * 7 + 95);
         }
         bodies[n++] = mail_event("Failed", 3, 5);                       /* a redelivery */
+        /* A delay of 37065.5 s: one rounding rule on both (halves up). */
+        bodies[n++] = xstrdup("{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":"
+                              "\"2026-03-01T00:00:00Z\",\"ServerId\":7,\"MessageId\":\"half\",\"Address\":\"h@example.com\"}");
+        bodies[n++] = xstrdup("{\"Type\":\"Failed\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":"
+                              "\"2026-03-01T10:17:45.5Z\",\"ServerId\":7,\"MessageId\":\"half\",\"Address\":\"h@example.com\","
+                              "\"FailureType\":\"Permanent\",\"FailureCode\":5001}");
         bodies[n++] = xstrdup("{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"nope\"}");
         bodies[n++] = xstrdup("{\"Type\":\"Failed\",\"SecretKey\":\"" T_SECRET "\",\"MessageId\":7}");
         daemon_start("", "");
@@ -1006,6 +1058,7 @@ main(void)
         tcase_add_checked_fixture(tc, pg_setup, pg_teardown);
         tcase_set_timeout(tc, 300);
         tcase_add_test(tc, test_schema_version);
+        tcase_add_test(tc, test_lock_timeout);
         tcase_add_test(tc, test_upgrade);
         tcase_add_test(tc, test_two_instances);
         tcase_add_test(tc, test_ctl_same);

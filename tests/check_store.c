@@ -295,7 +295,7 @@ START_TEST(test_failure_and_recovery)
         ck_assert_int_eq(query("SELECT count(*) FROM events"), 1);
 
         /* After stop, nothing more is taken. */
-        store_stop(st);
+        store_stop(st, 60);
         c = job_new("{\"Type\":\"Queued\",\"SecretKey\":\"k\",\"MessageId\":\"c\"}");
         ck_assert_int_eq(store_submit(st, c), -ESHUTDOWN);
         job_free(a);

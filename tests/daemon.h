@@ -24,7 +24,7 @@ struct daemon {
         char *dir, *conf, *db, *log, *cert;
         const char *tls_dir;    /* the certificate and key, when not certdir's */
         bool plain;             /* no TLS: plain HTTP on 127.0.0.1 */
-        const char *header;     /* one more request header line, or NULL */
+        const char *header;     /* more request header lines ('\n' between them), or NULL */
         const char *api_key;    /* a secret too, when the test has one */
         const char *store;      /* more [store] lines (backend, dsn), or NULL */
 };
@@ -423,8 +423,15 @@ request(CURL *h, const char *method, const char *path, const char *body, size_t 
                 hdrs = curl_slist_append(hdrs, line);
                 free(line);
         }
-        if (d.header)
-                hdrs = curl_slist_append(hdrs, d.header);
+        /* One more header line, or several separated by '\n'. */
+        for (const char *hl = d.header, *nl; hl && *hl; hl = nl ? nl + 1 : NULL) {
+                char *line;
+
+                nl = strchr(hl, '\n');
+                line = nl ? xstrndup(hl, (size_t) (nl - hl)) : xstrdup(hl);
+                hdrs = curl_slist_append(hdrs, line);
+                free(line);
+        }
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &r.body);

@@ -29,6 +29,7 @@ struct fake_api {
         pthread_mutex_t mu;
         enum fake_mode mode;
         bool bare;
+        unsigned fail_updates;          /* PUTs still to answer 503 */
         struct hook hooks[MAX_HOOKS];
         int n;
         struct fake_counts counts;
@@ -209,6 +210,12 @@ route(struct fake_api *f, struct MHD_Connection *c, const char *method, const ch
                         char *s = field(body, "secretKey");
 
                         f->counts.updates++;
+                        if (f->fail_updates > 0) {
+                                f->fail_updates--;
+                                pthread_mutex_unlock(&f->mu);
+                                free(s);
+                                return reply(c, 503, "{\"error\":\"Service Unavailable\"}");
+                        }
                         if (s) {
                                 free(hk->secret);
                                 hk->secret = s;
@@ -313,6 +320,14 @@ fake_api_bare(struct fake_api *f, bool bare)
 {
         pthread_mutex_lock(&f->mu);
         f->bare = bare;
+        pthread_mutex_unlock(&f->mu);
+}
+
+void
+fake_api_fail_updates(struct fake_api *f, unsigned n)
+{
+        pthread_mutex_lock(&f->mu);
+        f->fail_updates = n;
         pthread_mutex_unlock(&f->mu);
 }
 

@@ -32,6 +32,8 @@ struct fake_api;
 struct fake_api *fake_api_start(const char *cert, const char *key, const char *api_key, const char *ca_file);
 unsigned fake_api_port(const struct fake_api *f);
 void fake_api_mode(struct fake_api *f, enum fake_mode m);
+/* Answer the next n webhook updates (PUT) with 503, changing nothing. */
+void fake_api_fail_updates(struct fake_api *f, unsigned n);
 /* Answer in the other shapes PROTOCOL.md section 10 allows: bare arrays and
  * strings instead of {"data": ...}, "Id"/"Url"/"webhookId" member names. */
 void fake_api_bare(struct fake_api *f, bool bare);

@@ -88,10 +88,12 @@ t_contains(const char *hay, size_t n, const char *needle)
         return hay && memmem(hay, n, needle, strlen(needle)) != NULL;
 }
 
-/* A self-signed ECDSA certificate for localhost/127.0.0.1 in dir/cert.pem and
- * dir/key.pem, made with certtool. days < 0 makes an expired one. */
+/* A self-signed certificate for localhost/127.0.0.1 in dir/cert.pem and
+ * dir/key.pem, made with certtool, of key_type ("ecdsa", "rsa": an RSA one
+ * may also encipher, so that a static RSA key exchange could use it).
+ * days < 0 makes an expired one. */
 static inline void
-t_make_cert(const char *dir, int days)
+t_make_cert_type(const char *dir, int days, const char *key_type)
 {
         char *tmpl = xasprintf("%s/cert.tmpl", dir), *validity, *cmd;
 
@@ -99,16 +101,23 @@ t_make_cert(const char *dir, int days)
                                       "expiration_date = \"2020-06-01 00:00:00 UTC\"\n")
                             : xasprintf("expiration_days = %d\n", days);
         cmd = xasprintf("cn = localhost\ndns_name = localhost\nip_address = 127.0.0.1\n"
-                        "tls_www_server\nsigning_key\n%s", validity);
+                        "tls_www_server\nsigning_key\n%s%s", strcmp(key_type, "rsa") == 0 ? "encryption_key\n" : "",
+                        validity);
         t_write(tmpl, cmd);
         free(validity);
         free(cmd);
-        cmd = xasprintf("cd '%s' && certtool --generate-privkey --key-type=ecdsa --outfile key.pem >/dev/null 2>&1 && "
+        cmd = xasprintf("cd '%s' && certtool --generate-privkey --key-type=%s --outfile key.pem >/dev/null 2>&1 && "
                         "certtool --generate-self-signed --load-privkey key.pem --template cert.tmpl "
-                        "--outfile cert.pem >/dev/null 2>&1", dir);
+                        "--outfile cert.pem >/dev/null 2>&1", dir, key_type);
         ck_assert_msg(system(cmd) == 0, "certtool failed: %s", cmd);
         free(cmd);
         free(tmpl);
+}
+
+static inline void
+t_make_cert(const char *dir, int days)
+{
+        t_make_cert_type(dir, days, "ecdsa");
 }
 
 /* First column of the first row of sql against the database file, or -1. */
