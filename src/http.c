@@ -89,10 +89,15 @@ struct req {
         struct event_batch batch;
         struct store_job job;
         bool counted;                   /* in h->waiting */
+        size_t dropped;                 /* of a chunked body past max_body: read and dropped */
         bool close;                     /* framing in doubt: close after the answer */
 };
 
 static const char *const json_type = "application/json";
+
+/* How much of a chunked body past max_body is read (and dropped) so that it
+ * can be answered 413; more closes the connection. */
+#define HTTP_DROP_MAX (1024 * 1024)
 
 static void
 log_request(struct req *r, int status)
@@ -567,12 +572,21 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
         if (r->state == REQ_READING && *upload_data_size > 0) {
                 size_t k = *upload_data_size;
 
-                if (k > r->cfg->max_body - r->len) {
-                        /* Only a chunked body gets here (MHD enforces Content-Length):
-                         * a 413 cannot be sent mid-upload, so close at once. */
-                        log_full(LOG_INFO, LOG_MID_REQUEST, NULL, "%s: chunked body over max_body from %s, closing",
-                                 r->ep->path, r->peer);
-                        return MHD_NO;
+                if (r->dropped || k > r->cfg->max_body - r->len) {
+                        /* Only a chunked body gets here (MHD enforces
+                         * Content-Length). libmicrohttpd 0.9.75 queues no
+                         * answer mid-upload (MHD_queue_response refuses it
+                         * while the body is read), so the rest is read and
+                         * dropped, HTTP_DROP_MAX at most, for a 413 at its
+                         * end; past that the connection is closed. */
+                        r->dropped += k;
+                        if (r->dropped > HTTP_DROP_MAX) {
+                                log_full(LOG_INFO, LOG_MID_REQUEST, NULL, "%s: chunked body over max_body from %s "
+                                         "by more than %d bytes, closing", r->ep->path, r->peer, HTTP_DROP_MAX);
+                                return MHD_NO;
+                        }
+                        *upload_data_size = 0;
+                        return MHD_YES;
                 }
                 if (r->len + k > r->cap) {
                         size_t cap = r->cap * 2 > r->len + k ? r->cap * 2 : r->len + k;
@@ -586,6 +600,10 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
                 r->len += k;
                 *upload_data_size = 0;
                 return MHD_YES;
+        }
+        if (r->state == REQ_READING && r->dropped) {
+                r->close = true;
+                return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "body larger than max_body");
         }
         if (r->state == REQ_READING)
                 return process(r);

@@ -361,8 +361,7 @@ table_width(void)
 }
 
 static const struct out_col replay_cols[] = { { "moved", true, false }, { "kept", true, false } };
-static const struct out_col prune_cols[] = { { "before", true, false }, { "events", true, false },
-                                             { "messages", true, false }, { "quarantined", true, false } };
+static const struct out_col prune_cols[] = { { "before", true, false }, { "events", true, false }, { "messages", true, false } };
 
 /* The two writing commands go through the store, as the daemon does. */
 static int
@@ -370,9 +369,9 @@ write_command(const struct command *c, const struct db_conf *conf, struct out *o
 {
         struct store *s = NULL;
         struct stat sb;
-        char *err = NULL, a[24], b[24], qc[24];
-        const char *vals[4], *path;
-        bool num[4] = { true, true, true, true };
+        char *err = NULL, a[24], b[24];
+        const char *vals[3], *path;
+        bool num[3] = { true, true, true };
         int r;
 
         /* Never create a SQLite database here. */
@@ -402,13 +401,15 @@ write_command(const struct command *c, const struct db_conf *conf, struct out *o
                 }
                 snprintf(a, sizeof(a), "%llu", (unsigned long long) te);
                 snprintf(b, sizeof(b), "%llu", (unsigned long long) tm);
-                snprintf(qc, sizeof(qc), "%llu", (unsigned long long) tq);
                 vals[0] = arg_before;
                 vals[1] = a;
                 vals[2] = b;
-                vals[3] = qc;
                 num[0] = false;
-                out_columns(o, prune_cols, 4);
+                out_columns(o, prune_cols, 3);
+                /* Beside the table, whose columns scripts read. */
+                if (tq)
+                        fprintf(stderr, "slhookctl: also deleted %llu quarantined payloads received before %s\n",
+                                (unsigned long long) tq, arg_before);
         } else {
                 unsigned moved, kept;
 

@@ -353,10 +353,14 @@ START_TEST(test_prune_and_empty)
         ASSERT_OK(c);
         ck_assert_int_eq(q("SELECT count(*) FROM events"), 5);
         ctl_done(&c);
+        expect("{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"nope\"}", 200);  /* quarantined */
+        ck_assert_int_eq(q("SELECT count(*) FROM quarantine"), 1);
         c = ctl("-d '%s' prune --before 2100-01-01 -f csv", d.db);
         ASSERT_OK(c);
         ck_assert_msg(strstr(c.out, ",5,2\n") != NULL, "%s", c.out);
+        ck_assert_msg(strstr(c.err, "also deleted 1 quarantined payloads") != NULL, "%s", c.err);
         ctl_done(&c);
+        ck_assert_int_eq(q("SELECT count(*) FROM quarantine"), 0);
         ck_assert_int_eq(q("SELECT count(*) FROM events"), 0);
         ck_assert_int_eq(q("SELECT count(*) FROM messages"), 0);
         /* An empty answer is an answer: the header, exit 0. */
