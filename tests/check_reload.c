@@ -227,6 +227,54 @@ START_TEST(test_hup_stalled_writer)
 }
 END_TEST
 
+/* A batch that finds the database locked fails whole: each of its
+ * requests gets 503 within about one busy timeout (statement_timeout, 5 s
+ * by default), not one timeout per request of the batch. */
+START_TEST(test_stalled_batch)
+{
+        unsigned port = free_port();
+        char *sections = xasprintf("[metrics]\nlisten = 127.0.0.1:%u\n", port);
+        struct flood *f;
+        sqlite3 *lock;
+        pthread_t t;
+        int64_t t0 = 0;
+        long waiting = 0;
+        int i, n503 = 0;
+        double took;
+
+        daemon_start("max_connections_per_ip = 0", sections);
+        ck_assert_int_eq(sqlite3_open(d.db, &lock), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+        f = flood_start("batch", &t);
+        for (i = 0; i < 1000 && (waiting = gauge(port, "\nslhookd_queue_depth ")) < STALLED; i++) {
+                if (waiting > 0 && t0 == 0)
+                        t0 = time_mono_us();    /* the first one waits */
+                usleep(10 * 1000);
+        }
+        ck_assert_msg(waiting == STALLED, "%ld of %d requests wait for the writer", waiting, STALLED);
+        /* Answered while the lock is still held (60 s at most). */
+        for (i = 0; i < 6000 && atomic_load(&f->done) < STALLED; i++)
+                usleep(10 * 1000);
+        took = (double) (time_mono_us() - t0) / 1e6;
+        ck_assert_int_eq(atomic_load(&f->done), STALLED);
+        pthread_join(t, NULL);
+        for (i = 0; i < STALLED; i++)
+                n503 += f->status[i] == 503 && f->retry_after[i];
+        printf("check_reload: %d requests behind a locked database: %d answered 503 within %.1f s "
+               "(busy timeout 5 s)\n", STALLED, n503, took);
+        ck_assert_int_eq(n503, STALLED);
+        /* The writer takes what queued while it waited: two batches, maybe
+         * three, each failing after one timeout. */
+        ck_assert_msg(took < 4 * 5 + 4, "%d requests took %.1f s to get their 503", STALLED, took);
+        ck_assert_int_eq(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(lock);
+        expect("{\"Type\":\"Queued\",\"MessageId\":\"after\",\"SecretKey\":\"" T_SECRET "\"}", 200);
+        ck_assert_int_eq(daemon_stop(), 0);
+        flood_free(f);
+        free(sections);
+}
+END_TEST
+
 /* SIGTERM while the writer is stuck in one transaction that would wait 60 s
  * for another process's lock: the daemon still exits within its drain bound
  * (20 s, below systemd's TimeoutStopSec=30s), and no request that was not
@@ -355,6 +403,7 @@ main(void)
         tcase_add_test(tc, test_keepalive_new_secret);
         tcase_add_test(tc, test_rotate_with_credential);
         tcase_add_test(tc, test_reload_adds_endpoint);
+        tcase_add_test(tc, test_stalled_batch);
         tcase_add_test(tc, test_hup_stalled_writer);
         tcase_add_test(tc, test_term_stalled_writer);
         return t_run(s, tc);
