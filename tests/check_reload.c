@@ -35,26 +35,6 @@ write_secret(const char *name, const char *text)
         free(p);
 }
 
-static long
-get_metrics(unsigned port, char **body)
-{
-        CURL *h = curl_easy_init();
-        struct buf b = { 0 };
-        char *url = xasprintf("http://127.0.0.1:%u/metrics", port);
-        long status = 0;
-
-        buf_puts(&b, "");
-        curl_easy_setopt(h, CURLOPT_URL, url);
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-        if (curl_easy_perform(h) == CURLE_OK)
-                curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-        curl_easy_cleanup(h);
-        free(url);
-        *body = b.data;
-        return status;
-}
-
 /* The value of the gauge name in /metrics on port, or -1. */
 static long
 gauge(unsigned port, const char *name)
@@ -62,7 +42,7 @@ gauge(unsigned port, const char *name)
         char *text = NULL, *p;
         long v = -1;
 
-        if (get_metrics(port, &text) == 200 && (p = strstr(text, name)) != NULL)
+        if (get_plain(port, "/metrics", &text) == 200 && (p = strstr(text, name)) != NULL)
                 v = strtol(p + strlen(name), NULL, 10);
         free(text);
         return v;
@@ -159,6 +139,56 @@ flood_free(struct flood *f)
         free(f);
 }
 
+/* Another process takes the database's write lock, then STALLED requests
+ * are posted: returns once every one of them waits for the writer (as
+ * /metrics on port counts them) or was answered, with *first (when not
+ * NULL) the time the first one waited. */
+static struct flood *
+stall(unsigned port, const char *prefix, sqlite3 **lock, pthread_t *t, int64_t *first)
+{
+        struct flood *f;
+        long waiting = 0;
+        int i;
+
+        ck_assert_int_eq(sqlite3_open(d.db, lock), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(*lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+        f = flood_start(prefix, t);
+        if (first)
+                *first = 0;
+        /* Each one waits, or was answered already (a batch that ran out of
+         * time before the last ones were read). */
+        for (i = 0; i < 1000 && (waiting = gauge(port, "\nslhookd_queue_depth ")) + atomic_load(&f->done) < STALLED;
+             i++) {
+                if (first && waiting > 0 && *first == 0)
+                        *first = time_mono_us();
+                usleep(10 * 1000);
+        }
+        ck_assert_msg(waiting + atomic_load(&f->done) == STALLED, "%ld of %d requests wait for the writer, %u answered",
+                      waiting, STALLED, atomic_load(&f->done));
+        if (first && *first == 0)
+                *first = time_mono_us();
+        return f;
+}
+
+/* Wait for the flood's answers (seconds at most, the lock still held) and
+ * count them: 503 with Retry-After, and 200. */
+static void
+stall_answers(struct flood *f, pthread_t t, int seconds, int *n503, int *n200)
+{
+        int i;
+
+        for (i = 0; i < seconds * 100 && atomic_load(&f->done) < STALLED; i++)
+                usleep(10 * 1000);
+        ck_assert_msg(atomic_load(&f->done) == STALLED, "%u of %d answered while the lock was held",
+                      atomic_load(&f->done), STALLED);
+        pthread_join(t, NULL);
+        *n503 = *n200 = 0;
+        for (i = 0; i < STALLED; i++) {
+                *n503 += f->status[i] == 503 && f->retry_after[i];
+                *n200 += f->status[i] == 200;
+        }
+}
+
 /* Requests of the flood answered so far, from the access log (a line per
  * answer). */
 static unsigned
@@ -184,33 +214,18 @@ START_TEST(test_hup_stalled_writer)
         struct flood *f;
         sqlite3 *lock;
         pthread_t t;
-        long waiting = 0;
-        int i, n503 = 0, n200 = 0;
+        int n503, n200;
 
         daemon_start("max_connections_per_ip = 0", sections);
         expect("{\"Type\":\"Queued\",\"MessageId\":\"warm\",\"SecretKey\":\"" T_SECRET "\"}", 200);
-        ck_assert_int_eq(sqlite3_open(d.db, &lock), SQLITE_OK);
-        ck_assert_int_eq(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-        f = flood_start("stall", &t);
-        /* Until every request waits for the writer (10 s each at least). */
-        for (i = 0; i < 1000 && (waiting = gauge(port, "\nslhookd_queue_depth ")) < STALLED; i++)
-                usleep(10 * 1000);
-        ck_assert_msg(waiting == STALLED, "%ld of %d requests wait for the writer", waiting, STALLED);
+        f = stall(port, "stall", &lock, &t, NULL);      /* each waits 10 s at least */
         write_secret("secret", T_SECRET "\nafter-stall\n");
         ck_assert_msg(reload_daemon(), "no reload while the writer was stalled");
         still_running();
         ck_assert_int_eq(atomic_load(&f->done), 0);     /* the reload did not wait for them */
-        /* The lock is held for 30 s in all: every request is answered
-         * meanwhile, none with 200. */
-        for (i = 0; i < 3000 && atomic_load(&f->done) < STALLED; i++)
-                usleep(10 * 1000);
-        ck_assert_msg(atomic_load(&f->done) == STALLED, "%u of %d answered while the lock was held",
-                      atomic_load(&f->done), STALLED);
-        pthread_join(t, NULL);
-        for (i = 0; i < STALLED; i++) {
-                n503 += f->status[i] == 503 && f->retry_after[i];
-                n200 += f->status[i] == 200;
-        }
+        /* Every request is answered within 30 s, the lock still held: none
+         * with 200. */
+        stall_answers(f, t, 30, &n503, &n200);
         printf("check_reload: SIGHUP with %d requests waiting on a stalled writer: %d answered 503, %d 200\n",
                STALLED, n503, n200);
         ck_assert_int_eq(n200, 0);
@@ -237,32 +252,18 @@ START_TEST(test_stalled_batch)
         struct flood *f;
         sqlite3 *lock;
         pthread_t t;
-        int64_t t0 = 0;
-        long waiting = 0;
-        int i, n503 = 0;
+        int64_t t0;
+        int n503, n200;
         double took;
 
         daemon_start("max_connections_per_ip = 0", sections);
-        ck_assert_int_eq(sqlite3_open(d.db, &lock), SQLITE_OK);
-        ck_assert_int_eq(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-        f = flood_start("batch", &t);
-        for (i = 0; i < 1000 && (waiting = gauge(port, "\nslhookd_queue_depth ")) < STALLED; i++) {
-                if (waiting > 0 && t0 == 0)
-                        t0 = time_mono_us();    /* the first one waits */
-                usleep(10 * 1000);
-        }
-        ck_assert_msg(waiting == STALLED, "%ld of %d requests wait for the writer", waiting, STALLED);
-        /* Answered while the lock is still held (60 s at most). */
-        for (i = 0; i < 6000 && atomic_load(&f->done) < STALLED; i++)
-                usleep(10 * 1000);
+        f = stall(port, "batch", &lock, &t, &t0);
+        stall_answers(f, t, 60, &n503, &n200);
         took = (double) (time_mono_us() - t0) / 1e6;
-        ck_assert_int_eq(atomic_load(&f->done), STALLED);
-        pthread_join(t, NULL);
-        for (i = 0; i < STALLED; i++)
-                n503 += f->status[i] == 503 && f->retry_after[i];
         printf("check_reload: %d requests behind a locked database: %d answered 503 within %.1f s "
                "(busy timeout 5 s)\n", STALLED, n503, took);
         ck_assert_int_eq(n503, STALLED);
+        ck_assert_int_eq(n200, 0);
         /* The writer takes what queued while it waited: two batches, maybe
          * three, each failing after one timeout. */
         ck_assert_msg(took < 4 * 5 + 4, "%d requests took %.1f s to get their 503", STALLED, took);
@@ -381,7 +382,7 @@ START_TEST(test_reload_adds_endpoint)
         resp_done(&r);
         curl_easy_cleanup(h);
         ck_assert_int_eq(q("SELECT count(*) FROM events WHERE endpoint = 'second' AND message_id = 's-1'"), 1);
-        ck_assert_int_eq(get_metrics(port, &text), 200);
+        ck_assert_int_eq(get_plain(port, "/metrics", &text), 200);
         ck_assert_msg(strstr(text, "slhookd_events_total{endpoint=\"second\",type=\"Queued\",outcome=\"stored\"} 1\n"),
                       "the new endpoint is not counted:\n%s", text);
         free(text);

@@ -590,6 +590,28 @@ post_file(const char *name)
         return r;
 }
 
+/* GET path from the plain HTTP listener on port ([metrics]): the status (0
+ * when there was no answer) and the body (allocated). */
+static inline long
+get_plain(unsigned port, const char *path, char **body)
+{
+        CURL *h = curl_easy_init();
+        struct buf b = { 0 };
+        char *url = xasprintf("http://127.0.0.1:%u%s", port, path);
+        long status = 0;
+
+        buf_puts(&b, "");
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+        if (curl_easy_perform(h) == CURLE_OK)
+                curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(h);
+        free(url);
+        *body = b.data;
+        return status;
+}
+
 /* A datagram socket standing in for systemd's NOTIFY_SOCKET. */
 static inline int
 notify_socket(void)
