@@ -176,6 +176,33 @@ START_TEST(test_migrate_from_v1)
 }
 END_TEST
 
+/* Schema 3 to 4: a message one of whose events is a test becomes a test
+ * message (schema 3 kept the first event's flag). */
+START_TEST(test_migrate_test_messages)
+{
+        struct store *old = NULL;
+        char *err = NULL, *path = xasprintf("%s/v3.db", dir), *cmd;
+
+        ck_assert_msg(store_open(T_SQLITE(path, true), &old, &err) == 0, "%s", err);
+        store_close(old);
+        cmd = xasprintf("sqlite3 '%s' \"INSERT INTO messages (id, server_id, message_id, address, is_test, state, "
+                        "first_at, last_at, updated_at, events) VALUES "
+                        "(1, 7, 'm1', 'a@example.com', 0, 'Sent', 'x', 'x', 'x', 2), "
+                        "(2, 7, 'm2', 'b@example.com', 0, 'Sent', 'x', 'x', 'x', 1); "
+                        "INSERT INTO events (received_at, endpoint, type, wire_type, is_test, raw, digest, message) VALUES "
+                        "('x', 'main', 'Sent', 'Sent', 0, '{}', 'd1', 1), ('x', 'main', 'Failed', 'Failed', 1, '{}', 'd2', 1), "
+                        "('x', 'main', 'Sent', 'Sent', 0, '{}', 'd3', 2); PRAGMA user_version = 3;\"", path);
+        ck_assert_int_eq(system(cmd), 0);
+        free(cmd);
+        ck_assert_msg(store_open(T_SQLITE(path, true), &old, &err) == 0, "%s", err);
+        store_close(old);
+        ck_assert_int_eq(t_query(path, "PRAGMA user_version"), store_schema_version());
+        ck_assert_int_eq(t_query(path, "SELECT count(*) FROM messages WHERE is_test = 1 AND message_id = 'm1'"), 1);
+        ck_assert_int_eq(t_query(path, "SELECT count(*) FROM messages WHERE is_test = 0 AND message_id = 'm2'"), 1);
+        free(path);
+}
+END_TEST
+
 START_TEST(test_newer_schema_refused)
 {
         struct store *again = NULL;
@@ -325,6 +352,7 @@ main(void)
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_migrate);
         tcase_add_test(tc, test_migrate_from_v1);
+        tcase_add_test(tc, test_migrate_test_messages);
         tcase_add_test(tc, test_newer_schema_refused);
         tcase_add_test(tc, test_rows_and_dedup);
         tcase_add_test(tc, test_group_commit_and_bounded_queue);
