@@ -522,6 +522,59 @@ START_TEST(test_lock_timeout)
 }
 END_TEST
 
+/* SIGHUP while requests wait behind another session's lock (each
+ * statement may wait 10 s): the reload is done at once, the daemon keeps
+ * running (libmicrohttpd would abort if the replaced listener stopped with
+ * their connections suspended), every one of them gets 503, and the new
+ * secret works once the lock goes. */
+START_TEST(test_hup_behind_lock)
+{
+        unsigned port = free_port();
+        char *metrics = xasprintf("[metrics]\nlisten = 127.0.0.1:%u\n", port);
+        char *stores = xasprintf("%sstatement_timeout = 10\n", store_lines);
+        struct waiters *w;
+        PGconn *c;
+        PGresult *r;
+        int i, n503, n200, before = 0;
+
+        d.store = stores;
+        daemon_start("max_connections_per_ip = 0", metrics);
+        post_mail("Delivered", 1, 1);
+        c = pg_connect(dsn);
+        r = PQexec(c, "BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE");
+        ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+        PQclear(r);
+        w = waiters_start("pghup");
+        waiters_ready(w, port, NULL);
+        {
+                char *secret = file_in("secret");
+
+                t_write(secret, T_SECRET "\nafter-lock\n");
+                free(secret);
+        }
+        before = log_count("\"message\":\"reloaded ");
+        ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+        for (i = 0; i < 1000 && log_count("\"message\":\"reloaded ") == before; i++)
+                usleep(10 * 1000);
+        ck_assert_msg(log_count("\"message\":\"reloaded ") > before, "no reload while the writer waited");
+        ck_assert_int_eq(atomic_load(&w->done), 0);
+        waiters_answers(w, 40, &n503, &n200);
+        fprintf(stderr, "check_pg: SIGHUP with %d requests behind a lock: %d answered 503, %d 200\n", WAITERS, n503,
+                n200);
+        ck_assert_int_eq(n503, WAITERS);
+        still_running();
+        r = PQexec(c, "ROLLBACK");
+        PQclear(r);
+        PQfinish(c);
+        expect("{\"Type\":\"Queued\",\"MessageId\":\"after\",\"SecretKey\":\"after-lock\"}", 200);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events WHERE message_id LIKE 'pghup-%'"), 0);
+        ck_assert_int_eq(daemon_stop(), 0);
+        waiters_free(w);
+        free(stores);
+        free(metrics);
+}
+END_TEST
+
 /* slhookctl's output (stdout and stderr) for args, and its exit status. */
 static char *
 ctl_run(const char *args, int *status)
@@ -1059,6 +1112,7 @@ main(void)
         tcase_set_timeout(tc, 300);
         tcase_add_test(tc, test_schema_version);
         tcase_add_test(tc, test_lock_timeout);
+        tcase_add_test(tc, test_hup_behind_lock);
         tcase_add_test(tc, test_upgrade);
         tcase_add_test(tc, test_two_instances);
         tcase_add_test(tc, test_ctl_same);

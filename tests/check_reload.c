@@ -35,19 +35,6 @@ write_secret(const char *name, const char *text)
         free(p);
 }
 
-/* The value of the gauge name in /metrics on port, or -1. */
-static long
-gauge(unsigned port, const char *name)
-{
-        char *text = NULL, *p;
-        long v = -1;
-
-        if (get_plain(port, "/metrics", &text) == 200 && (p = strstr(text, name)) != NULL)
-                v = strtol(p + strlen(name), NULL, 10);
-        free(text);
-        return v;
-}
-
 /* A Queued event with its own MessageId, posted on h with secret. */
 static long
 post_on(CURL *h, const char *id, const char *secret, long *connects)
@@ -95,98 +82,18 @@ START_TEST(test_keepalive_new_secret)
 }
 END_TEST
 
-#define STALLED 16
-
-struct flood {
-        char *bodies[STALLED];
-        long status[STALLED];
-        bool retry_after[STALLED];
-        atomic_uint done;
-};
-
-static void *
-flood_main(void *arg)
+/* Another process takes the database's write lock, then WAITERS requests
+ * are posted (see waiters_ready). */
+static struct waiters *
+stall(unsigned port, const char *prefix, sqlite3 **lock, int64_t *first)
 {
-        struct flood *f = arg;
-
-        post_many(STALLED, f->bodies, f->status, f->retry_after, &f->done);
-        return NULL;
-}
-
-static struct flood *
-flood_start(const char *prefix, pthread_t *t)
-{
-        struct flood *f = xcalloc(1, sizeof(*f));
-        int i;
-
-        for (i = 0; i < STALLED; i++) {
-                char id[32];
-
-                snprintf(id, sizeof(id), "%s-%d", prefix, i);
-                f->bodies[i] = event_json(id, 100);
-        }
-        ck_assert_int_eq(pthread_create(t, NULL, flood_main, f), 0);
-        return f;
-}
-
-static void
-flood_free(struct flood *f)
-{
-        int i;
-
-        for (i = 0; i < STALLED; i++)
-                free(f->bodies[i]);
-        free(f);
-}
-
-/* Another process takes the database's write lock, then STALLED requests
- * are posted: returns once every one of them waits for the writer (as
- * /metrics on port counts them) or was answered, with *first (when not
- * NULL) the time the first one waited. */
-static struct flood *
-stall(unsigned port, const char *prefix, sqlite3 **lock, pthread_t *t, int64_t *first)
-{
-        struct flood *f;
-        long waiting = 0;
-        int i;
+        struct waiters *w;
 
         ck_assert_int_eq(sqlite3_open(d.db, lock), SQLITE_OK);
         ck_assert_int_eq(sqlite3_exec(*lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-        f = flood_start(prefix, t);
-        if (first)
-                *first = 0;
-        /* Each one waits, or was answered already (a batch that ran out of
-         * time before the last ones were read). */
-        for (i = 0; i < 1000 && (waiting = gauge(port, "\nslhookd_queue_depth ")) + atomic_load(&f->done) < STALLED;
-             i++) {
-                if (first && waiting > 0 && *first == 0)
-                        *first = time_mono_us();
-                usleep(10 * 1000);
-        }
-        ck_assert_msg(waiting + atomic_load(&f->done) == STALLED, "%ld of %d requests wait for the writer, %u answered",
-                      waiting, STALLED, atomic_load(&f->done));
-        if (first && *first == 0)
-                *first = time_mono_us();
-        return f;
-}
-
-/* Wait for the flood's answers (seconds at most, the lock still held) and
- * count them: 503 with Retry-After, and 200. */
-static void
-stall_answers(struct flood *f, pthread_t t, int seconds, int *n503, int *n200)
-{
-        int i;
-
-        for (i = 0; i < seconds * 100 && atomic_load(&f->done) < STALLED; i++)
-                usleep(10 * 1000);
-        ck_assert_msg(atomic_load(&f->done) == STALLED, "%u of %d answered while the lock was held",
-                      atomic_load(&f->done), STALLED);
-        pthread_join(t, NULL);
-        *n503 = *n200 = 0;
-        for (i = 0; i < STALLED; i++) {
-                *n503 += f->status[i] == 503 && f->retry_after[i];
-                *n200 += f->status[i] == 200;
-        }
+        w = waiters_start(prefix);
+        waiters_ready(w, port, first);
+        return w;
 }
 
 /* Requests of the flood answered so far, from the access log (a line per
@@ -211,33 +118,32 @@ START_TEST(test_hup_stalled_writer)
 {
         unsigned port = free_port();
         char *sections = xasprintf("[store]\nstatement_timeout = 10\n[metrics]\nlisten = 127.0.0.1:%u\n", port);
-        struct flood *f;
+        struct waiters *f;
         sqlite3 *lock;
-        pthread_t t;
         int n503, n200;
 
         daemon_start("max_connections_per_ip = 0", sections);
         expect("{\"Type\":\"Queued\",\"MessageId\":\"warm\",\"SecretKey\":\"" T_SECRET "\"}", 200);
-        f = stall(port, "stall", &lock, &t, NULL);      /* each waits 10 s at least */
+        f = stall(port, "stall", &lock, NULL);      /* each waits 10 s at least */
         write_secret("secret", T_SECRET "\nafter-stall\n");
         ck_assert_msg(reload_daemon(), "no reload while the writer was stalled");
         still_running();
         ck_assert_int_eq(atomic_load(&f->done), 0);     /* the reload did not wait for them */
         /* Every request is answered within 30 s, the lock still held: none
          * with 200. */
-        stall_answers(f, t, 30, &n503, &n200);
+        waiters_answers(f, 30, &n503, &n200);
         printf("check_reload: SIGHUP with %d requests waiting on a stalled writer: %d answered 503, %d 200\n",
-               STALLED, n503, n200);
+               WAITERS, n503, n200);
         ck_assert_int_eq(n200, 0);
-        ck_assert_int_eq(n503, STALLED);
+        ck_assert_int_eq(n503, WAITERS);
         still_running();
         ck_assert_int_eq(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
         sqlite3_close(lock);
         expect("{\"Type\":\"Queued\",\"MessageId\":\"after\",\"SecretKey\":\"after-stall\"}", 200);
         ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id LIKE 'stall-%'"), 0);
-        ck_assert_int_eq(answered("stall"), STALLED);
+        ck_assert_int_eq(answered("stall"), WAITERS);
         ck_assert_int_eq(daemon_stop(), 0);
-        flood_free(f);
+        waiters_free(f);
         free(sections);
 }
 END_TEST
@@ -249,29 +155,28 @@ START_TEST(test_stalled_batch)
 {
         unsigned port = free_port();
         char *sections = xasprintf("[metrics]\nlisten = 127.0.0.1:%u\n", port);
-        struct flood *f;
+        struct waiters *f;
         sqlite3 *lock;
-        pthread_t t;
         int64_t t0;
         int n503, n200;
         double took;
 
         daemon_start("max_connections_per_ip = 0", sections);
-        f = stall(port, "batch", &lock, &t, &t0);
-        stall_answers(f, t, 60, &n503, &n200);
+        f = stall(port, "batch", &lock, &t0);
+        waiters_answers(f, 60, &n503, &n200);
         took = (double) (time_mono_us() - t0) / 1e6;
         printf("check_reload: %d requests behind a locked database: %d answered 503 within %.1f s "
-               "(busy timeout 5 s)\n", STALLED, n503, took);
-        ck_assert_int_eq(n503, STALLED);
+               "(busy timeout 5 s)\n", WAITERS, n503, took);
+        ck_assert_int_eq(n503, WAITERS);
         ck_assert_int_eq(n200, 0);
         /* The writer takes what queued while it waited: two batches, maybe
          * three, each failing after one timeout. */
-        ck_assert_msg(took < 4 * 5 + 4, "%d requests took %.1f s to get their 503", STALLED, took);
+        ck_assert_msg(took < 4 * 5 + 4, "%d requests took %.1f s to get their 503", WAITERS, took);
         ck_assert_int_eq(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
         sqlite3_close(lock);
         expect("{\"Type\":\"Queued\",\"MessageId\":\"after\",\"SecretKey\":\"" T_SECRET "\"}", 200);
         ck_assert_int_eq(daemon_stop(), 0);
-        flood_free(f);
+        waiters_free(f);
         free(sections);
 }
 END_TEST
@@ -282,20 +187,16 @@ END_TEST
  * committed got 200. */
 START_TEST(test_term_stalled_writer)
 {
-        struct flood *f;
+        unsigned port = free_port();
+        char *sections = xasprintf("[store]\nstatement_timeout = 60\n[metrics]\nlisten = 127.0.0.1:%u\n", port);
+        struct waiters *f;
         sqlite3 *lock;
-        pthread_t t;
         int i, status = 0, n200 = 0;
         int64_t t0;
         pid_t w = 0;
 
-        daemon_start("max_connections_per_ip = 0", "[store]\nstatement_timeout = 60\n");
-        ck_assert_int_eq(sqlite3_open(d.db, &lock), SQLITE_OK);
-        ck_assert_int_eq(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-        f = flood_start("term", &t);
-        /* Every request read and waiting: the access log has none of them. */
-        for (i = 0; i < 200 && answered("term") == 0; i++)
-                usleep(10 * 1000);
+        daemon_start("max_connections_per_ip = 0", sections);
+        f = stall(port, "term", &lock, NULL);
         ck_assert_int_eq(kill(d.pid, SIGTERM), 0);
         t0 = time_mono_us();
         for (i = 0; i < 2800 && (w = waitpid(d.pid, &status, WNOHANG)) == 0; i++)
@@ -307,14 +208,15 @@ START_TEST(test_term_stalled_writer)
         ck_assert(WIFEXITED(status));
         ck_assert_int_eq(WEXITSTATUS(status), 1);
         ck_assert(log_has("not stored"));
-        pthread_join(t, NULL);
-        for (i = 0; i < STALLED; i++)
+        pthread_join(f->t, NULL);
+        for (i = 0; i < WAITERS; i++)
                 n200 += f->status[i] == 200;
         ck_assert_int_eq(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
         sqlite3_close(lock);
         ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id LIKE 'term-%'"), n200);
         ck_assert_int_eq(n200, 0);
-        flood_free(f);
+        waiters_free(f);
+        free(sections);
 }
 END_TEST
 

@@ -612,6 +612,111 @@ get_plain(unsigned port, const char *path, char **body)
         return status;
 }
 
+/* The value of the gauge name in /metrics on port, or -1. */
+static inline long
+gauge(unsigned port, const char *name)
+{
+        char *text = NULL, *p;
+        long v = -1;
+
+        if (get_plain(port, "/metrics", &text) == 200 && (p = strstr(text, name)) != NULL)
+                v = strtol(p + strlen(name), NULL, 10);
+        free(text);
+        return v;
+}
+
+/* WAITERS requests posted at once (from a thread of their own) at a
+ * database that does not answer, for the tests of stalls: their statuses,
+ * and how many were answered so far. */
+#define WAITERS 16
+
+struct waiters {
+        pthread_t t;
+        char *bodies[WAITERS];
+        long status[WAITERS];
+        bool retry_after[WAITERS];
+        atomic_uint done;
+};
+
+static inline void *
+waiters_main(void *arg)
+{
+        struct waiters *w = arg;
+
+        post_many(WAITERS, w->bodies, w->status, w->retry_after, &w->done);
+        return NULL;
+}
+
+/* Post WAITERS events, MessageIds PREFIX-0 ... */
+static inline struct waiters *
+waiters_start(const char *prefix)
+{
+        struct waiters *w = xcalloc(1, sizeof(*w));
+        int i;
+
+        for (i = 0; i < WAITERS; i++) {
+                char id[32];
+
+                snprintf(id, sizeof(id), "%s-%d", prefix, i);
+                w->bodies[i] = event_json(id, 100);
+        }
+        ck_assert_int_eq(pthread_create(&w->t, NULL, waiters_main, w), 0);
+        return w;
+}
+
+/* Wait (10 s at most) until every request waits for the writer, as
+ * /metrics on port counts them, or was answered already (a transaction
+ * that ran out of time before the last ones were read); *first (when not
+ * NULL): when the first one waited. */
+static inline void
+waiters_ready(struct waiters *w, unsigned port, int64_t *first)
+{
+        long waiting = 0;
+        int i;
+
+        if (first)
+                *first = 0;
+        for (i = 0; i < 1000 && (waiting = gauge(port, "\nslhookd_queue_depth ")) + atomic_load(&w->done) < WAITERS;
+             i++) {
+                if (first && waiting > 0 && *first == 0)
+                        *first = time_mono_us();
+                usleep(10 * 1000);
+        }
+        ck_assert_msg(waiting + atomic_load(&w->done) == WAITERS, "%ld of %d requests wait for the writer, %u answered",
+                      waiting, WAITERS, atomic_load(&w->done));
+        if (first && *first == 0)
+                *first = time_mono_us();
+}
+
+/* Wait for every answer (seconds at most) and count them: 503 with
+ * Retry-After, and 200. */
+static inline void
+waiters_answers(struct waiters *w, int seconds, int *n503, int *n200)
+{
+        int i;
+
+        for (i = 0; i < seconds * 100 && atomic_load(&w->done) < WAITERS; i++)
+                usleep(10 * 1000);
+        ck_assert_msg(atomic_load(&w->done) == WAITERS, "%u of %d answered in %d s", atomic_load(&w->done), WAITERS,
+                      seconds);
+        pthread_join(w->t, NULL);
+        *n503 = *n200 = 0;
+        for (i = 0; i < WAITERS; i++) {
+                *n503 += w->status[i] == 503 && w->retry_after[i];
+                *n200 += w->status[i] == 200;
+        }
+}
+
+static inline void
+waiters_free(struct waiters *w)
+{
+        int i;
+
+        for (i = 0; i < WAITERS; i++)
+                free(w->bodies[i]);
+        free(w);
+}
+
 /* A datagram socket standing in for systemd's NOTIFY_SOCKET. */
 static inline int
 notify_socket(void)
