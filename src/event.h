@@ -70,8 +70,6 @@ struct event {
         size_t raw_len;
         char digest[81];                /* set by event_digest() */
         int outcome;                    /* set by the store: 0, or 1 + enum metrics_outcome */
-        bool stored_before;             /* set by the store (PostgreSQL): its digest is stored already,
-                                         * or an earlier event of the transaction has it */
 };
 
 struct event_batch {

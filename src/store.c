@@ -36,7 +36,7 @@ enum {
         ST_EVENT, ST_QUARANTINE, ST_VALIDATION, ST_STATUS, ST_TEST_EVENT,
         ST_MSG_BY_MESSAGE, ST_MSG_BY_MAILING, ST_MSG_BY_ADDRESS, ST_MSG_INSERT, ST_MSG_UPDATE, ST_MSG_DELETE,
         ST_EVENT_MESSAGE, ST_COUNT_ADD, ST_PRUNE_COUNTS, ST_PRUNE_ZERO, ST_PRUNE_EVENTS, ST_PRUNE_MESSAGES,
-        ST_PRUNE_CURSOR, ST_PRUNE_QUARANTINE, ST_EVENTS_SEEN,
+        ST_PRUNE_CURSOR, ST_PRUNE_QUARANTINE, ST_EVENT_SEEN, ST_QUARANTINE_SEEN,
         ST_COUNT
 };
 
@@ -267,20 +267,16 @@ prepare(struct store *s, char **reterr)
                  * as events, by arrival time. */
                 [ST_PRUNE_QUARANTINE] = "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine "
                                         "WHERE received_at < ?1 ORDER BY received_at, id LIMIT ?2)",
-                /* PostgreSQL: which of a transaction's digests are stored
-                 * (a text array), in one round trip. */
-                [ST_EVENTS_SEEN] = "SELECT 0, digest FROM events WHERE digest = ANY (CAST(?1 AS text[])) UNION ALL "
-                                   "SELECT 1, digest FROM quarantine WHERE digest = ANY (CAST(?2 AS text[]))",
+                [ST_EVENT_SEEN] = "SELECT 1 FROM events WHERE digest = ?",
+                [ST_QUARANTINE_SEEN] = "SELECT 1 FROM quarantine WHERE digest = ?",
         };
         int i, r = 0;
 
         sql[ST_EVENT] = dyn[ST_EVENT] = insert_event_sql();
         for (i = ST_MSG_BY_MESSAGE; i <= ST_MSG_UPDATE; i++)
                 sql[i] = dyn[i] = msg_sql(i, pg(s));
-        if (!pg(s))
-                sql[ST_EVENTS_SEEN] = NULL;     /* PostgreSQL's arrays only */
         for (i = 0; i < ST_COUNT; i++)
-                if (sql[i] && db_prepare(s->db, sql[i], 0, &s->st[i]) < 0) {
+                if (db_prepare(s->db, sql[i], 0, &s->st[i]) < 0) {
                         *reterr = xasprintf("%s: cannot prepare statement: %s", db_name(s->db), db_errmsg(s->db));
                         r = -EIO;
                         break;
@@ -515,115 +511,25 @@ counts_flush(struct store *s)
         return r;
 }
 
-/* Events by table (events, then quarantine), then digest; equal ones
- * keep the order of the transaction. */
-static int
-by_digest(const void *a, const void *b)
-{
-        const struct event *x = *(struct event *const *) a, *y = *(struct event *const *) b;
-        int c = (x->kind == EVENT_QUARANTINE) - (y->kind == EVENT_QUARANTINE);
-
-        if (c == 0)
-                c = strcmp(x->digest, y->digest);
-        return c ? c : x < y ? -1 : x > y;
-}
-
-static bool
-same_digest(const struct event *a, const struct event *b)
-{
-        return (a->kind == EVENT_QUARANTINE) == (b->kind == EVENT_QUARANTINE) && strcmp(a->digest, b->digest) == 0;
-}
-
-struct digest_key {
-        bool quarantine;
-        const char *digest;
-};
-
-static int
-find_digest(const void *key, const void *elem)
-{
-        const struct digest_key *k = key;
-        const struct event *e = *(struct event *const *) elem;
-        int c = k->quarantine - (e->kind == EVENT_QUARANTINE);
-
-        return c ? c : strcmp(k->digest, e->digest);
-}
-
-/* PostgreSQL: mark the events of jobs [first, end) that are stored already
- * (stored_before), with one statement for all of them. An INSERT that ends
- * in ON CONFLICT DO NOTHING still takes an id from the sequence; looking
- * first keeps ids without gaps from redeliveries, as SQLite's are. An event
- * whose digest an earlier event of the same transaction has is marked too.
- * Returns 0 or -1. */
-static int
-look_ahead(struct store *s, struct store_job *first, struct store_job *end)
-{
-        struct db_stmt *st = s->st[ST_EVENTS_SEEN];
-        struct buf arr[2] = { { 0 }, { 0 } };
-        struct event **v = NULL;
-        size_t n = 0, cap = 0, i;
-        struct store_job *j;
-        int rc, r = 0;
-
-        for (j = first; j != end; j = j->next)
-                for (i = 0; j->batch && i < j->batch->n; i++) {
-                        struct event *ev = &j->batch->v[i];
-
-                        if (ev->kind == EVENT_VALIDATION)
-                                continue;
-                        if (n == cap)
-                                v = xreallocarray(v, cap = cap ? 2 * cap : 64, sizeof(*v));
-                        v[n++] = ev;
-                        ev->stored_before = false;
-                }
-        if (n == 0)
-                return 0;
-        qsort(v, n, sizeof(*v), by_digest);
-        for (i = 0; i < n; i++) {
-                struct buf *b = &arr[v[i]->kind == EVENT_QUARANTINE];
-
-                if (i > 0 && same_digest(v[i - 1], v[i])) {
-                        v[i]->stored_before = true;
-                        continue;
-                }
-                /* Digests are hex: nothing to quote in an array literal. */
-                buf_puts(b, b->len ? "," : "{");
-                buf_puts(b, v[i]->digest);
-        }
-        for (i = 0; i < 2; i++)
-                buf_puts(&arr[i], arr[i].len ? "}" : "{}");
-        db_bind_text(st, 1, arr[0].data);
-        db_bind_text(st, 2, arr[1].data);
-        while ((rc = db_step(st)) > 0) {
-                struct digest_key k = { db_int(st, 0) != 0, db_text(st, 1) };
-                struct event **e = k.digest ? bsearch(&k, v, n, sizeof(*v), find_digest) : NULL;
-
-                /* bsearch finds one of the equal ones: the first of them
-                 * is the one not marked yet. */
-                while (e && e > v && find_digest(&k, &e[-1]) == 0)
-                        e--;
-                if (e)
-                        (*e)->stored_before = true;
-        }
-        if (rc < 0)
-                r = -1;
-        db_reset(st);
-        buf_done(&arr[0]);
-        buf_done(&arr[1]);
-        free(v);
-        return r;
-}
-
-/* Whether the event is stored already (SQLite: left to ON CONFLICT). */
-static int
-seen(struct store *s, const struct event *ev)
-{
-        return pg(s) && ev->stored_before;
-}
-
 /* Store a mail event and keep its message's row: the row is found (or
  * created) first, so that the event links to it. Returns the rows inserted
  * (0: a redelivery, which changes no message) or -1. */
+/* PostgreSQL: whether the event is stored already. An INSERT that ends in
+ * ON CONFLICT DO NOTHING still takes an id from the sequence; looking
+ * first keeps ids without gaps from redeliveries, as SQLite's are. Returns
+ * 1 stored, 0 not, -1 on error. */
+static int
+seen(struct store *s, int which, const struct event *ev)
+{
+        int rc;
+
+        if (!pg(s))
+                return 0;
+        db_bind_text(s->st[which], 1, ev->digest);
+        rc = db_step(s->st[which]);
+        db_reset(s->st[which]);
+        return rc < 0 ? -1 : rc;
+}
 
 static int
 store_mail(struct store *s, const struct store_job *job, const struct event *ev)
@@ -635,8 +541,9 @@ store_mail(struct store *s, const struct store_job *job, const struct event *ev)
         bool created = false;
         int i = 1, c, n = -1, tries;
 
-        if (seen(s, ev))
-                return 0;
+        if ((n = seen(s, ST_EVENT_SEEN, ev)) != 0)
+                return n < 0 ? -1 : 0;
+        n = -1;
         for (tries = 0; tries < 2 && corr_key(ev, &k); tries++) {
                 if ((find = message_find(s, &k, &m, &id)) == NULL)
                         return -1;
@@ -698,8 +605,9 @@ store_event(struct store *s, const struct store_job *job, const struct event *ev
 
         if (ev->kind != EVENT_QUARANTINE)
                 return store_mail(s, job, ev);
-        if (seen(s, ev))
-                return 0;
+        if ((i = seen(s, ST_QUARANTINE_SEEN, ev)) != 0)
+                return i < 0 ? -1 : 0;
+        i = 1;
         db_bind_text(st, i++, job->received_at);
         db_bind_text(st, i++, job->endpoint);
         db_bind_text(st, i++, job->peer);
@@ -860,8 +768,6 @@ attempt(struct store *s, struct store_job *first, struct store_job *end)
         counts_clear(s);
         if (db_begin(s->db) < 0)
                 return -EIO;
-        if (pg(s) && look_ahead(s, first, end) < 0)
-                goto fail;
         for (j = first; j != end; j = j->next)
                 if (store_job_rows(s, j) < 0)
                         goto fail;
@@ -1039,8 +945,7 @@ replay_one(struct store *s, struct db_stmt *get, struct db_stmt *del, struct db_
                 if (job.peer && strcmp(job.peer, EVENT_TEST_PEER) == 0)
                         ev->is_test = true;
                 event_digest(ev, job.endpoint);
-                job.batch = &b;
-                r = (pg(s) && look_ahead(s, &job, NULL) < 0) || store_event(s, &job, ev) < 0 || db_run(del) < 0 ? -1 : 1;
+                r = store_event(s, &job, ev) < 0 || db_run(del) < 0 ? -1 : 1;
         } else if (b.n == 1 && ev->kind == EVENT_QUARANTINE) {
                 db_bind_text(upd, 1, ev->reason);       /* the current parser's reason */
                 r = db_run(upd) < 0 ? -1 : 0;
