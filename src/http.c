@@ -927,12 +927,6 @@ listener_in_flight(struct listener *l)
 }
 
 unsigned
-http_connections(struct http *h)
-{
-        return sum(h, listener_connections);
-}
-
-unsigned
 http_in_flight(struct http *h)
 {
         return sum(h, listener_in_flight);

@@ -48,9 +48,6 @@ unsigned http_port(const struct http *h);
  * go on and are answered with "Connection: close". Main thread. */
 void http_quiesce(struct http *h);
 
-/* Connections open now, on every listener. Main thread. */
-unsigned http_connections(struct http *h);
-
 /* Requests received but not yet completed, on every listener. Main thread. */
 unsigned http_in_flight(struct http *h);
 
