@@ -89,7 +89,8 @@ struct req {
         struct event_batch batch;
         struct store_job job;
         bool counted;                   /* in h->waiting */
-        size_t dropped;                 /* of a chunked body past max_body: read and dropped */
+        size_t dropped;                 /* of a chunked body past max_body, or of a busy one: read and dropped */
+        bool busy;                      /* the writer was behind when it began: 503 once its body is in */
         bool close;                     /* framing in doubt: close after the answer */
 };
 
@@ -557,11 +558,16 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
                         return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid Content-Length");
                 if (n > (int64_t) r->cfg->max_body)
                         return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "body larger than max_body");
-                /* The writer is behind: say so before reading a body that
-                 * could not be queued anyway. */
+                /* The writer is behind: the body could not be queued, so
+                 * it is read and dropped, never held, and answered 503 at
+                 * its end. An answer before the body would close the
+                 * connection on unread data: the sender would see a reset
+                 * (sending the rest fails), not the 503 and its
+                 * Retry-After. */
                 if (store_full(h->store)) {
+                        r->busy = true;
                         r->job.result = -EAGAIN;
-                        return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy, retry later");
+                        return MHD_YES;
                 }
                 ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
                 r->form = ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
@@ -572,15 +578,17 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
         if (r->state == REQ_READING && *upload_data_size > 0) {
                 size_t k = *upload_data_size;
 
-                if (r->dropped || k > r->cfg->max_body - r->len) {
-                        /* Only a chunked body gets here (MHD enforces
-                         * Content-Length). libmicrohttpd 0.9.75 queues no
-                         * answer mid-upload (MHD_queue_response refuses it
-                         * while the body is read), so the rest is read and
-                         * dropped, HTTP_DROP_MAX at most, for a 413 at its
-                         * end; past that the connection is closed. */
+                if (r->busy || r->dropped || k > r->cfg->max_body - r->len) {
+                        /* A busy body (dropped up to max_body for its
+                         * 503), or a chunked one past max_body (MHD
+                         * enforces Content-Length). libmicrohttpd 0.9.75
+                         * queues no answer mid-upload (MHD_queue_response
+                         * refuses it while the body is read), so the rest
+                         * is read and dropped, HTTP_DROP_MAX at most, for
+                         * a 413 at its end; past that the connection is
+                         * closed. */
                         r->dropped += k;
-                        if (r->dropped > HTTP_DROP_MAX) {
+                        if (r->dropped > (r->busy ? r->cfg->max_body : 0) + HTTP_DROP_MAX) {
                                 log_full(LOG_INFO, LOG_MID_REQUEST, NULL, "%s: chunked body over max_body from %s "
                                          "by more than %d bytes, closing", r->ep->path, r->peer, HTTP_DROP_MAX);
                                 return MHD_NO;
@@ -601,6 +609,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
                 *upload_data_size = 0;
                 return MHD_YES;
         }
+        if (r->state == REQ_READING && r->busy && r->dropped <= r->cfg->max_body)
+                return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy, retry later");
         if (r->state == REQ_READING && r->dropped) {
                 r->close = true;
                 return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "body larger than max_body");

@@ -270,6 +270,62 @@ START_TEST(test_writer_behind)
 }
 END_TEST
 
+/* With the writer behind (its queue full), a request is answered 503 +
+ * Retry-After even while its body is still on the way: the answer comes
+ * after the body (which is dropped, never held), so the sender reads the
+ * 503 instead of a reset, and the connection stays open for its retry. */
+START_TEST(test_busy_slow_body)
+{
+        unsigned port = free_port();
+        char *sections = xasprintf("[store]\nqueue_size = 4\nstatement_timeout = 60\n"
+                                   "[metrics]\nlisten = 127.0.0.1:%u\n", port);
+        char *body = event_json("slow", PAD);
+        struct waiters *w;
+        struct resp r;
+        sqlite3 *lock;
+        CURL *h;
+        bool ra;
+        int n503, n200;
+
+        daemon_start("max_connections_per_ip = 0", sections);
+        expect_event("warm-up", 200);
+        ck_assert_int_eq(sqlite3_open(d.db, &lock), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+        w = waiters_start("held");
+        waiters_ready(w, port, NULL);
+        ck_assert_msg(atomic_load(&w->done) > 0, "the queue of 4 took all %d requests", WAITERS);
+
+        /* 48 KB at 16 KB/s: the body takes 3 s to send. */
+        h = client();
+        curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t) 16 * 1024);
+        r = request(h, "POST", "/socketlabs/events", body, strlen(body), "application/json");
+        ck_assert_msg(r.rc == CURLE_OK, "no answer to a slow body while the writer is behind: %s",
+                      curl_easy_strerror(r.rc));
+        ck_assert_int_eq(r.status, 503);
+        ck_assert(t_contains(r.headers.data, r.headers.len, "Retry-After: "));
+        resp_done(&r);
+        /* The same connection serves the retry. */
+        curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t) 0);
+        ck_assert_int_eq(post_id(h, "quick", 0, &ra), 503);
+        ck_assert(ra);
+        curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &r.connects);
+        ck_assert_msg(r.connects == 0, "the connection was closed after the 503");
+
+        ck_assert_int_eq(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(lock);
+        waiters_answers(w, 30, &n503, &n200);
+        ck_assert_int_eq(n503 + n200, WAITERS);
+        ck_assert_int_eq(post_id(h, "slow", PAD, NULL), 200);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'slow'"), 1);
+        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id LIKE 'held-%'"), n200);
+        curl_easy_cleanup(h);
+        ck_assert_int_eq(daemon_stop(), 0);
+        waiters_free(w);
+        free(body);
+        free(sections);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -282,5 +338,6 @@ main(void)
         tcase_add_test(tc, test_db_deleted);
         tcase_add_test(tc, test_long_reader);
         tcase_add_test(tc, test_writer_behind);
+        tcase_add_test(tc, test_busy_slow_body);
         return t_run(s, tc);
 }

@@ -515,6 +515,9 @@ post_many(size_t n, char *const *bodies, long *status, bool *retry_after, atomic
                         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &p);
                         i = (uintptr_t) p;
                         curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status[i]);
+                        if (msg->data.result != CURLE_OK)
+                                fprintf(stderr, "post_many: request %zu: %s\n", i,
+                                        curl_easy_strerror(msg->data.result));
                         retry_after[i] = t_contains(hdrs[i].data, hdrs[i].len, "Retry-After: ");
                         if (done)
                                 atomic_fetch_add(done, 1);
