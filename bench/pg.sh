@@ -11,10 +11,14 @@
 #   bench/pg.sh      $CONNS (32) keep-alive connections in all (two instances:
 #                    half each), $ROUNDS (3) rounds of $DURATION (10) s, interleaved;
 #                    medians. Prints a table and writes bench/pg.csv.
+#   PROFILE=1        also the statements of the first one-instance round by
+#                    time spent in the server (pg_stat_statements), into
+#                    bench/pg-profile.txt.
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 if [ -z "${SLHOOKD_TEST_PG:-}" ]; then
+        [ -n "${PROFILE:-}" ] && export PGTMP_CONF="shared_preload_libraries = 'pg_stat_statements'"
         exec "$top/tests/pgtmp" "$0" "$@"
 fi
 ROUNDS=${ROUNDS:-3}
@@ -38,7 +42,18 @@ pg_store() { printf 'backend = postgresql\ndsn = %s dbname=bench' "$SLHOOKD_TEST
 # single NAME STORE_LINES ROWS_COMMAND: a round of one instance, into the CSV.
 single() {
         start_slhookd "$1" $PORT_S $PORT_M "$2"
+        profile=""
+        if [ -n "${PROFILE:-}" ] && [ "$1" = postgresql ] && [ "$r" = 1 ]; then
+                profile=1
+                pg bench "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null
+        fi
         set -- "$1" "$3" $(run $PORT_S "$CONNS")
+        if [ -n "$profile" ]; then
+                pg bench "SELECT calls, round(total_exec_time) AS total_ms, round(mean_exec_time * 1000) AS mean_us,
+                                 rows, left(regexp_replace(query, '\s+', ' ', 'g'), 100)
+                            FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12" |
+                        sed 's/^/  /' > "$top/bench/pg-profile.txt"
+        fi
         curl -s "http://127.0.0.1:$PORT_M/metrics" > metrics.txt || true
         stop "$spid"
         echo "$1,$r,$3,$(($4 - $5)),$(eval "$2"),$(mean slhookd_batch_requests 1 %.1f),$(mean slhookd_commit_duration_seconds 1e6 %.0f)" >> "$CSV"

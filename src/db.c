@@ -93,6 +93,13 @@ db_set_error(struct db *db, const char *msg)
         db->conflict = db->broken = false;
 }
 
+void
+db_set_conflict(struct db *db, const char *msg)
+{
+        db_set_error(db, msg);
+        db->conflict = true;
+}
+
 enum db_backend db_backend(const struct db *db) { return db->backend; }
 const char *db_name(const struct db *db) { return db->name; }
 const char *db_errmsg(const struct db *db) { return db->err[0] ? db->err : "unknown error"; }

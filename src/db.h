@@ -74,6 +74,10 @@ bool db_broken(const struct db *db);
 /* Set the message db_errmsg() returns, for a failure the caller found. */
 void db_set_error(struct db *db, const char *msg);
 
+/* The same, for a conflict with another connection the caller found:
+ * db_conflict() is true. */
+void db_set_conflict(struct db *db, const char *msg);
+
 /* Run a script of statements; 0 or -EIO. */
 int db_exec(struct db *db, const char *sql);
 

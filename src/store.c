@@ -13,6 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
+#include "store_pg.h"
 
 /* Built into schema.c from sql/: the schema of a new database, and the
  * upgrade steps (index i takes version i+1 to i+2), for each backend. */
@@ -71,6 +72,7 @@ struct store {
         atomic_uint_fast64_t conflicts; /* transactions run again after a deadlock */
         atomic_bool busy;               /* writing a batch now */
 
+        struct store_pg *bulk;          /* PostgreSQL: the mail events, set-based */
         struct count *counts;           /* this transaction's, unsorted */
         size_t ncounts, counts_cap;
 
@@ -273,6 +275,10 @@ prepare(struct store *s, char **reterr)
         int i, r = 0;
 
         sql[ST_EVENT] = dyn[ST_EVENT] = insert_event_sql();
+        if (pg(s))
+                sql[ST_COUNT_ADD] = "INSERT INTO event_counts (hour, type, events) "
+                                    "SELECT * FROM unnest(CAST(?1 AS text[]), CAST(?2 AS text[]), CAST(?3 AS bigint[])) "
+                                    "ON CONFLICT (hour, type) DO UPDATE SET events = event_counts.events + excluded.events";
         for (i = ST_MSG_BY_MESSAGE; i <= ST_MSG_UPDATE; i++)
                 sql[i] = dyn[i] = msg_sql(i, pg(s));
         for (i = 0; i < ST_COUNT; i++)
@@ -316,6 +322,11 @@ store_open(const struct db_conf *c, struct store **ret, char **reterr)
         }
         if ((r = migrate(s, &from, reterr)) < 0 || (r = prepare(s, reterr)) < 0)
                 goto rollback;
+        if (pg(s) && store_pg_open(s->db, &s->bulk) < 0) {
+                *reterr = xasprintf("%s: %s", db_name(s->db), db_errmsg(s->db));
+                r = -EIO;
+                goto rollback;
+        }
         if (from > 0 && from < MESSAGES_VERSION && (r = messages_rebuild(s, reterr)) < 0)
                 goto rollback;
         if (db_commit(s->db) < 0) {
@@ -501,6 +512,25 @@ counts_flush(struct store *s)
 
         if (s->ncounts > 1)
                 qsort(s->counts, s->ncounts, sizeof(*s->counts), count_cmp);
+        if (pg(s) && s->ncounts > 0) {
+                /* One statement: three arrays, in key order. */
+                struct buf a[3] = { 0 };
+
+                for (i = 0; i < s->ncounts; i++) {
+                        store_pg_arr_text(&a[0], s->counts[i].hour);
+                        store_pg_arr_text(&a[1], s->counts[i].type);
+                        store_pg_arr_int(&a[2], true, s->counts[i].n);
+                }
+                for (i = 0; i < 3; i++) {
+                        store_pg_arr_end(&a[i]);
+                        db_bind_text(st, (int) i + 1, a[i].data);
+                }
+                r = db_run(st) < 0 ? -1 : 0;
+                for (i = 0; i < 3; i++)
+                        buf_done(&a[i]);
+                counts_clear(s);
+                return r;
+        }
         for (i = 0; i < s->ncounts && r == 0; i++) {
                 db_bind_text(st, 1, s->counts[i].hour);
                 db_bind_text(st, 2, s->counts[i].type);
@@ -734,6 +764,10 @@ store_job_rows(struct store *s, struct store_job *job)
                 if (ev->kind == EVENT_VALIDATION)
                         continue;
                 test |= ev->is_test;
+                if (s->bulk && ev->kind == EVENT_MAIL) {
+                        store_pg_add(s->bulk, job, ev);
+                        continue;
+                }
                 if ((n = store_event(s, job, ev)) < 0)
                         return -1;
                 if (n == 0) {
@@ -759,6 +793,20 @@ store_job_rows(struct store *s, struct store_job *job)
         return 0;
 }
 
+/* store_pg_flush's answer for one mail event (count_event's, row by row). */
+static void
+bulk_done(void *arg, struct store_job *job, struct event *ev, bool stored)
+{
+        if (stored) {
+                job->stored++;
+                ev->outcome = 1 + METRIC_STORED;
+                count_event(arg, ev);
+        } else {
+                job->duplicates++;
+                ev->outcome = 1 + METRIC_DUPLICATE;
+        }
+}
+
 /* One attempt at a transaction over jobs [first, end). */
 static int
 attempt(struct store *s, struct store_job *first, struct store_job *end)
@@ -766,12 +814,15 @@ attempt(struct store *s, struct store_job *first, struct store_job *end)
         struct store_job *j;
 
         counts_clear(s);
+        if (s->bulk)
+                store_pg_clear(s->bulk);
         if (db_begin(s->db) < 0)
                 return -EIO;
         for (j = first; j != end; j = j->next)
                 if (store_job_rows(s, j) < 0)
                         goto fail;
-        if (counts_flush(s) < 0 || db_commit(s->db) < 0)
+        if ((s->bulk && store_pg_flush(s->bulk, bulk_done, s) < 0) || counts_flush(s) < 0 ||
+            db_commit(s->db) < 0)
                 goto fail;
         return 0;
 fail:
@@ -1163,6 +1214,7 @@ store_close(struct store *s)
         counts_clear(s);
         for (i = 0; i < ST_COUNT; i++)
                 db_finalize(s->st[i]);
+        store_pg_close(s->bulk);
         db_close(s->db);
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->wake);

@@ -522,6 +522,113 @@ START_TEST(test_lock_timeout)
 }
 END_TEST
 
+/* One request holding many events is one transaction, written set-based:
+ * redeliveries within it and of earlier events are stored once, events of
+ * one message (the address differing in case only) are applied in the
+ * order they came, a message stored before is found and brought up to
+ * date, messages keyed by mailing id or by address alone too; the same
+ * array again changes nothing. */
+START_TEST(test_batch)
+{
+        static const char *const ev[] = {
+                "\"Type\":\"Queued\",\"DateTime\":\"2026-03-01T10:00:00Z\",\"MessageId\":\"x\",\"Address\":\"a@x.org\"",
+                "\"Type\":\"Delivered\",\"DateTime\":\"2026-03-01T10:00:01Z\",\"MessageId\":\"x\",\"Address\":\"A@X.org\"",
+                "\"Type\":\"Delivered\",\"DateTime\":\"2026-03-01T10:00:01Z\",\"MessageId\":\"x\",\"Address\":\"A@X.org\"",
+                "\"Type\":\"Failed\",\"DateTime\":\"2026-03-01T10:01:01Z\",\"MessageId\":\"x\",\"Address\":\"a@x.org\","
+                "\"FailureType\":\"Permanent\",\"FailureCode\":5001,\"Reason\":\"gone\"",
+                "\"Type\":\"Delivered\",\"DateTime\":\"2026-03-01T10:00:05Z\",\"MessageId\":\"old\",\"Address\":\"o@x.org\"",
+                "\"Type\":\"Open\",\"DateTime\":\"2026-03-01T11:00:00Z\",\"MailingId\":\"ml\",\"Address\":\"m@x.org\"",
+                "\"Type\":\"Open\",\"DateTime\":\"2026-03-01T11:00:01Z\",\"MailingId\":\"ml\",\"Address\":\"m@x.org\"",
+                "\"Type\":\"Complaint\",\"DateTime\":\"2026-03-01T12:00:00Z\",\"Address\":\"c@x.org\"",
+        };
+        struct buf b = { 0 };
+        size_t i;
+
+        start_pg();
+        expect("{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"2026-03-01T10:00:00Z\","
+               "\"ServerId\":7,\"MessageId\":\"old\",\"Address\":\"O@x.org\"}", 200);
+        buf_puts(&b, "[");
+        for (i = 0; i < sizeof(ev) / sizeof(ev[0]); i++)
+                buf_printf(&b, "%s{\"SecretKey\":\"" T_SECRET "\",\"ServerId\":7,%s}", i ? "," : "", ev[i]);
+        buf_puts(&b, "]");
+        expect(b.data, 200);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events"), 8);
+        ck_assert_int_eq(pq("SELECT count(*) FROM messages"), 4);
+        ck_assert_int_eq(pq("SELECT count(*) FROM messages WHERE message_id = 'x' AND state = 'Failed' AND events = 3 "
+                            "AND queued_at = '2026-03-01T10:00:00.000000Z' AND sent_at = '2026-03-01T10:00:01.000000Z' "
+                            "AND failed_at = '2026-03-01T10:01:01.000000Z' AND failure_code = 5001 "
+                            "AND reason = 'gone'"), 1);
+        ck_assert_int_eq(pq("SELECT count(*) FROM messages WHERE message_id = 'old' AND address = 'o@x.org' "
+                            "AND state = 'Sent' AND events = 2 AND queued_at IS NOT NULL"), 1);
+        ck_assert_int_eq(pq("SELECT count(*) FROM messages WHERE mailing_id = 'ml' AND message_id IS NULL "
+                            "AND open_count = 2 AND events = 2"), 1);
+        ck_assert_int_eq(pq("SELECT count(*) FROM messages WHERE mailing_id IS NULL AND message_id IS NULL "
+                            "AND address = 'c@x.org' AND complained_at IS NOT NULL"), 1);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events e JOIN messages m ON m.id = e.message"), 8);
+        ck_assert_int_eq(pq("SELECT count(*) FROM async_bounces WHERE delay_seconds = 60"), 1);
+        ck_assert_int_eq(pq("SELECT sum(events) FROM event_counts"), 8);
+        /* Events keep the order they came in. */
+        ck_assert_int_eq(pq("SELECT count(*) FROM (SELECT type, lag(wire_type) OVER (ORDER BY id) AS prev FROM events "
+                            "WHERE message_id = 'x') AS t WHERE type = 'Failed' AND prev = 'Delivered'"), 1);
+        expect(b.data, 200);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events"), 8);
+        ck_assert_int_eq(pq("SELECT sum(events) FROM messages"), 8);
+        ck_assert_int_eq(pq("SELECT sum(events) FROM event_counts"), 8);
+        ck_assert_int_eq(pq("SELECT max(id) FROM events"), 8);  /* no id taken by a redelivery */
+        ck_assert_int_eq(daemon_stop(), 0);
+        buf_done(&b);
+}
+END_TEST
+
+/* Another instance creates a message's row while this one's transaction
+ * is about to: the insert waits for it, skips the row, and the transaction
+ * runs again, finding the row and bringing it up to date. */
+START_TEST(test_message_race)
+{
+        PGconn *c;
+        PGresult *r;
+        pid_t pid;
+        int i, status = 0;
+
+        start_pg();
+        post_mail("Queued", 1, 0);
+        c = pg_connect(dsn);
+        r = PQexec(c, "BEGIN; INSERT INTO messages (server_id, message_id, address, state, first_at, last_at, "
+                      "updated_at, events, queued_at) VALUES (7, 'm-2', 'rcpt2@example.com', 'Queued', "
+                      "'2026-03-01T10:00:00.000000Z', '2026-03-01T10:00:00.000000Z', "
+                      "'2026-03-01T10:00:00.000000Z', 1, '2026-03-01T10:00:00.000000Z')");
+        ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+        PQclear(r);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                char *body = mail_event("Delivered", 2, 1);
+                CURL *h = client();
+                struct resp rp = request(h, "POST", "/socketlabs/events", body, strlen(body), "application/json");
+
+                _exit(rp.status == 200 ? 0 : 1);
+        }
+        /* The daemon's insert waits for this transaction (10 s at most). */
+        for (i = 0; i < 1000 && pq("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                   "AND query LIKE 'INSERT INTO messages%'") == 0; i++)
+                usleep(10 * 1000);
+        ck_assert_msg(i < 1000, "the daemon's insert did not wait for the other transaction");
+        r = PQexec(c, "COMMIT");
+        ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+        PQclear(r);
+        PQfinish(c);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the post was not answered 200");
+        ck_assert_int_eq(pq("SELECT count(*) FROM messages WHERE message_id = 'm-2'"), 1);
+        ck_assert_int_eq(pq("SELECT count(*) FROM messages WHERE message_id = 'm-2' AND events = 2 AND state = 'Sent' "
+                            "AND queued_at IS NOT NULL AND sent_at IS NOT NULL"), 1);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events e JOIN messages m ON m.id = e.message "
+                            "WHERE e.message_id = 'm-2'"), 1);
+        ck_assert_msg(pq("SELECT count(*) FROM events") == 2, "events stored: %lld", pq("SELECT count(*) FROM events"));
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
 /* SIGHUP while requests wait behind another session's lock (each
  * statement may wait 10 s): the reload is done at once, the daemon keeps
  * running (libmicrohttpd would abort if the replaced listener stopped with
@@ -1114,6 +1221,8 @@ main(void)
         tcase_add_test(tc, test_lock_timeout);
         tcase_add_test(tc, test_hup_behind_lock);
         tcase_add_test(tc, test_upgrade);
+        tcase_add_test(tc, test_batch);
+        tcase_add_test(tc, test_message_race);
         tcase_add_test(tc, test_two_instances);
         tcase_add_test(tc, test_ctl_same);
         tcase_add_test(tc, test_kill_one);

@@ -1,0 +1,692 @@
+/* store_pg: a transaction's mail events, set-based on PostgreSQL (see
+ * store_pg.h). A transaction runs, whatever its size:
+ *   1. the duplicate check: the digests already stored, one statement;
+ *   2. the message rows its events belong to, FOR UPDATE, one statement per
+ *      kind of key (message id, mailing id, address alone) that it has,
+ *      each locking in id order, the kinds always in that order, so that
+ *      two instances take their locks in one order and cannot deadlock;
+ *   3. the new messages inserted, already brought up to date;
+ *   4. the events inserted, linked to their messages;
+ *   5. the messages found in 2 updated.
+ * Another instance that creates one of the new messages, or stores one of
+ * the events, between 1-2 and 3-4 makes the insert skip it: that is
+ * reported as a conflict and the store runs the transaction again, which
+ * then finds it. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "corr.h"
+#include "store_pg.h"
+
+enum { SP_SEEN, SP_BY_MESSAGE, SP_BY_MAILING, SP_BY_ADDRESS, SP_MSG_INSERT, SP_EVENT_INSERT, SP_MSG_UPDATE,
+       SP_COUNT };
+
+#define MSG_NCOLS (2 + CT_COUNT + CC_COUNT + 3)
+#define EVENT_NCOLS (12 + EVS_COUNT + EVN_COUNT)
+#define NARR (EVENT_NCOLS > 4 + MSG_NCOLS ? EVENT_NCOLS : 4 + MSG_NCOLS)
+
+/* One message row the transaction writes. */
+struct msg {
+        struct corr_key k;              /* borrowed from its first event */
+        struct corr_msg m;
+        int64_t id;                     /* 0: new, inserted by this transaction */
+        bool found;                     /* read in step 2 */
+        bool is_test;                   /* one of its events is */
+        char *own[3];                   /* copies of the row's strings m points to */
+};
+
+struct item {
+        struct store_job *job;
+        struct event *ev;
+        struct msg *msg;                /* or NULL: no message, or a redelivery */
+        bool dup;
+};
+
+struct store_pg {
+        struct db *db;
+        struct db_stmt *st[SP_COUNT];
+        struct item *items;
+        size_t n, cap;
+        struct msg *msgs;
+        size_t nmsgs;
+        struct buf arr[NARR];
+};
+
+static int
+key_kind(const struct corr_key *k)
+{
+        return k->message_id ? 0 : k->mailing_id ? 1 : 2;
+}
+
+/* citext in the "C" collation: ASCII letters fold, nothing else does. */
+static int
+ascii_casecmp(const char *a, const char *b)
+{
+        for (;; a++, b++) {
+                int x = (unsigned char) *a, y = (unsigned char) *b;
+
+                x += x >= 'A' && x <= 'Z' ? 'a' - 'A' : 0;
+                y += y >= 'A' && y <= 'Z' ? 'a' - 'A' : 0;
+                if (x != y || x == 0)
+                        return x - y;
+        }
+}
+
+/* The order of the keys, equal where the database's unique indexes are. */
+static int
+key_cmp(const struct corr_key *a, const struct corr_key *b)
+{
+        int c = key_kind(a) - key_kind(b);
+
+        if (c == 0 && a->server_id != b->server_id)
+                c = a->server_id < b->server_id ? -1 : 1;
+        if (c == 0 && key_kind(a) < 2)
+                c = strcmp(key_kind(a) == 0 ? a->message_id : a->mailing_id,
+                           key_kind(b) == 0 ? b->message_id : b->mailing_id);
+        return c ? c : ascii_casecmp(a->address, b->address);
+}
+
+void
+store_pg_arr_text(struct buf *b, const char *v)
+{
+        const char *p, *q;
+
+        buf_puts(b, b->len ? "," : "{");
+        if (v == NULL) {
+                buf_puts(b, "NULL");
+                return;
+        }
+        buf_puts(b, "\"");
+        for (p = v; (q = strpbrk(p, "\"\\")) != NULL; p = q + 1) {
+                buf_append(b, p, (size_t) (q - p));
+                buf_append(b, "\\", 1);
+                buf_append(b, q, 1);
+        }
+        buf_puts(b, p);
+        buf_puts(b, "\"");
+}
+
+void
+store_pg_arr_int(struct buf *b, bool has, int64_t v)
+{
+        buf_puts(b, b->len ? "," : "{");
+        if (has)
+                buf_printf(b, "%lld", (long long) v);
+        else
+                buf_puts(b, "NULL");
+}
+
+void
+store_pg_arr_end(struct buf *b)
+{
+        buf_puts(b, b->len ? "}" : "{}");
+}
+
+static void
+msg_columns(struct buf *b, const char *prefix, const char *suffix)
+{
+        size_t i;
+
+        buf_printf(b, "%smailing_id%s, %sstate%s", prefix, suffix, prefix, suffix);
+        for (i = 0; i < CT_COUNT; i++)
+                buf_printf(b, ", %s%s%s", prefix, corr_time_columns[i], suffix);
+        for (i = 0; i < CC_COUNT; i++)
+                buf_printf(b, ", %s%s%s", prefix, corr_count_columns[i], suffix);
+        buf_printf(b, ", %sfailure_type%s, %sfailure_code%s, %sreason%s", prefix, suffix, prefix, suffix, prefix,
+                   suffix);
+}
+
+/* "CAST(?N AS type[]), ..." for the message columns from parameter *n on. */
+static void
+msg_arrays(struct buf *b, int *n)
+{
+        size_t i;
+
+        buf_printf(b, "CAST(?%d AS text[]), CAST(?%d AS text[])", *n, *n + 1);
+        *n += 2;
+        for (i = 0; i < CT_COUNT; i++)
+                buf_printf(b, ", CAST(?%d AS text[])", (*n)++);
+        for (i = 0; i < CC_COUNT; i++)
+                buf_printf(b, ", CAST(?%d AS bigint[])", (*n)++);
+        buf_printf(b, ", CAST(?%d AS text[]), CAST(?%d AS bigint[]), CAST(?%d AS text[])", *n, *n + 1, *n + 2);
+        *n += 3;
+}
+
+static char *
+find_sql(int which)
+{
+        static const char *const keys[] = {
+                [SP_BY_MESSAGE] = "message_id, address, server_id",
+                [SP_BY_MAILING] = "mailing_id, address, server_id",
+                [SP_BY_ADDRESS] = "address, server_id",
+        };
+        static const char *const join[] = {
+                /* The id tests let the planner pick the partial unique indexes. */
+                [SP_BY_MESSAGE] = "m.message_id = k.message_id AND m.address = k.address "
+                                  "AND m.server_id = k.server_id WHERE m.message_id IS NOT NULL",
+                [SP_BY_MAILING] = "m.mailing_id = k.mailing_id AND m.address = k.address "
+                                  "AND m.server_id = k.server_id WHERE m.message_id IS NULL",
+                [SP_BY_ADDRESS] = "m.address = k.address AND m.server_id = k.server_id "
+                                  "WHERE m.mailing_id IS NULL AND m.message_id IS NULL",
+        };
+        struct buf b = { 0 };
+
+        buf_puts(&b, "SELECT m.id, m.server_id, m.message_id, m.mailing_id, m.address, ");
+        msg_columns(&b, "m.", "");
+        buf_printf(&b, " FROM unnest(%s) AS k(%s) JOIN messages AS m ON %s ORDER BY m.id FOR UPDATE OF m",
+                   which == SP_BY_ADDRESS ? "CAST(?1 AS citext[]), CAST(?2 AS bigint[])" :
+                   "CAST(?1 AS text[]), CAST(?2 AS citext[]), CAST(?3 AS bigint[])", keys[which], join[which]);
+        return b.data;
+}
+
+static char *
+insert_msg_sql(void)
+{
+        struct buf b = { 0 };
+        int n = 5;
+
+        buf_puts(&b, "INSERT INTO messages (server_id, message_id, address, is_test, ");
+        msg_columns(&b, "", "");
+        buf_puts(&b, ") SELECT * FROM unnest(CAST(?1 AS bigint[]), CAST(?2 AS text[]), CAST(?3 AS text[]), "
+                 "CAST(?4 AS integer[]), ");
+        msg_arrays(&b, &n);
+        buf_puts(&b, ") ON CONFLICT DO NOTHING RETURNING id, server_id, message_id, mailing_id, address");
+        return b.data;
+}
+
+static char *
+update_msg_sql(void)
+{
+        struct buf b = { 0 };
+        size_t i;
+        int n = 3;
+
+        buf_puts(&b, "UPDATE messages AS m SET mailing_id = x.mailing_id, state = x.state");
+        for (i = 0; i < CT_COUNT; i++)
+                buf_printf(&b, ", %s = x.%s", corr_time_columns[i], corr_time_columns[i]);
+        for (i = 0; i < CC_COUNT; i++)
+                buf_printf(&b, ", %s = x.%s", corr_count_columns[i], corr_count_columns[i]);
+        /* A message any of whose events is a test is a test message. */
+        buf_puts(&b, ", failure_type = x.failure_type, failure_code = x.failure_code, reason = x.reason, "
+                 "is_test = CASE WHEN x.is_test <> 0 THEN 1 ELSE m.is_test END "
+                 "FROM unnest(CAST(?1 AS bigint[]), CAST(?2 AS integer[]), ");
+        msg_arrays(&b, &n);
+        buf_puts(&b, ") AS x(id, is_test, ");
+        msg_columns(&b, "", "");
+        buf_puts(&b, ") WHERE m.id = x.id");
+        return b.data;
+}
+
+static char *
+insert_event_sql(void)
+{
+        struct buf b = { 0 };
+        size_t i;
+        int n = 1;
+
+        buf_puts(&b, "INSERT INTO events (received_at, endpoint, type, wire_type, occurred_at, meta, tags, is_test, "
+                 "peer, raw, digest, message");
+        for (i = 0; i < EVS_COUNT; i++)
+                buf_printf(&b, ", %s", event_str_fields[i].column);
+        for (i = 0; i < EVN_COUNT; i++)
+                buf_printf(&b, ", %s", event_num_fields[i].column);
+        buf_puts(&b, ") SELECT * FROM unnest(");
+        for (i = 0; i < 7; i++)
+                buf_printf(&b, "CAST(?%d AS text[]), ", n++);
+        buf_printf(&b, "CAST(?%d AS integer[])", n++);
+        for (i = 0; i < 3; i++)
+                buf_printf(&b, ", CAST(?%d AS text[])", n++);
+        buf_printf(&b, ", CAST(?%d AS bigint[])", n++);
+        for (i = 0; i < EVS_COUNT; i++)
+                buf_printf(&b, ", CAST(?%d AS text[])", n++);
+        for (i = 0; i < EVN_COUNT; i++)
+                buf_printf(&b, ", CAST(?%d AS bigint[])", n++);
+        /* In array order: ids follow the order the events came in. */
+        buf_puts(&b, ") ON CONFLICT (digest) DO NOTHING");
+        return b.data;
+}
+
+int
+store_pg_open(struct db *db, struct store_pg **ret)
+{
+        struct store_pg *p = xcalloc(1, sizeof(*p));
+        char *sql[SP_COUNT] = {
+                [SP_SEEN] = xstrdup("SELECT digest FROM events WHERE digest = ANY (CAST(?1 AS text[]))"),
+                [SP_BY_MESSAGE] = find_sql(SP_BY_MESSAGE),
+                [SP_BY_MAILING] = find_sql(SP_BY_MAILING),
+                [SP_BY_ADDRESS] = find_sql(SP_BY_ADDRESS),
+                [SP_MSG_INSERT] = insert_msg_sql(),
+                [SP_EVENT_INSERT] = insert_event_sql(),
+                [SP_MSG_UPDATE] = update_msg_sql(),
+        };
+        int i, r = 0;
+
+        p->db = db;
+        for (i = 0; i < SP_COUNT; i++) {
+                if (r == 0 && db_prepare(db, sql[i], 0, &p->st[i]) < 0)
+                        r = -EIO;
+                free(sql[i]);
+        }
+        if (r < 0)
+                store_pg_close(p);
+        else
+                *ret = p;
+        return r;
+}
+
+static void
+msgs_clear(struct store_pg *p)
+{
+        size_t i;
+        int k;
+
+        for (i = 0; i < p->nmsgs; i++)
+                for (k = 0; k < 3; k++)
+                        free(p->msgs[i].own[k]);
+        free(p->msgs);
+        p->msgs = NULL;
+        p->nmsgs = 0;
+}
+
+void
+store_pg_close(struct store_pg *p)
+{
+        int i;
+
+        if (p == NULL)
+                return;
+        for (i = 0; i < SP_COUNT; i++)
+                db_finalize(p->st[i]);
+        for (i = 0; i < NARR; i++)
+                buf_done(&p->arr[i]);
+        msgs_clear(p);
+        free(p->items);
+        free(p);
+}
+
+void
+store_pg_clear(struct store_pg *p)
+{
+        p->n = 0;
+        msgs_clear(p);
+}
+
+void
+store_pg_add(struct store_pg *p, struct store_job *job, struct event *ev)
+{
+        if (p->n == p->cap) {
+                p->cap = p->cap ? 2 * p->cap : 64;
+                p->items = xreallocarray(p->items, p->cap, sizeof(*p->items));
+        }
+        p->items[p->n++] = (struct item) { .job = job, .ev = ev };
+}
+
+static void
+arrs_reset(struct store_pg *p)
+{
+        int i;
+
+        for (i = 0; i < NARR; i++) {
+                p->arr[i].len = 0;
+                if (p->arr[i].data)
+                        p->arr[i].data[0] = '\0';
+        }
+}
+
+/* Bind arrays [0, n) as parameters 1..n. */
+static void
+arrs_bind(struct store_pg *p, struct db_stmt *st, int n)
+{
+        int i;
+
+        for (i = 0; i < n; i++) {
+                store_pg_arr_end(&p->arr[i]);
+                db_bind_text(st, i + 1, p->arr[i].data);
+        }
+}
+
+static int
+item_digest_cmp(const void *a, const void *b)
+{
+        const struct item *const *x = a, *const *y = b;
+        int c = strcmp((*x)->ev->digest, (*y)->ev->digest);
+
+        return c ? c : *x < *y ? -1 : *x > *y;
+}
+
+static int
+str_cmp(const void *a, const void *b)
+{
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* Step 1: mark redeliveries, within the transaction and of events stored
+ * before. Returns 0 or -1. */
+static int
+mark_duplicates(struct store_pg *p)
+{
+        struct item **v = xreallocarray(NULL, p->n, sizeof(*v));
+        struct db_stmt *st = p->st[SP_SEEN];
+        char **seen = NULL;
+        size_t i, nseen = 0, cap = 0;
+        int rc;
+
+        for (i = 0; i < p->n; i++)
+                v[i] = &p->items[i];
+        qsort(v, p->n, sizeof(*v), item_digest_cmp);
+        arrs_reset(p);
+        for (i = 0; i < p->n; i++) {
+                v[i]->dup = i > 0 && strcmp(v[i]->ev->digest, v[i - 1]->ev->digest) == 0;
+                if (!v[i]->dup)
+                        store_pg_arr_text(&p->arr[0], v[i]->ev->digest);
+        }
+        arrs_bind(p, st, 1);
+        while ((rc = db_step(st)) > 0) {
+                if (nseen == cap) {
+                        cap = cap ? 2 * cap : 16;
+                        seen = xreallocarray(seen, cap, sizeof(*seen));
+                }
+                seen[nseen++] = xstrdup(db_text(st, 0));
+        }
+        db_reset(st);
+        if (rc == 0 && nseen > 0) {
+                qsort(seen, nseen, sizeof(*seen), str_cmp);
+                for (i = 0; i < p->n; i++) {
+                        const char *d = v[i]->ev->digest;
+
+                        v[i]->dup |= bsearch(&d, seen, nseen, sizeof(*seen), str_cmp) != NULL;
+                }
+        }
+        for (i = 0; i < nseen; i++)
+                free(seen[i]);
+        free(seen);
+        free(v);
+        return rc < 0 ? -1 : 0;
+}
+
+static int
+item_key_cmp(const void *a, const void *b)
+{
+        const struct item *const *x = a, *const *y = b;
+        struct corr_key kx, ky;
+        int c;
+
+        corr_key((*x)->ev, &kx);
+        corr_key((*y)->ev, &ky);
+        c = key_cmp(&kx, &ky);
+        return c ? c : *x < *y ? -1 : *x > *y;
+}
+
+/* One message per distinct key of the new events, in key order; each new
+ * event points to its own. */
+static void
+gather_messages(struct store_pg *p)
+{
+        struct item **v = xreallocarray(NULL, p->n, sizeof(*v));
+        struct corr_key k;
+        size_t i, n = 0;
+
+        for (i = 0; i < p->n; i++)
+                if (!p->items[i].dup && corr_key(p->items[i].ev, &k))
+                        v[n++] = &p->items[i];
+        qsort(v, n, sizeof(*v), item_key_cmp);
+        p->msgs = xcalloc(n ? n : 1, sizeof(*p->msgs));
+        for (i = 0; i < n; i++) {
+                corr_key(v[i]->ev, &k);
+                if (p->nmsgs == 0 || key_cmp(&p->msgs[p->nmsgs - 1].k, &k) != 0) {
+                        p->msgs[p->nmsgs].k = k;
+                        corr_init(&p->msgs[p->nmsgs].m);
+                        p->nmsgs++;
+                }
+                v[i]->msg = &p->msgs[p->nmsgs - 1];
+        }
+        free(v);
+}
+
+static int
+msg_key_cmp(const void *key, const void *elem)
+{
+        return key_cmp(key, &((const struct msg *) elem)->k);
+}
+
+/* The message of a row st returned (columns: id, server_id, message_id,
+ * mailing_id, address), or NULL. */
+static struct msg *
+row_msg(struct store_pg *p, struct db_stmt *st)
+{
+        struct corr_key k = {
+                .server_id = db_int(st, 1),
+                .message_id = db_text(st, 2),
+                .mailing_id = db_text(st, 3),
+                .address = db_text(st, 4),
+        };
+
+        if (k.address == NULL)
+                return NULL;
+        return bsearch(&k, p->msgs, p->nmsgs, sizeof(*p->msgs), msg_key_cmp);
+}
+
+static char *
+own(struct msg *x, int i, const char *s)
+{
+        free(x->own[i]);
+        return x->own[i] = s ? xstrdup(s) : NULL;
+}
+
+/* Step 2: read (and lock) the rows of the messages that exist. */
+static int
+find_messages(struct store_pg *p)
+{
+        int which, rc = 0;
+
+        for (which = SP_BY_MESSAGE; which <= SP_BY_ADDRESS && rc == 0; which++) {
+                struct db_stmt *st = p->st[which];
+                int kind = which - SP_BY_MESSAGE, nkeys = 0;
+                size_t i;
+
+                arrs_reset(p);
+                for (i = 0; i < p->nmsgs; i++) {
+                        const struct corr_key *k = &p->msgs[i].k;
+                        int a = 0;
+
+                        if (key_kind(k) != kind)
+                                continue;
+                        if (kind < 2)
+                                store_pg_arr_text(&p->arr[a++], kind == 0 ? k->message_id : k->mailing_id);
+                        store_pg_arr_text(&p->arr[a++], k->address);
+                        store_pg_arr_int(&p->arr[a++], true, k->server_id);
+                        nkeys++;
+                }
+                if (nkeys == 0)
+                        continue;
+                arrs_bind(p, st, kind < 2 ? 3 : 2);
+                while ((rc = db_step(st)) > 0) {
+                        struct msg *x = row_msg(p, st);
+                        struct corr_msg *m;
+                        const char *t;
+                        int c = 5, j;
+
+                        if (x == NULL || x->found)
+                                continue;
+                        x->found = true;
+                        x->id = db_int(st, 0);
+                        m = &x->m;
+                        m->mailing_id = own(x, 0, db_text(st, c++));
+                        m->state = corr_state(db_text(st, c++));
+                        for (j = 0; j < CT_COUNT; j++, c++)
+                                if ((t = db_text(st, c)) != NULL)
+                                        snprintf(m->t[j], TIME_ISO_LEN, "%s", t);
+                        for (j = 0; j < CC_COUNT; j++)
+                                m->n[j] = db_int(st, c++);
+                        m->failure_type = own(x, 1, db_text(st, c++));
+                        m->has_failure_code = !db_null(st, c);
+                        m->failure_code = db_int(st, c++);
+                        m->reason = own(x, 2, db_text(st, c++));
+                }
+                db_reset(st);
+        }
+        return rc < 0 ? -1 : 0;
+}
+
+/* The message columns of x, to arrays from a on. */
+static void
+msg_to_arrays(struct store_pg *p, int a, const struct msg *x)
+{
+        const struct corr_msg *m = &x->m;
+        int j;
+
+        store_pg_arr_text(&p->arr[a++], m->mailing_id);
+        store_pg_arr_text(&p->arr[a++], m->state);
+        for (j = 0; j < CT_COUNT; j++)
+                store_pg_arr_text(&p->arr[a++], m->t[j][0] ? m->t[j] : NULL);
+        for (j = 0; j < CC_COUNT; j++)
+                store_pg_arr_int(&p->arr[a++], true, m->n[j]);
+        store_pg_arr_text(&p->arr[a++], m->failure_type);
+        store_pg_arr_int(&p->arr[a++], m->has_failure_code, m->failure_code);
+        store_pg_arr_text(&p->arr[a++], m->reason);
+}
+
+/* Step 3: insert the new messages, taking their ids. */
+static int
+insert_messages(struct store_pg *p)
+{
+        struct db_stmt *st = p->st[SP_MSG_INSERT];
+        size_t i, n = 0, got = 0;
+        int rc;
+
+        arrs_reset(p);
+        for (i = 0; i < p->nmsgs; i++) {
+                const struct msg *x = &p->msgs[i];
+
+                if (x->found)
+                        continue;
+                store_pg_arr_int(&p->arr[0], true, x->k.server_id);
+                store_pg_arr_text(&p->arr[1], x->k.message_id);
+                store_pg_arr_text(&p->arr[2], x->k.address);
+                store_pg_arr_int(&p->arr[3], true, x->is_test);
+                msg_to_arrays(p, 4, x);
+                n++;
+        }
+        if (n == 0)
+                return 0;
+        arrs_bind(p, st, 4 + MSG_NCOLS);
+        while ((rc = db_step(st)) > 0) {
+                struct msg *x = row_msg(p, st);
+
+                if (x && !x->found && x->id == 0) {
+                        x->id = db_int(st, 0);
+                        got++;
+                }
+        }
+        db_reset(st);
+        if (rc < 0)
+                return -1;
+        if (got < n) {
+                db_set_conflict(p->db, "another instance created the row of a message meanwhile");
+                return -1;
+        }
+        return 0;
+}
+
+/* Step 4: insert the new events. */
+static int
+insert_events(struct store_pg *p)
+{
+        struct db_stmt *st = p->st[SP_EVENT_INSERT];
+        size_t i, n = 0;
+        int c, rc;
+
+        arrs_reset(p);
+        for (i = 0; i < p->n; i++) {
+                const struct item *it = &p->items[i];
+                const struct event *ev = it->ev;
+                int a = 0;
+
+                if (it->dup)
+                        continue;
+                store_pg_arr_text(&p->arr[a++], it->job->received_at);
+                store_pg_arr_text(&p->arr[a++], it->job->endpoint);
+                store_pg_arr_text(&p->arr[a++], ev->type);
+                store_pg_arr_text(&p->arr[a++], ev->wire_type);
+                store_pg_arr_text(&p->arr[a++], ev->occurred_at[0] ? ev->occurred_at : NULL);
+                store_pg_arr_text(&p->arr[a++], ev->meta);
+                store_pg_arr_text(&p->arr[a++], ev->tags);
+                store_pg_arr_int(&p->arr[a++], true, ev->is_test);
+                store_pg_arr_text(&p->arr[a++], it->job->peer);
+                store_pg_arr_text(&p->arr[a++], ev->raw);
+                store_pg_arr_text(&p->arr[a++], ev->digest);
+                store_pg_arr_int(&p->arr[a++], it->msg != NULL, it->msg ? it->msg->id : 0);
+                for (c = 0; c < EVS_COUNT; c++)
+                        store_pg_arr_text(&p->arr[a++], ev->str[c]);
+                for (c = 0; c < EVN_COUNT; c++)
+                        store_pg_arr_int(&p->arr[a++], ev->has_num[c], ev->num[c]);
+                n++;
+        }
+        if (n == 0)
+                return 0;
+        arrs_bind(p, st, EVENT_NCOLS);
+        if ((rc = db_run(st)) < 0)
+                return -1;
+        if ((size_t) rc < n) {
+                db_set_conflict(p->db, "another instance stored one of the events meanwhile");
+                return -1;
+        }
+        return 0;
+}
+
+/* Step 5: write the messages that existed. */
+static int
+update_messages(struct store_pg *p)
+{
+        struct db_stmt *st = p->st[SP_MSG_UPDATE];
+        size_t i, n = 0;
+
+        arrs_reset(p);
+        for (i = 0; i < p->nmsgs; i++) {
+                const struct msg *x = &p->msgs[i];
+
+                if (!x->found)
+                        continue;
+                store_pg_arr_int(&p->arr[0], true, x->id);
+                store_pg_arr_int(&p->arr[1], true, x->is_test);
+                msg_to_arrays(p, 2, x);
+                n++;
+        }
+        if (n == 0)
+                return 0;
+        arrs_bind(p, st, 2 + MSG_NCOLS);
+        return db_run(st) < 0 ? -1 : 0;
+}
+
+int
+store_pg_flush(struct store_pg *p, void (*done)(void *arg, struct store_job *job, struct event *ev, bool stored),
+               void *arg)
+{
+        size_t i;
+
+        if (p->n == 0)
+                return 0;
+        if (mark_duplicates(p) < 0)
+                return -1;
+        gather_messages(p);
+        if (find_messages(p) < 0)
+                return -1;
+        /* The messages brought up to date, event by event as they came. */
+        for (i = 0; i < p->n; i++) {
+                struct item *it = &p->items[i];
+
+                if (it->dup || it->msg == NULL)
+                        continue;
+                corr_apply(&it->msg->m, it->ev, it->job->received_at);
+                it->msg->is_test |= it->ev->is_test;
+        }
+        if (insert_messages(p) < 0 || insert_events(p) < 0 || update_messages(p) < 0)
+                return -1;
+        for (i = 0; i < p->n; i++)
+                done(arg, p->items[i].job, p->items[i].ev, !p->items[i].dup);
+        return 0;
+}

@@ -1,0 +1,46 @@
+/* store_pg: the mail events of a transaction written set-based on
+ * PostgreSQL, for the store (store.c). Row by row, each event took four
+ * round trips to the server (duplicate check, its message row FOR UPDATE,
+ * the message write, the event insert); here a transaction takes one
+ * statement for each of those steps, whatever its number of events, with
+ * columns passed as arrays (unnest). The messages are brought up to date in
+ * memory with corr_apply(), in the order their events came, as row by row.
+ * SQLite, in process, keeps the row-by-row path: its statements cost
+ * microseconds, not round trips. */
+#ifndef SLHOOKD_STORE_PG_H
+#define SLHOOKD_STORE_PG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "event.h"
+#include "store.h"
+#include "util.h"
+
+struct store_pg;
+
+/* Prepare for db (a PostgreSQL connection); 0 or -EIO. */
+int store_pg_open(struct db *db, struct store_pg **ret);
+void store_pg_close(struct store_pg *p);        /* NULL-safe */
+
+/* Start a transaction's set (an attempt: what an earlier one added goes). */
+void store_pg_clear(struct store_pg *p);
+
+/* Add a mail event (EVENT_MAIL) of job; it is written by store_pg_flush. */
+void store_pg_add(struct store_pg *p, struct store_job *job, struct event *ev);
+
+/* Write what was added, inside the transaction. For each event, in the
+ * order added: done(arg, job, ev, stored), stored false for a redelivery.
+ * Returns 0, or -1 with db_errmsg() saying why (db_conflict() when another
+ * instance wrote one of the same rows meanwhile: run the transaction again). */
+int store_pg_flush(struct store_pg *p,
+                   void (*done)(void *arg, struct store_job *job, struct event *ev, bool stored), void *arg);
+
+/* Append v to a PostgreSQL array literal being built in b ("{" first,
+ * then elements, then store_pg_arr_end): text (NULL: NULL), or an integer. */
+void store_pg_arr_text(struct buf *b, const char *v);
+void store_pg_arr_int(struct buf *b, bool has, int64_t v);
+void store_pg_arr_end(struct buf *b);
+
+#endif
