@@ -14,7 +14,7 @@
 #include "db-backend.h"
 #include "util.h"
 
-#define MAX_PARAMS 64
+#define MAX_PARAMS 65535          /* the protocol's: a 16-bit count */
 
 struct pg {
         struct db base;
@@ -33,8 +33,8 @@ struct pg_stmt {
         bool stream;
         bool active;                    /* stream: sent, results pending */
         int nparams;
-        const char *values[MAX_PARAMS];
-        char num[MAX_PARAMS][32];       /* text of numbers bound */
+        const char **values;            /* nparams */
+        char (*num)[32];                /* text of numbers bound, nparams */
         PGresult *res;
         int row, nrows;
         int64_t changes;
@@ -278,6 +278,8 @@ pg_prepare(struct db *d, const char *sql, unsigned flags, struct db_stmt **ret)
                 free(s);
                 return -EIO;
         }
+        s->values = xcalloc(s->nparams ? (size_t) s->nparams : 1, sizeof(*s->values));
+        s->num = xcalloc(s->nparams ? (size_t) s->nparams : 1, sizeof(*s->num));
         s->stream = flags & DB_STREAM;
         snprintf(s->name, sizeof(s->name), "slhookd_%u", ++p->next_name);
         *ret = &s->base;
@@ -306,7 +308,7 @@ pg_reset(struct db_stmt *st)
         PQclear(s->res);
         s->res = NULL;
         s->row = s->nrows = 0;
-        memset(s->values, 0, sizeof(s->values));
+        memset(s->values, 0, (size_t) s->nparams * sizeof(*s->values));
 }
 
 static void
@@ -323,6 +325,8 @@ pg_finalize(struct db_stmt *st)
                 PQclear(PQexec(p->conn, sql));
                 free(sql);
         }
+        free(s->values);
+        free(s->num);
         free(s->sql);
         free(s);
 }

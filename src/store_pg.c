@@ -22,12 +22,15 @@
 #include "corr.h"
 #include "store_pg.h"
 
-enum { SP_SEEN, SP_BY_MESSAGE, SP_BY_MAILING, SP_BY_ADDRESS, SP_MSG_INSERT, SP_EVENT_INSERT, SP_MSG_UPDATE,
-       SP_COUNT };
+enum { SP_SEEN, SP_BY_MESSAGE, SP_BY_MAILING, SP_BY_ADDRESS, SP_MSG_INSERT, SP_MSG_UPDATE, SP_COUNT };
+
+/* Events inserted by one statement at most; a statement is prepared for
+ * each number of rows up to it, when first needed. */
+#define EVENT_ROWS 64
 
 #define MSG_NCOLS (2 + CT_COUNT + CC_COUNT + 3)
 #define EVENT_NCOLS (12 + EVS_COUNT + EVN_COUNT)
-#define NARR (EVENT_NCOLS > 5 + MSG_NCOLS ? EVENT_NCOLS : 5 + MSG_NCOLS)
+#define NARR (5 + MSG_NCOLS)
 
 /* One message row the transaction writes. */
 struct msg {
@@ -49,6 +52,7 @@ struct item {
 struct store_pg {
         struct db *db;
         struct db_stmt *st[SP_COUNT];
+        struct db_stmt *events[EVENT_ROWS + 1];        /* [n]: the insert of n rows, or NULL */
         struct item *items;
         size_t n, cap;
         struct msg *msgs;
@@ -234,12 +238,15 @@ update_msg_sql(void)
         return b.data;
 }
 
+/* The events: a multi-row VALUES of n rows, one parameter a column.
+ * unnest over the 40 column arrays cost twice as much in the server (each
+ * array unpacked into a store of its own), and the values need no
+ * escaping. */
 static char *
-insert_event_sql(void)
+insert_event_sql(size_t n)
 {
         struct buf b = { 0 };
-        size_t i;
-        int n = 1;
+        size_t i, k;
 
         buf_puts(&b, "INSERT INTO events (received_at, endpoint, type, wire_type, occurred_at, meta, tags, is_test, "
                  "peer, raw, digest, message");
@@ -247,19 +254,15 @@ insert_event_sql(void)
                 buf_printf(&b, ", %s", event_str_fields[i].column);
         for (i = 0; i < EVN_COUNT; i++)
                 buf_printf(&b, ", %s", event_num_fields[i].column);
-        buf_puts(&b, ") SELECT * FROM unnest(");
-        for (i = 0; i < 7; i++)
-                buf_printf(&b, "CAST(?%d AS text[]), ", n++);
-        buf_printf(&b, "CAST(?%d AS integer[])", n++);
-        for (i = 0; i < 3; i++)
-                buf_printf(&b, ", CAST(?%d AS text[])", n++);
-        buf_printf(&b, ", CAST(?%d AS bigint[])", n++);
-        for (i = 0; i < EVS_COUNT; i++)
-                buf_printf(&b, ", CAST(?%d AS text[])", n++);
-        for (i = 0; i < EVN_COUNT; i++)
-                buf_printf(&b, ", CAST(?%d AS bigint[])", n++);
-        /* In array order: ids follow the order the events came in. */
-        buf_puts(&b, ") ON CONFLICT (digest) DO NOTHING");
+        buf_puts(&b, ") VALUES ");
+        for (k = 0; k < n; k++) {
+                buf_puts(&b, k ? ", (?" : "(?");
+                for (i = 1; i < EVENT_NCOLS; i++)
+                        buf_puts(&b, ", ?");
+                buf_puts(&b, ")");
+        }
+        /* In row order: ids follow the order the events came in. */
+        buf_puts(&b, " ON CONFLICT (digest) DO NOTHING");
         return b.data;
 }
 
@@ -275,7 +278,6 @@ store_pg_open(struct db *db, struct store_pg **ret)
                 [SP_BY_MAILING] = find_sql(SP_BY_MAILING),
                 [SP_BY_ADDRESS] = find_sql(SP_BY_ADDRESS),
                 [SP_MSG_INSERT] = insert_msg_sql(),
-                [SP_EVENT_INSERT] = insert_event_sql(),
                 [SP_MSG_UPDATE] = update_msg_sql(),
         };
         int i, r = 0;
@@ -316,6 +318,8 @@ store_pg_close(struct store_pg *p)
                 return;
         for (i = 0; i < SP_COUNT; i++)
                 db_finalize(p->st[i]);
+        for (i = 0; i <= EVENT_ROWS; i++)
+                db_finalize(p->events[i]);
         for (i = 0; i < NARR; i++)
                 buf_done(&p->arr[i]);
         msgs_clear(p);
@@ -607,46 +611,76 @@ insert_messages(struct store_pg *p)
         return 0;
 }
 
-/* Step 4: insert the new events. */
+static void
+bind_opt(struct db_stmt *st, int i, bool has, int64_t v)
+{
+        if (has)
+                db_bind_int(st, i, v);
+        else
+                db_bind_null(st, i);
+}
+
+/* Insert n events (items v[0..n)); returns the rows inserted, or -1. */
+static int
+insert_event_rows(struct store_pg *p, struct item *const *v, size_t n)
+{
+        struct db_stmt *st = p->events[n];
+        size_t k;
+        int a = 1, c;
+
+        if (st == NULL) {
+                char *sql = insert_event_sql(n);
+                int r = db_prepare(p->db, sql, 0, &p->events[n]);
+
+                free(sql);
+                if (r < 0)
+                        return -1;
+                st = p->events[n];
+        }
+        for (k = 0; k < n; k++) {
+                const struct item *it = v[k];
+                const struct event *ev = it->ev;
+
+                db_bind_text(st, a++, it->job->received_at);
+                db_bind_text(st, a++, it->job->endpoint);
+                db_bind_text(st, a++, ev->type);
+                db_bind_text(st, a++, ev->wire_type);
+                db_bind_text(st, a++, ev->occurred_at[0] ? ev->occurred_at : NULL);
+                db_bind_text(st, a++, ev->meta);
+                db_bind_text(st, a++, ev->tags);
+                db_bind_int(st, a++, ev->is_test);
+                db_bind_text(st, a++, it->job->peer);
+                db_bind_text(st, a++, ev->raw);
+                db_bind_text(st, a++, ev->digest);
+                bind_opt(st, a++, it->msg != NULL, it->msg ? it->msg->id : 0);
+                for (c = 0; c < EVS_COUNT; c++)
+                        db_bind_text(st, a++, ev->str[c]);
+                for (c = 0; c < EVN_COUNT; c++)
+                        bind_opt(st, a++, ev->has_num[c], ev->num[c]);
+        }
+        return db_run(st);
+}
+
+/* Step 4: insert the new events, EVENT_ROWS a statement. */
 static int
 insert_events(struct store_pg *p)
 {
-        struct db_stmt *st = p->st[SP_EVENT_INSERT];
-        size_t i, n = 0;
-        int c, rc;
+        struct item *v[EVENT_ROWS];
+        size_t i, n = 0, want = 0;
+        int rc, got = 0;
 
-        arrs_reset(p);
-        for (i = 0; i < p->n; i++) {
-                const struct item *it = &p->items[i];
-                const struct event *ev = it->ev;
-                int a = 0;
-
-                if (it->dup)
-                        continue;
-                store_pg_arr_text(&p->arr[a++], it->job->received_at);
-                store_pg_arr_text(&p->arr[a++], it->job->endpoint);
-                store_pg_arr_text(&p->arr[a++], ev->type);
-                store_pg_arr_text(&p->arr[a++], ev->wire_type);
-                store_pg_arr_text(&p->arr[a++], ev->occurred_at[0] ? ev->occurred_at : NULL);
-                store_pg_arr_text(&p->arr[a++], ev->meta);
-                store_pg_arr_text(&p->arr[a++], ev->tags);
-                store_pg_arr_int(&p->arr[a++], true, ev->is_test);
-                store_pg_arr_text(&p->arr[a++], it->job->peer);
-                store_pg_arr_text(&p->arr[a++], ev->raw);
-                store_pg_arr_text(&p->arr[a++], ev->digest);
-                store_pg_arr_int(&p->arr[a++], it->msg != NULL, it->msg ? it->msg->id : 0);
-                for (c = 0; c < EVS_COUNT; c++)
-                        store_pg_arr_text(&p->arr[a++], ev->str[c]);
-                for (c = 0; c < EVN_COUNT; c++)
-                        store_pg_arr_int(&p->arr[a++], ev->has_num[c], ev->num[c]);
-                n++;
+        for (i = 0; i <= p->n; i++) {
+                if (n == EVENT_ROWS || (i == p->n && n > 0)) {
+                        if ((rc = insert_event_rows(p, v, n)) < 0)
+                                return -1;
+                        got += rc;
+                        want += n;
+                        n = 0;
+                }
+                if (i < p->n && !p->items[i].dup)
+                        v[n++] = &p->items[i];
         }
-        if (n == 0)
-                return 0;
-        arrs_bind(p, st, EVENT_NCOLS);
-        if ((rc = db_run(st)) < 0)
-                return -1;
-        if ((size_t) rc < n) {
+        if ((size_t) got < want) {
                 db_set_conflict(p->db, "another instance stored one of the events meanwhile");
                 return -1;
         }

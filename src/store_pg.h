@@ -2,8 +2,9 @@
  * PostgreSQL, for the store (store.c). Row by row, each event took four
  * round trips to the server (duplicate check, its message row FOR UPDATE,
  * the message write, the event insert); here a transaction takes one
- * statement for each of those steps, whatever its number of events, with
- * columns passed as arrays (unnest). The messages are brought up to date in
+ * statement for each of those steps, whatever its number of events (up to
+ * 64 events a statement), with columns passed as arrays (unnest), the
+ * events as a multi-row VALUES. The messages are brought up to date in
  * memory with corr_apply(), in the order their events came, as row by row.
  * SQLite, in process, keeps the row-by-row path: its statements cost
  * microseconds, not round trips. */

@@ -575,6 +575,22 @@ START_TEST(test_batch)
         ck_assert_int_eq(pq("SELECT sum(events) FROM messages"), 8);
         ck_assert_int_eq(pq("SELECT sum(events) FROM event_counts"), 8);
         ck_assert_int_eq(pq("SELECT max(id) FROM events"), 8);  /* no id taken by a redelivery */
+        /* 150 events in one request: more than one statement's rows (64),
+         * ids in the order they came. */
+        b.len = 0;
+        buf_puts(&b, "[");
+        for (i = 0; i < 150; i++)
+                buf_printf(&b, "%s{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "\",\"ServerId\":7,"
+                           "\"DateTime\":\"2026-03-01T10:00:00Z\",\"MessageId\":\"c-%03zu\",\"Address\":\"c@x.org\"}",
+                           i ? "," : "", i);
+        buf_puts(&b, "]");
+        expect(b.data, 200);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events WHERE message_id LIKE 'c-%'"), 150);
+        ck_assert_int_eq(pq("SELECT count(*) FROM messages WHERE message_id LIKE 'c-%' AND events = 1"), 150);
+        ck_assert_int_eq(pq("SELECT count(*) FROM (SELECT message_id, row_number() OVER (ORDER BY id) AS r FROM events "
+                            "WHERE message_id LIKE 'c-%') AS t WHERE message_id = 'c-' || lpad((r - 1)::text, 3, '0')"),
+                         150);
+        ck_assert_int_eq(pq("SELECT max(id) FROM events"), 158);
         ck_assert_int_eq(daemon_stop(), 0);
         buf_done(&b);
 }

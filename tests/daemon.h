@@ -363,7 +363,7 @@ teardown(void)
 {
         daemon_kill();
         secrets_scan();
-        if (d.dir)
+        if (d.dir && !getenv("T_KEEP"))
                 t_rm_rf(d.dir);
         free(d.dir);
         free(d.conf);
