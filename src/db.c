@@ -132,6 +132,15 @@ void db_bind_text(struct db_stmt *st, int i, const char *v) { st->db->ops->bind_
 void db_bind_int(struct db_stmt *st, int i, int64_t v) { st->db->ops->bind_int(st, i, v); }
 void db_bind_double(struct db_stmt *st, int i, double v) { st->db->ops->bind_double(st, i, v); }
 void db_bind_null(struct db_stmt *st, int i) { st->db->ops->bind_null(st, i); }
+
+void
+db_bind_opt_int(struct db_stmt *st, int i, bool has, int64_t v)
+{
+        if (has)
+                db_bind_int(st, i, v);
+        else
+                db_bind_null(st, i);
+}
 int db_step(struct db_stmt *st) { return st->db->ops->step(st); }
 void db_reset(struct db_stmt *st) { st->db->ops->reset(st); }
 int64_t db_changes(struct db_stmt *st) { return st->db->ops->changes(st); }

@@ -111,6 +111,7 @@ void db_bind_text(struct db_stmt *st, int i, const char *v);
 void db_bind_int(struct db_stmt *st, int i, int64_t v);
 void db_bind_double(struct db_stmt *st, int i, double v);
 void db_bind_null(struct db_stmt *st, int i);
+void db_bind_opt_int(struct db_stmt *st, int i, bool has, int64_t v);      /* v, or NULL unless has */
 
 /* Next row: 1 a row, 0 no more, -EIO. */
 int db_step(struct db_stmt *st);

@@ -344,15 +344,6 @@ fail:
         return r;
 }
 
-static void
-bind_opt_int(struct db_stmt *st, int i, bool has, int64_t v)
-{
-        if (has)
-                db_bind_int(st, i, v);
-        else
-                db_bind_null(st, i);
-}
-
 /* Read a messages row (columns from first on) into m; the strings stay
  * valid until st is reset. */
 static void
@@ -387,7 +378,7 @@ msg_bind(struct db_stmt *st, int i, const struct corr_msg *m)
         for (k = 0; k < CC_COUNT; k++)
                 db_bind_int(st, i++, m->n[k]);
         db_bind_text(st, i++, m->failure_type);
-        bind_opt_int(st, i++, m->has_failure_code, m->failure_code);
+        db_bind_opt_int(st, i++, m->has_failure_code, m->failure_code);
         db_bind_text(st, i++, m->reason);
         return i;
 }
@@ -604,11 +595,11 @@ store_mail(struct store *s, const struct store_job *job, const struct event *ev)
         db_bind_text(st, i++, job->peer);
         db_bind_text(st, i++, ev->raw);
         db_bind_text(st, i++, ev->digest);
-        bind_opt_int(st, i++, id > 0, id);
+        db_bind_opt_int(st, i++, id > 0, id);
         for (c = 0; c < EVS_COUNT; c++)
                 db_bind_text(st, i++, ev->str[c]);
         for (c = 0; c < EVN_COUNT; c++)
-                bind_opt_int(st, i++, ev->has_num[c], ev->num[c]);
+                db_bind_opt_int(st, i++, ev->has_num[c], ev->num[c]);
         if ((n = db_run(st)) < 0)
                 goto out;
         if (n == 1)
@@ -748,7 +739,7 @@ store_job_rows(struct store *s, struct store_job *job)
                 db_bind_text(st, 4, job->received_at);
                 db_bind_text(st, 5, w->passed ? "passed" : "failed");
                 db_bind_text(st, 6, w->step);
-                bind_opt_int(st, 7, w->http_status > 0, w->http_status);
+                db_bind_opt_int(st, 7, w->http_status > 0, w->http_status);
                 if (w->rtt_ms >= 0)
                         db_bind_double(st, 8, w->rtt_ms);
                 else

@@ -45,6 +45,8 @@ struct msg {
 struct item {
         struct store_job *job;
         struct event *ev;
+        struct corr_key k;              /* its message's, when keyed */
+        bool keyed;
         struct msg *msg;                /* or NULL: no message, or a redelivery */
         bool dup;
 };
@@ -341,7 +343,9 @@ store_pg_add(struct store_pg *p, struct store_job *job, struct event *ev)
                 p->cap = p->cap ? 2 * p->cap : 64;
                 p->items = xreallocarray(p->items, p->cap, sizeof(*p->items));
         }
-        p->items[p->n++] = (struct item) { .job = job, .ev = ev };
+        p->items[p->n] = (struct item) { .job = job, .ev = ev };
+        p->items[p->n].keyed = corr_key(ev, &p->items[p->n].k);
+        p->n++;
 }
 
 static void
@@ -431,12 +435,8 @@ static int
 item_key_cmp(const void *a, const void *b)
 {
         const struct item *const *x = a, *const *y = b;
-        struct corr_key kx, ky;
-        int c;
+        int c = key_cmp(&(*x)->k, &(*y)->k);
 
-        corr_key((*x)->ev, &kx);
-        corr_key((*y)->ev, &ky);
-        c = key_cmp(&kx, &ky);
         return c ? c : *x < *y ? -1 : *x > *y;
 }
 
@@ -446,18 +446,16 @@ static void
 gather_messages(struct store_pg *p)
 {
         struct item **v = xreallocarray(NULL, p->n, sizeof(*v));
-        struct corr_key k;
         size_t i, n = 0;
 
         for (i = 0; i < p->n; i++)
-                if (!p->items[i].dup && corr_key(p->items[i].ev, &k))
+                if (!p->items[i].dup && p->items[i].keyed)
                         v[n++] = &p->items[i];
         qsort(v, n, sizeof(*v), item_key_cmp);
         p->msgs = xcalloc(n ? n : 1, sizeof(*p->msgs));
         for (i = 0; i < n; i++) {
-                corr_key(v[i]->ev, &k);
-                if (p->nmsgs == 0 || key_cmp(&p->msgs[p->nmsgs - 1].k, &k) != 0) {
-                        p->msgs[p->nmsgs].k = k;
+                if (p->nmsgs == 0 || key_cmp(&p->msgs[p->nmsgs - 1].k, &v[i]->k) != 0) {
+                        p->msgs[p->nmsgs].k = v[i]->k;
                         corr_init(&p->msgs[p->nmsgs].m);
                         p->nmsgs++;
                 }
@@ -611,15 +609,6 @@ insert_messages(struct store_pg *p)
         return 0;
 }
 
-static void
-bind_opt(struct db_stmt *st, int i, bool has, int64_t v)
-{
-        if (has)
-                db_bind_int(st, i, v);
-        else
-                db_bind_null(st, i);
-}
-
 /* Insert n events (items v[0..n)); returns the rows inserted, or -1. */
 static int
 insert_event_rows(struct store_pg *p, struct item *const *v, size_t n)
@@ -652,11 +641,11 @@ insert_event_rows(struct store_pg *p, struct item *const *v, size_t n)
                 db_bind_text(st, a++, it->job->peer);
                 db_bind_text(st, a++, ev->raw);
                 db_bind_text(st, a++, ev->digest);
-                bind_opt(st, a++, it->msg != NULL, it->msg ? it->msg->id : 0);
+                db_bind_opt_int(st, a++, it->msg != NULL, it->msg ? it->msg->id : 0);
                 for (c = 0; c < EVS_COUNT; c++)
                         db_bind_text(st, a++, ev->str[c]);
                 for (c = 0; c < EVN_COUNT; c++)
-                        bind_opt(st, a++, ev->has_num[c], ev->num[c]);
+                        db_bind_opt_int(st, a++, ev->has_num[c], ev->num[c]);
         }
         return db_run(st);
 }
