@@ -365,30 +365,35 @@ self_test(struct mgmt *m, struct run *r)
 
 /* Several instances on one database (PostgreSQL): whether another one runs
  * the self-test now (it holds the lock) or passed it less than nine tenths
- * of an interval ago; then this one leaves it to them. */
-static bool
+ * of an interval ago (1: leave it to them, why says so), or this one runs
+ * it (0). -1: cannot tell, the database is lost (PostgreSQL): the run fails
+ * without a call to the API, for the instances cannot agree on who runs it. */
+static int
 elsewhere(struct mgmt *m, char why[TIME_ISO_LEN + 64])
 {
         char passed[TIME_ISO_LEN], since[TIME_ISO_LEN];
+        bool shared = m->cfg->backend == DB_POSTGRESQL;
         int64_t n;
-        int k = db_hold(m->db, STORE_LOCK(3));
+        int k;
 
-        if (k == 0) {
+        if (m->db == NULL)
+                return shared ? -1 : 0;         /* connect_db() said why */
+        if ((k = db_hold(m->db, STORE_LOCK(3))) == 0) {
                 snprintf(why, TIME_ISO_LEN + 64, "another instance is running it");
-                return true;
+                return 1;
         }
         if (k < 0) {
                 log_full(LOG_WARNING, LOG_MID_MGMT, NULL, "self-test: cannot take its lock: %s", db_errmsg(m->db));
-                return false;
+                return shared ? -1 : 0;
         }
-        if (db_backend(m->db) != DB_POSTGRESQL)
-                return false;
+        if (!shared)
+                return 0;
         time_format_iso(time_now_us() - (int64_t) m->cfg->api_self_test_interval * 900000, since);
         if (db_tests(m, &n, passed) == 0 && strcmp(passed, since) > 0) {
                 snprintf(why, TIME_ISO_LEN + 64, "it passed at %s", passed);
-                return true;
+                return 1;
         }
-        return false;
+        return 0;
 }
 
 /* Its own connection, for the lock and to see test events arrive; made
@@ -425,11 +430,17 @@ run_once(struct mgmt *m)
         bool ok;
 
         connect_db(m);
-        if (m->db && elsewhere(m, why)) {
+        switch (elsewhere(m, why)) {
+        case 1:
                 log_full(LOG_INFO, LOG_MID_MGMT, NULL, "self-test left to the other instances: %s", why);
                 sd_notifyf(0, "STATUS=self-test left to the other instances: %s", why);
                 disconnect_db(m);
                 return true;
+        case -1:
+                log_full(LOG_WARNING, LOG_MID_MGMT, NULL, "self-test postponed: the database is not reachable");
+                sd_notifyf(0, "STATUS=self-test postponed: the database is not reachable");
+                disconnect_db(m);
+                return false;
         }
         ok = registered(m, &r) && self_test(m, &r);
         if (!atomic_load(&m->stop)) {

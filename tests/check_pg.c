@@ -17,9 +17,9 @@ main(void)
 }
 #else
 #include <gnutls/crypto.h>
-#include <libpq-fe.h>
 #include <sqlite3.h>
 
+#include "pg.h"
 #include "store.h"
 
 extern const char store_pg_schema_sql[];
@@ -31,41 +31,11 @@ static unsigned dbs;
 
 /* ---- the database ---- */
 
-static PGconn *
-pg_connect(const char *conninfo)
-{
-        PGconn *c = PQconnectdb(conninfo);
-
-        ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s: %s", conninfo, PQerrorMessage(c));
-        return c;
-}
-
-static void
-pg_exec(const char *conninfo, const char *sql)
-{
-        PGconn *c = pg_connect(conninfo);
-        PGresult *r = PQexec(c, sql);
-
-        ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
-                      "%s: %s", sql, PQresultErrorMessage(r));
-        PQclear(r);
-        PQfinish(c);
-}
-
-/* The one value sql answers, as a number. */
+/* The one value sql answers on the test's database, as a number. */
 static long long
 pq(const char *sql)
 {
-        PGconn *c = pg_connect(dsn);
-        PGresult *r = PQexec(c, sql);
-        long long v;
-
-        ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1, "%s: %s", sql,
-                      PQresultErrorMessage(r));
-        v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        PQclear(r);
-        PQfinish(c);
-        return v;
+        return pq_at(dsn, sql);
 }
 
 static void
@@ -100,17 +70,6 @@ start_pg(void)
 }
 
 /* ---- posting ---- */
-
-/* A Sent or Failed event of message n, at a time of its own. */
-static char *
-mail_event(const char *type, unsigned n, int at_s)
-{
-        return xasprintf("{\"Type\":\"%s\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"2026-03-01T10:%02d:%02dZ\","
-                         "\"ServerId\":7,\"MessageId\":\"m-%u\",\"Address\":\"rcpt%u@example.com\""
-                         "%s}", type, at_s / 60 % 60, at_s % 60, n, n,
-                         strcmp(type, "Failed") == 0 ? ",\"FailureType\":\"Permanent\",\"FailureCode\":5001,"
-                                                       "\"Reason\":\"mailbox gone\"" : "");
-}
 
 struct poster {
         pthread_t t;
@@ -1106,34 +1065,12 @@ END_TEST
 
 /* ---- the self-test on several instances ---- */
 
-#define API_KEY "live-api-key-3b9e1d"
-
 /* A new daemon in d on the test's database with [api] on the fake API
- * and the public URL of the instance at port (where the load balancer
- * would send the test event). */
+ * (start_pg_api_on), API calls bounded by 4 s. */
 static void
-start_pg_api(struct fake_api *f, unsigned port)
+start_pg_api(struct fake_api *f, unsigned port, unsigned interval)
 {
-        char *key_file, *api;
-
-        memset(&d, 0, sizeof(d));
-        daemon_listen();
-        key_file = file_in("api-key");
-        t_write(key_file, API_KEY "\n");
-        free(key_file);
-        d.api_key = API_KEY;
-        api = xasprintf("[api]\n"
-                        "base_url = https://127.0.0.1:%u/v2\n"
-                        "key_file = api-key\n"
-                        "endpoint = main\n"
-                        "public_url = https://127.0.0.1:%u/socketlabs/events\n"
-                        "ca_file = %s/cert.pem\n"
-                        "self_test_interval = 3600\n"
-                        "self_test_timeout = 4\n",
-                        fake_api_port(f), port, certdir);
-        d.store = store_lines;
-        daemon_start("", api);
-        free(api);
+        start_pg_api_on(store_lines, f, port, interval, 4);
 }
 
 /* Wait (bounded, 20 s) until the daemon in d has logged needle. */
@@ -1168,14 +1105,14 @@ START_TEST(test_self_test_once)
         fake_api_mode(f, FAKE_HANG);
         start_pg();
         a = d;
-        start_pg_api(f, a.port);
+        start_pg_api(f, a.port, 3600);
         b = d;
         /* b holds the self-test's lock while the API hangs. */
         for (i = 0; i < 400 && fake_api_counts(f).hung < 1; i++)
                 usleep(10 * 1000);
         ck_assert_int_eq(fake_api_counts(f).hung, 1);
         ck_assert_int_eq(pq(HELD), 1);
-        start_pg_api(f, a.port);
+        start_pg_api(f, a.port, 3600);
         c = d;
         wait_log("self-test left to the other instances: another instance is running it");
         n = fake_api_counts(f);
@@ -1198,7 +1135,7 @@ START_TEST(test_self_test_once)
         d = c;
         ck_assert_int_eq(log_count("self-test passed"), 0);
         /* A fourth instance, started now, finds it passed a moment ago. */
-        start_pg_api(f, a.port);
+        start_pg_api(f, a.port, 3600);
         wait_log("self-test left to the other instances: it passed at ");
         ck_assert_int_eq(fake_api_counts(f).tests, 1);
         ck_assert_int_eq(daemon_stop(), 0);
@@ -1212,6 +1149,47 @@ START_TEST(test_self_test_once)
         ck_assert_int_eq(daemon_stop(), 0);
         teardown();
         d = a;
+        ck_assert_int_eq(daemon_stop(), 0);
+        fake_api_stop(f);
+        free(cert);
+        free(key);
+}
+END_TEST
+
+/* The sum of the fake API's counters: how many calls it had. */
+static unsigned
+api_calls(struct fake_api *f)
+{
+        struct fake_counts n = fake_api_counts(f);
+
+        return n.lists + n.gets + n.creates + n.updates + n.secrets + n.tests + n.unauthorized + n.hung;
+}
+
+/* The database lost: the self-test's run fails without a call to the API
+ * (without the database there is no lock to say which instance runs it),
+ * and passes once the database is back. */
+START_TEST(test_self_test_db_lost)
+{
+        char *cert = xasprintf("%s/cert.pem", certdir), *key = xasprintf("%s/key.pem", certdir);
+        struct fake_api *f = fake_api_start(cert, key, API_KEY, cert);
+        unsigned calls, i;
+
+        ck_assert_ptr_nonnull(f);
+        start_pg_api(f, 0, 10);
+        wait_log("self-test passed: webhook 1001");
+        calls = api_calls(f);
+        pg_ctl("-m fast -w stop");
+        /* The next run, 10 s after the first. */
+        for (i = 0; i < 400 && !log_has("self-test postponed") && !log_has("self-test failed"); i++)
+                usleep(50 * 1000);
+        ck_assert_msg(log_has("self-test postponed: the database is not reachable"), "no run postponed in 20 s "
+                      "without the database (%s)", log_has("self-test failed") ? "it ran and failed" : "no run");
+        ck_assert_uint_eq(api_calls(f), calls);
+        pg_ctl("-w start");
+        /* The retry, 5 s later: the last pass is older than 9 s by then. */
+        for (i = 0; i < 600 && log_count("self-test passed") < 2; i++)
+                usleep(50 * 1000);
+        ck_assert_int_eq(log_count("self-test passed"), 2);
         ck_assert_int_eq(daemon_stop(), 0);
         fake_api_stop(f);
         free(cert);
@@ -1245,6 +1223,7 @@ main(void)
         tcase_add_test(tc, test_db_restart);
         tcase_add_test(tc, test_migrate);
         tcase_add_test(tc, test_self_test_once);
+        tcase_add_test(tc, test_self_test_db_lost);
         return t_run(s, tc);
 }
 #endif
