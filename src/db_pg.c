@@ -136,6 +136,7 @@ pg_begin(struct db *d)
                         return -EIO;
                 }
                 p->gen++;
+                set_name(p);            /* a multi-host dsn: maybe another server now */
                 if (!session_setup(p))
                         return -EIO;
         }
