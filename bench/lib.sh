@@ -77,6 +77,17 @@ run() {
         echo "${rps:-0} $(echo "$res" | sed 's/[a-z0-9_]*=//g')"
 }
 
+# cpu_now: the machine's busy and idle CPU time so far (jiffies, all CPUs;
+# I/O wait counts as idle). cpu_since MARK EVENTS: since MARK, the idle
+# share in percent and the busy CPU microseconds per event ("idle us").
+cpu_now() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 "," $5 + $6 }' /proc/stat; }
+cpu_since() {
+        awk -F, -v m="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" '/^cpu / {
+                split(m, a, ","); b = $0; split(b, f, " ")
+                busy = f[2] + f[3] + f[4] + f[7] + f[8] + f[9] - a[1]; idle = f[5] + f[6] - a[2]
+                printf "%.0f %.0f", busy + idle ? 100 * idle / (busy + idle) : 0, n ? busy * 1e6 / hz / n : 0 }' /proc/stat
+}
+
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # mean HISTOGRAM FACTOR FORMAT [FILE]: its sum over its count, times FACTOR,

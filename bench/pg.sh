@@ -47,7 +47,9 @@ single() {
                 profile=1
                 pg bench "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null
         fi
+        c0=$(cpu_now)
         set -- "$1" "$3" $(run $PORT_S "$CONNS")
+        cpu=$(cpu_since "$c0" "$(($4 - $5))")
         if [ -n "$profile" ]; then
                 pg bench "SELECT calls, round(total_exec_time) AS total_ms, round(mean_exec_time * 1000) AS mean_us,
                                  rows, left(regexp_replace(query, '\s+', ' ', 'g'), 100)
@@ -56,14 +58,16 @@ single() {
         fi
         curl -s "http://127.0.0.1:$PORT_M/metrics" > metrics.txt || true
         stop "$spid"
-        echo "$1,$r,$3,$(($4 - $5)),$(eval "$2"),$(mean slhookd_batch_requests 1 %.1f),$(mean slhookd_commit_duration_seconds 1e6 %.0f)" >> "$CSV"
+        echo "$1,$r,$3,$(($4 - $5)),$(eval "$2"),$(mean slhookd_batch_requests 1 %.1f),$(mean slhookd_commit_duration_seconds 1e6 %.0f),${cpu% *},${cpu#* }" >> "$CSV"
 }
 
-echo "server,round,rps,acked,rows,batch,commit_us" > "$CSV"
+echo "server,round,rps,acked,rows,batch,commit_us,idle_pct,cpu_us_per_event" > "$CSV"
 for r in $(seq "$ROUNDS"); do
         start_ceiling
+        c0=$(cpu_now)
         set -- $(run $PORT_C "$CONNS")
-        echo "ceiling,$r,$1,,,," >> "$CSV"
+        cpu=$(cpu_since "$c0" "$(awk -v r="$1" -v d="$DURATION" 'BEGIN { printf "%.0f", r * d }')")
+        echo "ceiling,$r,$1,,,,,${cpu% *},${cpu#* }" >> "$CSV"
         stop "$cpid"
 
         rm -f events.db events.db-wal events.db-shm
@@ -76,16 +80,18 @@ for r in $(seq "$ROUNDS"); do
         s1=$spid
         start_slhookd pg2 $PORT_S2 $PORT_M2 "$(pg_store)"
         s2=$spid
+        c0=$(cpu_now)
         SLHOOKD_BENCH_TAG=a run $PORT_S $((CONNS / 2)) keepalive 1 > a.out &
         wa=$!
         SLHOOKD_BENCH_TAG=b run $PORT_S2 $((CONNS / 2)) keepalive 1 > b.out
         wait $wa
+        set -- $(cat a.out) $(cat b.out)
+        cpu=$(cpu_since "$c0" "$(($2 - $3 + $8 - $9))")
         curl -s "http://127.0.0.1:$PORT_M/metrics" > m1.txt || true
         curl -s "http://127.0.0.1:$PORT_M2/metrics" > m2.txt || true
         stop "$s1"
         stop "$s2"
-        set -- $(cat a.out) $(cat b.out)
-        echo "postgresql x2,$r,$(awk -v a="$1" -v b="$7" 'BEGIN { printf "%.2f", a + b }'),$(($2 - $3 + $8 - $9)),$(pg bench 'SELECT count(*) FROM events'),$(mean slhookd_batch_requests 1 %.1f m1.txt)/$(mean slhookd_batch_requests 1 %.1f m2.txt),$(mean slhookd_commit_duration_seconds 1e6 %.0f m1.txt)/$(mean slhookd_commit_duration_seconds 1e6 %.0f m2.txt)" >> "$CSV"
+        echo "postgresql x2,$r,$(awk -v a="$1" -v b="$7" 'BEGIN { printf "%.2f", a + b }'),$(($2 - $3 + $8 - $9)),$(pg bench 'SELECT count(*) FROM events'),$(mean slhookd_batch_requests 1 %.1f m1.txt)/$(mean slhookd_batch_requests 1 %.1f m2.txt),$(mean slhookd_commit_duration_seconds 1e6 %.0f m1.txt)/$(mean slhookd_commit_duration_seconds 1e6 %.0f m2.txt),${cpu% *},${cpu#* }" >> "$CSV"
 done
 
 # PostgreSQL's commit rate: one 600-byte row per transaction, durable.
@@ -103,7 +109,7 @@ field() { awk -F, -v s="$1" -v k="$2" '$1 == s { print $k }' "$CSV"; }
 ce=$(field ceiling 3 | median)
 lite=$(field sqlite 3 | median)
 tps1=$(awk -F, '$1 == 1 { print $2 }' pgbench.csv)
-printf '%-15s %10s %9s %10s %10s %13s %11s %s\n' server events/s ratio_sql ratio_ceil 'rows>=acked' batch commit_us commit_limit/s
+printf '%-15s %10s %9s %10s %10s %13s %11s %6s %7s %s\n' server events/s ratio_sql ratio_ceil 'rows>=acked' batch commit_us idle% cpu_us commit_limit/s
 for s in ceiling sqlite postgresql 'postgresql x2'; do
         v=$(field "$s" 3 | median)
         ok=$(awk -F, -v s="$s" '$1 == s && $5 < $4 { bad = 1 } END { print bad ? "NO" : "yes" }' "$CSV")
@@ -113,14 +119,18 @@ for s in ceiling sqlite postgresql 'postgresql x2'; do
         case $s in
         postgresql) limit=$(awk -v t="$tps1" -v b="$batch" 'BEGIN { printf "%.0f", t * b }') ;;
         esac
+        idle=$(field "$s" 8 | median)
+        cpu=$(field "$s" 9 | median)
         [ "$s" = ceiling ] && ok="" && batch="" && commit=""
-        printf '%-15s %10.0f %9.2f %10.2f %13s %11s %11s %s\n' "$s" "$v" \
+        printf '%-15s %10.0f %9.2f %10.2f %13s %11s %11s %6s %7s %s\n' "$s" "$v" \
                 "$(awk -v a="$v" -v b="$lite" 'BEGIN { print b ? a / b : 0 }')" \
-                "$(awk -v a="$v" -v b="$ce" 'BEGIN { print b ? a / b : 0 }')" "$ok" "$batch" "$commit" "$limit"
+                "$(awk -v a="$v" -v b="$ce" 'BEGIN { print b ? a / b : 0 }')" "$ok" "$batch" "$commit" "$idle" "$cpu" \
+                "$limit"
 done
 echo
 echo "pgbench, one 600-byte INSERT per transaction (synchronous_commit = on), $DURATION s:"
 awk -F, 'NR > 1 { printf "  %2d clients: %8.0f commits/s\n", $1, $2 }' pgbench.csv
 echo "(batch and commit_us: the last round's means from /metrics, requests per transaction and BEGIN to"
 echo " COMMIT; commit_limit/s: pgbench's 1-client commits/s x batch, what one writer connection would reach"
-echo " if its commits were all it waited for)"
+echo " if its commits were all it waited for; idle%: the machine's idle CPU (I/O wait included) during the"
+echo " load, cpu_us: busy CPU microseconds of the whole machine (wrk, slhookd, PostgreSQL) per event; medians)"
