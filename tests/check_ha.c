@@ -31,8 +31,6 @@ main(void)
 
 #define CLIENTS 8               /* keep-alive, half on each instance */
 #define MAX_ATTEMPTS 400000     /* per client: bounds the load */
-#define HELD "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted " \
-             "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 
 static const char *ha_dsn;      /* SLHOOKD_TEST_PGHA_DSN: both nodes, read-write */
 static const char *monitor;     /* SLHOOKD_TEST_PGHA_MONITOR */
@@ -40,16 +38,6 @@ static char *pgha;              /* tests/pgha, to call back */
 static char *dbname;            /* this test's database */
 static char *dsn;               /* ha_dsn on it */
 static char *store_lines;       /* [store] lines for a daemon on it */
-static unsigned dbs;
-
-static int64_t
-now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- the cluster ---- */
 
@@ -172,11 +160,11 @@ client_main(void *arg)
 
                 retry_after = false;
                 a->ev = ev;
-                a->t0 = now_ms();
+                a->t0 = time_mono_us() / 1000;
                 curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, body);
                 if (curl_easy_perform(c->h) == CURLE_OK)
                         curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &st);
-                a->t1 = now_ms();
+                a->t1 = time_mono_us() / 1000;
                 a->status = (int16_t) st;
                 a->retry_after = retry_after;
                 atomic_store(&c->n, n + 1);
@@ -331,15 +319,8 @@ assert_standby_same(unsigned new_port, unsigned old_port)
 static void
 ha_setup(void)
 {
-        char *sql;
-
         setup();
-        dbname = xasprintf("t_%ld_%u", (long) getpid(), ++dbs);
-        sql = xasprintf("CREATE DATABASE %s", dbname);
-        pg_exec(ha_dsn, sql);
-        free(sql);
-        dsn = xasprintf("%s dbname=%s", ha_dsn, dbname);
-        store_lines = xasprintf("backend = postgresql\ndsn = %s\n", dsn);
+        dbname = pg_test_db(ha_dsn, &dsn, &store_lines);
 }
 
 static void
@@ -428,7 +409,7 @@ failover(bool planned)
         ck_assert_msg(clients_acked_since(c, 0, 50, back), "not 50 events acknowledged a client in 60 s");
 
         /* The fault, and the promotion as the monitor sees it. */
-        t_fault = now_ms();
+        t_fault = time_mono_us() / 1000;
         if (planned) {
                 cmd = xasprintf("exec '%s' failover", pgha);
                 pid = fork();
@@ -448,7 +429,7 @@ failover(bool planned)
                         break;
                 usleep(50 * 1000);
         }
-        t_promoted = now_ms();
+        t_promoted = time_mono_us() / 1000;
         ck_assert_msg(new_port != 0 && new_port != old_port, "no node promoted in 60 s");
         if (planned) {
                 int status;

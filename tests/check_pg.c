@@ -27,7 +27,6 @@ extern const char store_pg_schema_sql[];
 static const char *cluster;     /* SLHOOKD_TEST_PG */
 static char *dsn;               /* this test's own database */
 static char *store_lines;       /* [store] lines for a daemon on it */
-static unsigned dbs;
 
 /* ---- the database ---- */
 
@@ -41,16 +40,8 @@ pq(const char *sql)
 static void
 pg_setup(void)
 {
-        char *sql, name[64];
-
         setup();
-        snprintf(name, sizeof(name), "t_%ld_%u", (long) getpid(), ++dbs);
-        sql = xasprintf("CREATE DATABASE %s", name);
-        pg_exec(cluster, sql);
-        free(sql);
-        /* A later keyword wins: the cluster's, with our database. */
-        dsn = xasprintf("%s dbname=%s", cluster, name);
-        store_lines = xasprintf("backend = postgresql\ndsn = %s\n", dsn);
+        free(pg_test_db(cluster, &dsn, &store_lines));
 }
 
 static void
@@ -1084,8 +1075,6 @@ wait_log(const char *needle)
         ck_assert_msg(log_has(needle), "no '%s' in %s after 20 s", needle, d.log);
 }
 
-#define HELD "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted " \
-             "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 #define PASSED "SELECT count(*) FROM webhook_status WHERE last_test_result = 'passed'"
 
 /* Three instances on one database behind one URL (a's). b registers and

@@ -55,6 +55,27 @@ pq_at(const char *conninfo, const char *sql)
         return v;
 }
 
+/* Advisory locks held on the current database. */
+#define HELD "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted " \
+             "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+
+/* A new database of its own for a test on cluster (a libpq connection
+ * string): its name (t_PID_N), *dsn the cluster's with it, *store_lines
+ * the [store] lines of a daemon on it. */
+static inline char *
+pg_test_db(const char *cluster, char **dsn, char **store_lines)
+{
+        static unsigned dbs;
+        char *name = xasprintf("t_%ld_%u", (long) getpid(), ++dbs), *sql = xasprintf("CREATE DATABASE %s", name);
+
+        pg_exec(cluster, sql);
+        free(sql);
+        /* A later keyword wins: the cluster's, with our database. */
+        *dsn = xasprintf("%s dbname=%s", cluster, name);
+        *store_lines = xasprintf("backend = postgresql\ndsn = %s\n", *dsn);
+        return name;
+}
+
 /* A Sent or Failed event of message n, at a time of its own. */
 static inline char *
 mail_event(const char *type, unsigned n, int at_s)
