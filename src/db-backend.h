@@ -31,6 +31,8 @@ struct db_ops {
         int64_t (*integer)(struct db_stmt *st, int i);
         bool (*null)(struct db_stmt *st, int i);
         bool (*numeric)(struct db_stmt *st, int i);
+        int (*send)(struct db_stmt *st);        /* NULL: no pipeline */
+        int (*sync)(struct db *db);
 };
 
 struct db {

@@ -144,6 +144,22 @@ db_bind_opt_int(struct db_stmt *st, int i, bool has, int64_t v)
 int db_step(struct db_stmt *st) { return st->db->ops->step(st); }
 void db_reset(struct db_stmt *st) { st->db->ops->reset(st); }
 int64_t db_changes(struct db_stmt *st) { return st->db->ops->changes(st); }
+
+int
+db_send(struct db_stmt *st)
+{
+        if (st->db->ops->send == NULL) {
+                db_fail(st->db, "internal error: no pipeline on %s", st->db->name);
+                return -ENOTSUP;
+        }
+        return st->db->ops->send(st);
+}
+
+int
+db_sync(struct db *db)
+{
+        return db->ops->sync ? db->ops->sync(db) : 0;
+}
 int db_columns(struct db_stmt *st) { return st->db->ops->columns(st); }
 const char *db_column_name(struct db_stmt *st, int i) { return st->db->ops->column_name(st, i); }
 const char *db_text(struct db_stmt *st, int i) { return st->db->ops->text(st, i); }

@@ -126,6 +126,15 @@ int db_run(struct db_stmt *st);
 /* Rows changed by the statement that just finished. */
 int64_t db_changes(struct db_stmt *st);
 
+/* PostgreSQL's pipeline: db_send() queues a bound statement without
+ * waiting for it; db_sync() (or db_commit(), which queues the COMMIT) sends
+ * what is queued and waits once for all of it. Then each statement's rows
+ * are read with db_step() and db_changes() is the sum over the times it
+ * was queued. After a failure the rest of the pipeline did not run.
+ * 0 or -EIO; -ENOTSUP on SQLite, whose statements run in process. */
+int db_send(struct db_stmt *st);
+int db_sync(struct db *db);
+
 /* The current row's columns, from 0. Text stays valid until the next step
  * or reset; NULL for NULL. */
 int db_columns(struct db_stmt *st);

@@ -16,10 +16,20 @@
 
 #define MAX_PARAMS 65535          /* the protocol's: a 16-bit count */
 
+/* What a pipeline waits for, in order. */
+struct pending {
+        struct pg_stmt *s;              /* NULL: the COMMIT */
+        bool prepare;                   /* s's PREPARE, not s itself */
+};
+
 struct pg {
         struct db base;
         PGconn *conn;
         bool readonly;
+        bool piped;                     /* in pipeline mode */
+        bool lost;                      /* the pipeline was left half-read: connect again */
+        struct pending *q;
+        size_t nq, qcap;
         unsigned timeout_ms;            /* lock_timeout and statement_timeout, 0: none */
         unsigned gen;                   /* connections made: statements prepared on older ones are gone */
         unsigned next_name;
@@ -32,6 +42,8 @@ struct pg_stmt {
         unsigned gen;                   /* prepared on this connection (0: not yet) */
         bool stream;
         bool active;                    /* stream: sent, results pending */
+        bool queued;                    /* in the pipeline being built */
+        bool summed;                    /* res came from a pipeline: changes is its sum */
         int nparams;
         const char **values;            /* nparams */
         char (*num)[32];                /* text of numbers bound, nparams */
@@ -57,7 +69,12 @@ fail(struct pg *p, const PGresult *res)
         if (strncmp(msg, "ERROR:  ", 8) == 0)
                 msg += 8;
         db_fail(&p->base, "%s", msg);
-        p->base.conflict = state && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0);
+        /* serialization_failure, deadlock_detected, and unique_violation:
+         * another instance inserted the same key since this transaction
+         * looked (its rows are inserted without ON CONFLICT: ids taken in
+         * advance must not be skipped). Each runs the transaction again. */
+        p->base.conflict = state && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+                                     strcmp(state, "23505") == 0);
         p->base.broken = PQstatus(p->conn) != CONNECTION_OK;
         /* lock_not_available (lock_timeout), query_canceled (statement_timeout) */
         p->base.timeout = state && (strcmp(state, "55P03") == 0 || strcmp(state, "57014") == 0);
@@ -115,6 +132,7 @@ pg_close(struct db *d)
 
         if (p->conn)
                 PQfinish(p->conn);
+        free(p->q);
         free(p);
 }
 
@@ -129,7 +147,8 @@ pg_begin(struct db *d)
 {
         struct pg *p = P(d);
 
-        if (PQstatus(p->conn) != CONNECTION_OK) {
+        if (PQstatus(p->conn) != CONNECTION_OK || p->lost) {
+                p->lost = p->piped = false;
                 PQreset(p->conn);
                 if (PQstatus(p->conn) != CONNECTION_OK) {
                         fail(p, NULL);
@@ -143,11 +162,25 @@ pg_begin(struct db *d)
         return command(p, "BEGIN") ? 0 : -EIO;
 }
 
+static int pg_sync(struct db *d);
+static void queue(struct pg *p, struct pg_stmt *s, bool prepare);
+
 static int
 pg_commit(struct db *d)
 {
         struct pg *p = P(d);
-        PGresult *res = PQexec(p->conn, "COMMIT");
+        PGresult *res;
+
+        if (p->piped) {
+                if (!PQsendQueryParams(p->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) {
+                        fail(p, NULL);
+                        pg_sync(d);
+                        return -EIO;
+                }
+                queue(p, NULL, false);
+                return pg_sync(d);
+        }
+        res = PQexec(p->conn, "COMMIT");
         int r = 0;
 
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -167,8 +200,16 @@ static void
 pg_rollback(struct db *d)
 {
         struct pg *p = P(d);
-        PGTransactionStatusType t = PQtransactionStatus(p->conn);
+        PGTransactionStatusType t;
 
+        if (p->piped) {
+                char err[sizeof(d->err)];
+
+                memcpy(err, d->err, sizeof(err));       /* the failure that brought us here */
+                pg_sync(d);
+                memcpy(d->err, err, sizeof(err));
+        }
+        t = PQtransactionStatus(p->conn);
         if (t == PQTRANS_INTRANS || t == PQTRANS_INERROR)
                 PQclear(PQexec(p->conn, "ROLLBACK"));
 }
@@ -309,6 +350,7 @@ pg_reset(struct db_stmt *st)
         PQclear(s->res);
         s->res = NULL;
         s->row = s->nrows = 0;
+        s->summed = false;
         memset(s->values, 0, (size_t) s->nparams * sizeof(*s->values));
 }
 
@@ -437,8 +479,152 @@ pg_step(struct db_stmt *st)
         }
         if (++s->row < s->nrows)
                 return 1;
-        finished(s, s->res);
+        if (!s->summed)
+                finished(s, s->res);
         return 0;
+}
+
+static void
+queue(struct pg *p, struct pg_stmt *s, bool prepare)
+{
+        if (p->nq == p->qcap) {
+                p->qcap = p->qcap ? 2 * p->qcap : 16;
+                p->q = xreallocarray(p->q, p->qcap, sizeof(*p->q));
+        }
+        p->q[p->nq++] = (struct pending) { .s = s, .prepare = prepare };
+}
+
+static int
+pg_send(struct db_stmt *st)
+{
+        struct pg_stmt *s = S(st);
+        struct pg *p = P(st->db);
+
+        if (!p->piped) {
+                if (!PQenterPipelineMode(p->conn)) {
+                        fail(p, NULL);
+                        return -EIO;
+                }
+                p->piped = true;
+        }
+        PQclear(s->res);
+        s->res = NULL;
+        s->row = s->nrows = 0;
+        if (!s->queued)
+                s->changes = 0;
+        s->queued = true;
+        if (s->gen != p->gen) {
+                if (!PQsendPrepare(p->conn, s->name, s->sql, s->nparams, NULL)) {
+                        fail(p, NULL);
+                        return -EIO;
+                }
+                queue(p, s, true);
+                s->gen = p->gen;
+        }
+        if (!PQsendQueryPrepared(p->conn, s->name, s->nparams, s->values, NULL, NULL, 0)) {
+                fail(p, NULL);
+                return -EIO;
+        }
+        queue(p, s, false);
+        memset(s->values, 0, (size_t) s->nparams * sizeof(*s->values));        /* sent: copied */
+        return 0;
+}
+
+/* One queued command's result; false when it failed (the first failure
+ * is the one recorded). */
+static bool
+collect(struct pg *p, struct pending *e, PGresult *res, bool failed)
+{
+        ExecStatusType t = PQresultStatus(res);
+
+        if (t == PGRES_FATAL_ERROR || t == PGRES_PIPELINE_ABORTED || res == NULL) {
+                if (!failed)
+                        fail(p, t == PGRES_FATAL_ERROR ? res : NULL);
+                if (e->prepare)
+                        e->s->gen = 0;          /* not prepared after all */
+                PQclear(res);
+                return false;
+        }
+        if (e->s == NULL) {
+                bool ok = strcmp(PQcmdStatus(res), "COMMIT") == 0;
+
+                if (!ok && !failed) {
+                        db_fail(&p->base, "the transaction was rolled back (%s)", PQcmdStatus(res));
+                        p->base.conflict = p->base.broken = false;
+                }
+                PQclear(res);
+                return ok;
+        }
+        if (e->prepare) {
+                PQclear(res);
+                return true;
+        }
+        PQclear(e->s->res);
+        e->s->res = res;
+        e->s->nrows = t == PGRES_TUPLES_OK ? PQntuples(res) : 0;
+        e->s->row = -1;
+        e->s->summed = true;
+        {
+                const char *n = PQcmdTuples(res);
+
+                e->s->changes += n[0] ? strtoll(n, NULL, 10) : 0;
+        }
+        return true;
+}
+
+static int
+pg_sync(struct db *d)
+{
+        struct pg *p = P(d);
+        bool failed = false;
+        PGresult *res;
+        size_t i;
+
+        if (!p->piped)
+                return 0;
+        if (!PQpipelineSync(p->conn)) {
+                /* Nothing will answer what was sent: start over. */
+                fail(p, NULL);
+                for (i = 0; i < p->nq; i++)
+                        if (p->q[i].s)
+                                p->q[i].s->queued = false;
+                p->nq = 0;
+                p->piped = false;
+                p->lost = p->base.broken = true;
+                return -EIO;
+        }
+        for (i = 0; i < p->nq; i++) {
+                struct pending *e = &p->q[i];
+
+                if (e->s)
+                        e->s->queued = false;
+                if (failed && PQstatus(p->conn) != CONNECTION_OK)
+                        continue;
+                res = PQgetResult(p->conn);
+                if (!collect(p, e, res, failed))
+                        failed = true;
+                /* Each command's results end with a NULL. */
+                while (res != NULL && (res = PQgetResult(p->conn)) != NULL)
+                        PQclear(res);
+        }
+        p->nq = 0;
+        /* The sync's own result, then out of pipeline mode. */
+        while (PQstatus(p->conn) == CONNECTION_OK && (res = PQgetResult(p->conn)) != NULL) {
+                ExecStatusType t = PQresultStatus(res);
+
+                PQclear(res);
+                if (t == PGRES_PIPELINE_SYNC)
+                        break;
+        }
+        if (PQstatus(p->conn) != CONNECTION_OK || !PQexitPipelineMode(p->conn)) {
+                if (!failed)
+                        fail(p, NULL);
+                p->lost = true;         /* the next db_begin() connects again */
+                p->base.broken = true;
+                failed = true;
+        }
+        p->piped = false;
+        return failed ? -EIO : 0;
 }
 
 static int64_t pg_changes(struct db_stmt *st) { return S(st)->changes; }
@@ -497,7 +683,7 @@ static const struct db_ops pg_ops = {
         .bind_int = pg_bind_int, .bind_double = pg_bind_double, .bind_null = pg_bind_null,
         .step = pg_step, .reset = pg_reset, .changes = pg_changes, .columns = pg_columns,
         .column_name = pg_column_name, .text = pg_text, .bytes = pg_bytes, .integer = pg_integer,
-        .null = pg_null, .numeric = pg_numeric,
+        .null = pg_null, .numeric = pg_numeric, .send = pg_send, .sync = pg_sync,
 };
 
 int

@@ -516,7 +516,8 @@ counts_flush(struct store *s)
                         store_pg_arr_end(&a[i]);
                         db_bind_text(st, (int) i + 1, a[i].data);
                 }
-                r = db_run(st) < 0 ? -1 : 0;
+                /* With the COMMIT, in its round trip (db_send copies the values). */
+                r = db_send(st) < 0 ? -1 : 0;
                 for (i = 0; i < 3; i++)
                         buf_done(&a[i]);
                 counts_clear(s);

@@ -1,17 +1,19 @@
 /* store_pg: a transaction's mail events, set-based on PostgreSQL (see
- * store_pg.h). A transaction runs, whatever its size:
- *   1. the duplicate check: the digests already stored, one statement;
- *   2. the message rows its events belong to, FOR UPDATE, one statement per
- *      kind of key (message id, mailing id, address alone) that it has,
- *      each locking in key order, the kinds always in that order, so that
- *      two instances take their locks in one order and cannot deadlock;
- *   3. the new messages inserted, already brought up to date;
- *   4. the events inserted, linked to their messages;
- *   5. the messages found in 2 written back (by primary key).
+ * store_pg.h), in two round trips whatever its size (libpq's pipeline):
+ *   1. sent together, one wait: the duplicate check (the digests already
+ *      stored, one statement); the message rows its events belong to, FOR
+ *      UPDATE, one statement per kind of key (message id, mailing id,
+ *      address alone) that it has, each locking in key order, the kinds
+ *      always in that order, so that two instances take their locks in one
+ *      order and cannot deadlock; and an id for each key, in advance;
+ *   2. queued, answered with the COMMIT: the new messages inserted, already
+ *      brought up to date; the events inserted, linked to their messages;
+ *      the messages found in 1 written back (by primary key); the store's
+ *      hourly counts.
  * Another instance that creates one of the new messages, or stores one of
- * the events, between 1-2 and 3-4 makes the insert skip it: that is
- * reported as a conflict and the store runs the transaction again, which
- * then finds it. */
+ * the events, between 1 and 2 makes an insert fail on a unique index: that
+ * is a conflict, and the store runs the transaction again, which then
+ * finds it. */
 #include "config.h"
 
 #include <errno.h>
@@ -22,7 +24,7 @@
 #include "corr.h"
 #include "store_pg.h"
 
-enum { SP_SEEN, SP_BY_MESSAGE, SP_BY_MAILING, SP_BY_ADDRESS, SP_MSG_INSERT, SP_MSG_UPDATE, SP_COUNT };
+enum { SP_SEEN, SP_BY_MESSAGE, SP_BY_MAILING, SP_BY_ADDRESS, SP_IDS, SP_MSG_INSERT, SP_MSG_UPDATE, SP_COUNT };
 
 /* Events inserted by one statement at most; a statement is prepared for
  * each number of rows up to it, when first needed. */
@@ -36,8 +38,9 @@ enum { SP_SEEN, SP_BY_MESSAGE, SP_BY_MAILING, SP_BY_ADDRESS, SP_MSG_INSERT, SP_M
 struct msg {
         struct corr_key k;              /* borrowed from its first event */
         struct corr_msg m;
-        int64_t id;                     /* 0: new, inserted by this transaction */
-        bool found;                     /* read in step 2 */
+        int64_t id;                     /* the row's, or taken for it in advance */
+        bool found;                     /* its row was read in round 1 */
+        bool touched;                   /* a new event of the transaction is its */
         bool is_test;                   /* one of its events is */
         char *own[3];                   /* copies of the row's strings m points to */
 };
@@ -59,6 +62,8 @@ struct store_pg {
         size_t n, cap;
         struct msg *msgs;
         size_t nmsgs;
+        struct item **by_digest;        /* the items, in digest order */
+        bool sent[SP_COUNT];            /* queued in the first round */
         struct buf arr[NARR];
 };
 
@@ -202,14 +207,18 @@ static char *
 insert_msg_sql(void)
 {
         struct buf b = { 0 };
-        int n = 5;
+        int n = 6;
 
-        buf_puts(&b, "INSERT INTO messages (server_id, message_id, address, is_test, ");
+        /* Ids taken in advance (SP_IDS), so that the events can name them
+         * in the same round trip; no ON CONFLICT: a key another instance
+         * inserted meanwhile is a unique violation, and the transaction
+         * runs again (db_pg counts it a conflict). */
+        buf_puts(&b, "INSERT INTO messages (id, server_id, message_id, address, is_test, ");
         msg_columns(&b, "", "");
-        buf_puts(&b, ") SELECT * FROM unnest(CAST(?1 AS bigint[]), CAST(?2 AS text[]), CAST(?3 AS text[]), "
-                 "CAST(?4 AS integer[]), ");
+        buf_puts(&b, ") SELECT * FROM unnest(CAST(?1 AS bigint[]), CAST(?2 AS bigint[]), CAST(?3 AS text[]), "
+                 "CAST(?4 AS text[]), CAST(?5 AS integer[]), ");
         msg_arrays(&b, &n);
-        buf_puts(&b, ") ON CONFLICT DO NOTHING RETURNING id, server_id, message_id, mailing_id, address");
+        buf_puts(&b, ")");
         return b.data;
 }
 
@@ -263,8 +272,10 @@ insert_event_sql(size_t n)
                         buf_puts(&b, ", ?");
                 buf_puts(&b, ")");
         }
-        /* In row order: ids follow the order the events came in. */
-        buf_puts(&b, " ON CONFLICT (digest) DO NOTHING");
+        /* In row order: ids follow the order the events came in. No ON
+         * CONFLICT (digest): an event another instance stored since the
+         * duplicate check is a unique violation, and the transaction runs
+         * again, where the check finds it. */
         return b.data;
 }
 
@@ -279,6 +290,8 @@ store_pg_open(struct db *db, struct store_pg **ret)
                 [SP_BY_MESSAGE] = find_sql(SP_BY_MESSAGE),
                 [SP_BY_MAILING] = find_sql(SP_BY_MAILING),
                 [SP_BY_ADDRESS] = find_sql(SP_BY_ADDRESS),
+                [SP_IDS] = xstrdup("SELECT nextval(pg_get_serial_sequence('messages', 'id')) "
+                                   "FROM generate_series(1, CAST(?1 AS integer))"),
                 [SP_MSG_INSERT] = insert_msg_sql(),
                 [SP_MSG_UPDATE] = update_msg_sql(),
         };
@@ -325,6 +338,7 @@ store_pg_close(struct store_pg *p)
         for (i = 0; i < NARR; i++)
                 buf_done(&p->arr[i]);
         msgs_clear(p);
+        free(p->by_digest);
         free(p->items);
         free(p);
 }
@@ -387,16 +401,13 @@ str_cmp(const void *a, const void *b)
         return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-/* Step 1: mark redeliveries, within the transaction and of events stored
- * before. Returns 0 or -1. */
+/* Round 1: the digests already stored, in one statement (in-batch
+ * duplicates are marked here). */
 static int
-mark_duplicates(struct store_pg *p)
+send_seen(struct store_pg *p)
 {
-        struct item **v = xreallocarray(NULL, p->n, sizeof(*v));
-        struct db_stmt *st = p->st[SP_SEEN];
-        char **seen = NULL;
-        size_t i, nseen = 0, cap = 0;
-        int rc;
+        struct item **v = p->by_digest = xreallocarray(p->by_digest, p->n, sizeof(*v));
+        size_t i;
 
         for (i = 0; i < p->n; i++)
                 v[i] = &p->items[i];
@@ -407,7 +418,19 @@ mark_duplicates(struct store_pg *p)
                 if (!v[i]->dup)
                         store_pg_arr_text(&p->arr[0], v[i]->ev->digest);
         }
-        arrs_bind(p, st, 1);
+        arrs_bind(p, p->st[SP_SEEN], 1);
+        p->sent[SP_SEEN] = true;
+        return db_send(p->st[SP_SEEN]);
+}
+
+static int
+read_seen(struct store_pg *p)
+{
+        struct db_stmt *st = p->st[SP_SEEN];
+        char **seen = NULL;
+        size_t i, nseen = 0, cap = 0;
+        int rc;
+
         while ((rc = db_step(st)) > 0) {
                 if (nseen == cap) {
                         cap = cap ? 2 * cap : 16;
@@ -419,15 +442,14 @@ mark_duplicates(struct store_pg *p)
         if (rc == 0 && nseen > 0) {
                 qsort(seen, nseen, sizeof(*seen), str_cmp);
                 for (i = 0; i < p->n; i++) {
-                        const char *d = v[i]->ev->digest;
+                        const char *d = p->by_digest[i]->ev->digest;
 
-                        v[i]->dup |= bsearch(&d, seen, nseen, sizeof(*seen), str_cmp) != NULL;
+                        p->by_digest[i]->dup |= bsearch(&d, seen, nseen, sizeof(*seen), str_cmp) != NULL;
                 }
         }
         for (i = 0; i < nseen; i++)
                 free(seen[i]);
         free(seen);
-        free(v);
         return rc < 0 ? -1 : 0;
 }
 
@@ -440,8 +462,9 @@ item_key_cmp(const void *a, const void *b)
         return c ? c : *x < *y ? -1 : *x > *y;
 }
 
-/* One message per distinct key of the new events, in key order; each new
- * event points to its own. */
+/* One message per distinct key of the events, in key order; each event
+ * points to its own. (Which events are redeliveries is not known yet: a
+ * message only they name is read, but neither inserted nor written.) */
 static void
 gather_messages(struct store_pg *p)
 {
@@ -449,7 +472,7 @@ gather_messages(struct store_pg *p)
         size_t i, n = 0;
 
         for (i = 0; i < p->n; i++)
-                if (!p->items[i].dup && p->items[i].keyed)
+                if (p->items[i].keyed)
                         v[n++] = &p->items[i];
         qsort(v, n, sizeof(*v), item_key_cmp);
         p->msgs = xcalloc(n ? n : 1, sizeof(*p->msgs));
@@ -494,13 +517,14 @@ own(struct msg *x, int i, const char *s)
         return x->own[i] = s ? xstrdup(s) : NULL;
 }
 
-/* Step 2: read (and lock) the rows of the messages that exist. */
+/* Round 1: the rows of the messages that exist, read and locked, one
+ * statement per kind of key; and as many new ids as there are keys. */
 static int
-find_messages(struct store_pg *p)
+send_finds(struct store_pg *p)
 {
-        int which, rc = 0;
+        int which;
 
-        for (which = SP_BY_MESSAGE; which <= SP_BY_ADDRESS && rc == 0; which++) {
+        for (which = SP_BY_MESSAGE; which <= SP_BY_ADDRESS; which++) {
                 struct db_stmt *st = p->st[which];
                 int kind = which - SP_BY_MESSAGE, nkeys = 0;
                 size_t i;
@@ -521,6 +545,28 @@ find_messages(struct store_pg *p)
                 if (nkeys == 0)
                         continue;
                 arrs_bind(p, st, kind < 2 ? 3 : 2);
+                p->sent[which] = true;
+                if (db_send(st) < 0)
+                        return -1;
+        }
+        if (p->nmsgs == 0)
+                return 0;
+        db_bind_int(p->st[SP_IDS], 1, (int64_t) p->nmsgs);
+        p->sent[SP_IDS] = true;
+        return db_send(p->st[SP_IDS]);
+}
+
+static int
+read_finds(struct store_pg *p)
+{
+        int which, rc = 0;
+        size_t i = 0;
+
+        for (which = SP_BY_MESSAGE; which <= SP_BY_ADDRESS && rc == 0; which++) {
+                struct db_stmt *st = p->st[which];
+
+                if (!p->sent[which])
+                        continue;
                 while ((rc = db_step(st)) > 0) {
                         struct msg *x = row_msg(p, st);
                         struct corr_msg *m;
@@ -546,6 +592,16 @@ find_messages(struct store_pg *p)
                 }
                 db_reset(st);
         }
+        if (rc < 0 || !p->sent[SP_IDS])
+                return rc < 0 ? -1 : 0;
+        /* The ids taken, to the messages not found. */
+        while ((rc = db_step(p->st[SP_IDS])) > 0) {
+                while (i < p->nmsgs && p->msgs[i].found)
+                        i++;
+                if (i < p->nmsgs)
+                        p->msgs[i++].id = db_int(p->st[SP_IDS], 0);
+        }
+        db_reset(p->st[SP_IDS]);
         return rc < 0 ? -1 : 0;
 }
 
@@ -567,51 +623,35 @@ msg_to_arrays(struct store_pg *p, int a, const struct msg *x)
         store_pg_arr_text(&p->arr[a++], m->reason);
 }
 
-/* Step 3: insert the new messages, taking their ids. */
+/* Round 2: the new messages, with the ids taken for them. */
 static int
-insert_messages(struct store_pg *p)
+send_new_messages(struct store_pg *p)
 {
-        struct db_stmt *st = p->st[SP_MSG_INSERT];
-        size_t i, n = 0, got = 0;
-        int rc;
+        size_t i, n = 0;
 
         arrs_reset(p);
         for (i = 0; i < p->nmsgs; i++) {
                 const struct msg *x = &p->msgs[i];
 
-                if (x->found)
+                if (x->found || !x->touched)
                         continue;
-                store_pg_arr_int(&p->arr[0], true, x->k.server_id);
-                store_pg_arr_text(&p->arr[1], x->k.message_id);
-                store_pg_arr_text(&p->arr[2], x->k.address);
-                store_pg_arr_int(&p->arr[3], true, x->is_test);
-                msg_to_arrays(p, 4, x);
+                store_pg_arr_int(&p->arr[0], true, x->id);
+                store_pg_arr_int(&p->arr[1], true, x->k.server_id);
+                store_pg_arr_text(&p->arr[2], x->k.message_id);
+                store_pg_arr_text(&p->arr[3], x->k.address);
+                store_pg_arr_int(&p->arr[4], true, x->is_test);
+                msg_to_arrays(p, 5, x);
                 n++;
         }
         if (n == 0)
                 return 0;
-        arrs_bind(p, st, 4 + MSG_NCOLS);
-        while ((rc = db_step(st)) > 0) {
-                struct msg *x = row_msg(p, st);
-
-                if (x && !x->found && x->id == 0) {
-                        x->id = db_int(st, 0);
-                        got++;
-                }
-        }
-        db_reset(st);
-        if (rc < 0)
-                return -1;
-        if (got < n) {
-                db_set_conflict(p->db, "another instance created the row of a message meanwhile");
-                return -1;
-        }
-        return 0;
+        arrs_bind(p, p->st[SP_MSG_INSERT], 5 + MSG_NCOLS);
+        return db_send(p->st[SP_MSG_INSERT]);
 }
 
-/* Insert n events (items v[0..n)); returns the rows inserted, or -1. */
+/* Round 2: queue the insert of n events (items v[0..n)). */
 static int
-insert_event_rows(struct store_pg *p, struct item *const *v, size_t n)
+send_event_rows(struct store_pg *p, struct item *const *v, size_t n)
 {
         struct db_stmt *st = p->events[n];
         size_t k;
@@ -647,38 +687,31 @@ insert_event_rows(struct store_pg *p, struct item *const *v, size_t n)
                 for (c = 0; c < EVN_COUNT; c++)
                         db_bind_opt_int(st, a++, ev->has_num[c], ev->num[c]);
         }
-        return db_run(st);
+        return db_send(st);
 }
 
-/* Step 4: insert the new events, EVENT_ROWS a statement. */
+/* Round 2: the new events, EVENT_ROWS a statement. */
 static int
-insert_events(struct store_pg *p)
+send_events(struct store_pg *p)
 {
         struct item *v[EVENT_ROWS];
-        size_t i, n = 0, want = 0;
-        int rc, got = 0;
+        size_t i, n = 0;
 
         for (i = 0; i <= p->n; i++) {
                 if (n == EVENT_ROWS || (i == p->n && n > 0)) {
-                        if ((rc = insert_event_rows(p, v, n)) < 0)
+                        if (send_event_rows(p, v, n) < 0)
                                 return -1;
-                        got += rc;
-                        want += n;
                         n = 0;
                 }
                 if (i < p->n && !p->items[i].dup)
                         v[n++] = &p->items[i];
         }
-        if ((size_t) got < want) {
-                db_set_conflict(p->db, "another instance stored one of the events meanwhile");
-                return -1;
-        }
         return 0;
 }
 
-/* Step 5: write the messages that existed. */
+/* Round 2: write back the messages that existed. */
 static int
-update_messages(struct store_pg *p)
+send_updates(struct store_pg *p)
 {
         struct db_stmt *st = p->st[SP_MSG_UPDATE];
         size_t i, n = 0;
@@ -687,7 +720,7 @@ update_messages(struct store_pg *p)
         for (i = 0; i < p->nmsgs; i++) {
                 const struct msg *x = &p->msgs[i];
 
-                if (!x->found)
+                if (!x->found || !x->touched)
                         continue;
                 store_pg_arr_int(&p->arr[0], true, x->id);
                 store_pg_arr_int(&p->arr[1], true, x->k.server_id);
@@ -700,7 +733,7 @@ update_messages(struct store_pg *p)
         if (n == 0)
                 return 0;
         arrs_bind(p, st, 5 + MSG_NCOLS);
-        return db_run(st) < 0 ? -1 : 0;
+        return db_send(st);
 }
 
 int
@@ -711,10 +744,11 @@ store_pg_flush(struct store_pg *p, void (*done)(void *arg, struct store_job *job
 
         if (p->n == 0)
                 return 0;
-        if (mark_duplicates(p) < 0)
-                return -1;
+        memset(p->sent, 0, sizeof(p->sent));
         gather_messages(p);
-        if (find_messages(p) < 0)
+        /* Round 1, one wait: the duplicates, the message rows, new ids. */
+        if (send_seen(p) < 0 || send_finds(p) < 0 || db_sync(p->db) < 0 || read_seen(p) < 0 ||
+            read_finds(p) < 0)
                 return -1;
         /* The messages brought up to date, event by event as they came. */
         for (i = 0; i < p->n; i++) {
@@ -724,8 +758,10 @@ store_pg_flush(struct store_pg *p, void (*done)(void *arg, struct store_job *job
                         continue;
                 corr_apply(&it->msg->m, it->ev, it->job->received_at);
                 it->msg->is_test |= it->ev->is_test;
+                it->msg->touched = true;
         }
-        if (insert_messages(p) < 0 || insert_events(p) < 0 || update_messages(p) < 0)
+        /* Round 2, queued: its answers come with the COMMIT's. */
+        if (send_new_messages(p) < 0 || send_events(p) < 0 || send_updates(p) < 0)
                 return -1;
         for (i = 0; i < p->n; i++)
                 done(arg, p->items[i].job, p->items[i].ev, !p->items[i].dup);
