@@ -14,6 +14,9 @@
 #   PROFILE=1        also the statements of the first one-instance round by
 #                    time spent in the server (pg_stat_statements), into
 #                    bench/pg-profile.txt.
+#   PERF=1           also where the machine's CPU goes in the first round of
+#                    SQLite and of one PostgreSQL instance (perf record -a, by
+#                    process and by symbol), into bench/pg-perf-NAME.txt.
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,8 +50,22 @@ single() {
                 profile=1
                 pg bench "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null
         fi
+        perf=""
+        if [ -n "${PERF:-}" ] && [ "$r" = 1 ]; then
+                perf=$top/bench/pg-perf-$1
+                perf record -q -a -g -F 499 -o "$perf.data" -- sleep "$DURATION" 2>/dev/null &
+                perf_pid=$!
+        fi
         c0=$(cpu_now)
         set -- "$1" "$3" $(run $PORT_S "$CONNS")
+        if [ -n "$perf" ]; then
+                wait "$perf_pid" || true
+                { perf report -q -i "$perf.data" --no-children --sort comm --stdio -g none 2>/dev/null | grep -v '^$' | head -8
+                  echo
+                  perf report -q -i "$perf.data" --no-children --sort comm,dso,sym --stdio -g none 2>/dev/null |
+                          grep -v '^$' | head -40; } > "$perf.txt"
+                rm -f "$perf.data"
+        fi
         cpu=$(cpu_since "$c0" "$(($4 - $5))")
         if [ -n "$profile" ]; then
                 pg bench "SELECT calls, round(total_exec_time) AS total_ms, round(mean_exec_time * 1000) AS mean_us,
