@@ -576,7 +576,7 @@ static int
 pg_sync(struct db *d)
 {
         struct pg *p = P(d);
-        bool failed = false;
+        bool failed = false, committed = false;
         PGresult *res;
         size_t i;
 
@@ -603,6 +603,8 @@ pg_sync(struct db *d)
                 res = PQgetResult(p->conn);
                 if (!collect(p, e, res, failed))
                         failed = true;
+                else if (e->s == NULL)
+                        committed = true;
                 /* Each command's results end with a NULL. */
                 while (res != NULL && (res = PQgetResult(p->conn)) != NULL)
                         PQclear(res);
@@ -617,11 +619,16 @@ pg_sync(struct db *d)
                         break;
         }
         if (PQstatus(p->conn) != CONNECTION_OK || !PQexitPipelineMode(p->conn)) {
-                if (!failed)
-                        fail(p, NULL);
                 p->lost = true;         /* the next db_begin() connects again */
-                p->base.broken = true;
-                failed = true;
+                /* The server said COMMIT: the transaction is stored,
+                 * whatever ends the connection after it (a fast shutdown
+                 * terminates the session before the sync's answer). */
+                if (!committed) {
+                        if (!failed)
+                                fail(p, NULL);
+                        p->base.broken = true;
+                        failed = true;
+                }
         }
         p->piped = false;
         return failed ? -EIO : 0;
