@@ -498,6 +498,7 @@ static int
 validate(struct parser *p, unsigned flags, char **reterr)
 {
         struct cfg *c = p->cfg;
+        const char *creds;
         size_t i, j;
         char *err = NULL;
 
@@ -585,6 +586,17 @@ validate(struct parser *p, unsigned flags, char **reterr)
                         err = xasprintf("[api] base_url: '%s' is not an https:// URL", c->api_base_url);
                         goto bad;
                 }
+        }
+        /* The key as the systemd credential tls-key comes first: the
+         * service's own (dynamic) user cannot read a root-only key file. */
+        if (c->tls_cert && (creds = getenv("CREDENTIALS_DIRECTORY")) && creds[0]) {
+                char *cred = xasprintf("%s/tls-key", creds);
+
+                if (access(cred, F_OK) == 0) {
+                        free(c->tls_key);
+                        c->tls_key = cred;
+                } else
+                        free(cred);
         }
         /* Last: every other mistake is named first. */
         if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {

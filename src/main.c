@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +29,11 @@
 #include "util.h"
 
 #define DRAIN_SECONDS 20
+
+/* Descriptors slhookd needs besides one per connection: listeners, the
+ * database's files or socket, the metrics server, the API client, epoll and
+ * wake-up pipes per thread, the journal. */
+#define OWN_FDS 64
 
 static const char *arg_config = CFG_DEFAULT_PATH;
 static const char *arg_init;
@@ -259,6 +266,8 @@ same(const char *a, const char *b)
  * then on is judged by the new configuration, whichever listener serves
  * it; the old listener finishes with its connections in the background
  * (http_tick). Anything wrong with the new files keeps all as it was. */
+static void cert_expiry(const struct cfg *cfg, const struct tls_creds *tls);
+
 static void
 reload(struct cfg **cfg, struct http *http, struct mgmt **mgmt, struct store *store)
 {
@@ -278,6 +287,8 @@ reload(struct cfg **cfg, struct http *http, struct mgmt **mgmt, struct store *st
                 (void) sd_notify(0, "READY=1\nSTATUS=reload refused; running as before");
                 return;
         }
+        if (tls)
+                cert_expiry(nc, tls);
         tls_free(tls);
         metrics_init(nc);
         for (i = 0; i < nc->n_warnings; i++)
@@ -326,6 +337,107 @@ drain(struct http *h, struct store *s)
         return store_stop(s, (unsigned) ((until - time_mono_us() + 999999) / 1000000));
 }
 
+/* Raise the soft limit on descriptors to the hard one (systemd's default
+ * soft limit is 1024), then see that max_connections fits. Too few: a
+ * warning, or with --check a refusal (-EMFILE). */
+static int
+fd_limit(const struct cfg *cfg, bool check)
+{
+        struct rlimit rl;
+        unsigned long long need = (unsigned long long) cfg->max_connections + OWN_FDS;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return 0;
+        if (rl.rlim_cur < rl.rlim_max) {
+                rlim_t was = rl.rlim_cur;
+
+                rl.rlim_cur = rl.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        rl.rlim_cur = was;      /* e.g. a seccomp filter: keep what we have */
+        }
+        if (rl.rlim_cur == RLIM_INFINITY || need <= rl.rlim_cur)
+                return 0;
+        if (check) {
+                fprintf(stderr, "slhookd: %s: [server] max_connections = %u needs %llu file descriptors, "
+                        "the limit is %llu: raise it (LimitNOFILE= in the unit) or lower max_connections\n",
+                        cfg->file, cfg->max_connections, need, (unsigned long long) rl.rlim_cur);
+                return -EMFILE;
+        }
+        log_full(LOG_WARNING, LOG_MID_CONFIG, NULL, "%s: [server] max_connections = %u needs %llu file descriptors, "
+                 "the limit is %llu: connections beyond it wait (raise LimitNOFILE= or lower max_connections)",
+                 cfg->file, cfg->max_connections, need, (unsigned long long) rl.rlim_cur);
+        return 0;
+}
+
+/* A certificate that expires soon is worth a warning at every start,
+ * reload and check. */
+static void
+cert_expiry(const struct cfg *cfg, const struct tls_creds *tls)
+{
+        long long left = tls->expires - (long long) time(NULL);
+        char when[TIME_ISO_LEN];
+
+        if (tls->expires < 0 || left >= (long long) TLS_EXPIRY_WARN_DAYS * 86400)
+                return;
+        time_format_iso((int64_t) tls->expires * 1000000, when);
+        if (arg_check)
+                fprintf(stderr, "slhookd: warning: %s: certificate expires at %s, in %lld days\n", cfg->tls_cert,
+                        when, left / 86400);
+        else
+                log_full(LOG_WARNING, LOG_MID_CONFIG, NULL, "%s: certificate expires at %s, in %lld days",
+                         cfg->tls_cert, when, left / 86400);
+}
+
+/* --check: the database can be opened. SQLite: the file read only, or its
+ * directory writable when there is no file yet; a failure is a
+ * configuration error. PostgreSQL: the password can be read (else a
+ * configuration error) and a connection made; a server that cannot be
+ * reached now is only a warning, so that a reload (which runs --check
+ * first) can still replace a certificate while the database is down, and
+ * the service starts and waits for it. Changes nothing. 0 or a negative
+ * errno, said on stderr. */
+static int
+check_database(const struct cfg *cfg)
+{
+        struct db_conf dbc;
+        struct db *db = NULL;
+        char *pw = NULL, *err = NULL, *dir, *slash;
+        int r;
+
+        if (cfg->backend == DB_SQLITE && access(cfg->database, F_OK) < 0) {
+                dir = xstrdup(cfg->database);
+                slash = strrchr(dir, '/');
+                if (slash)
+                        *(slash == dir ? slash + 1 : slash) = '\0';
+                r = access(slash ? dir : ".", W_OK | X_OK) < 0 ? -errno : 0;
+                if (r < 0)
+                        fprintf(stderr, "slhookd: %s: [store] database: cannot create '%s': %s: %s\n", cfg->file,
+                                cfg->database, slash ? dir : ".", strerror(-r));
+                free(dir);
+                return r;
+        }
+        if ((r = cfg_db_conf(cfg, &dbc, &pw, &err)) < 0) {
+                fprintf(stderr, "slhookd: %s\n", err);
+                free(err);
+                return r;
+        }
+        r = db_open(&dbc, DB_READONLY, &db, &err);
+        freezero(pw, pw ? strlen(pw) : 0);
+        /* Opening reads nothing yet: read the schema's version. */
+        if (r == 0 && db_schema_version(db) < 0) {
+                err = xstrdup(db_errmsg(db));
+                r = -EIO;
+        }
+        if (r < 0 && cfg->backend == DB_POSTGRESQL) {
+                fprintf(stderr, "slhookd: warning: %s: [store] dsn: cannot connect now: %s\n", cfg->file, err);
+                r = 0;
+        } else if (r < 0)
+                fprintf(stderr, "slhookd: %s: [store] database: '%s': %s\n", cfg->file, cfg->database, err);
+        free(err);
+        db_close(db);
+        return r;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -346,11 +458,11 @@ main(int argc, char **argv)
         sigset_t sigs;
         char *err = NULL;
         size_t i;
-        int r, fd, sig;
+        int r, fd, sig, status = EXIT_FAILURE;  /* at a fatal start-up error */
 
         r = parse_args(argc, argv);
         if (r <= 0)
-                return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+                return r == 0 ? EXIT_SUCCESS : EX_USAGE;
         if (gnutls_global_init() < 0) {
                 fprintf(stderr, "slhookd: cannot initialise GnuTLS\n");
                 return EXIT_FAILURE;
@@ -361,7 +473,7 @@ main(int argc, char **argv)
         if (cfg_load(arg_config, 0, &cfg, &err) < 0) {
                 fprintf(stderr, "slhookd: %s\n", err);
                 free(err);
-                return EXIT_FAILURE;
+                return EX_CONFIG;
         }
         log_setup(arg_check ? LOG_FORMAT_TEXT : cfg->log_format, cfg->log_level);
         metrics_init(cfg);
@@ -374,14 +486,20 @@ main(int argc, char **argv)
                         log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "%s", err);
                 free(err);
                 cfg_free(cfg);
-                return EXIT_FAILURE;
+                return EX_CONFIG;
         }
+        r = fd_limit(cfg, arg_check);
+        if (r == 0 && tls)
+                cert_expiry(cfg, tls);
+        if (r == 0 && arg_check)
+                r = check_database(cfg);
         if (arg_check) {
-                printf("%s: configuration OK (%zu endpoint%s)\n", cfg->file, cfg->n_endpoints,
-                       cfg->n_endpoints == 1 ? "" : "s");
+                if (r == 0)
+                        printf("%s: configuration OK (%zu endpoint%s)\n", cfg->file, cfg->n_endpoints,
+                               cfg->n_endpoints == 1 ? "" : "s");
                 tls_free(tls);
                 cfg_free(cfg);
-                return EXIT_SUCCESS;
+                return r == 0 ? EXIT_SUCCESS : EX_CONFIG;
         }
 
         /* Signals are taken by this thread only: block them before any thread starts. */
@@ -392,8 +510,10 @@ main(int argc, char **argv)
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
         signal(SIGPIPE, SIG_IGN);
 
-        if (cfg_db_conf(cfg, &dbc, &dbpw, &err) < 0)
+        if (cfg_db_conf(cfg, &dbc, &dbpw, &err) < 0) {
+                status = EX_CONFIG;
                 goto fatal;
+        }
         r = store_open(&dbc, &store, &err);
         freezero(dbpw, dbpw ? strlen(dbpw) : 0);
         if (r < 0 || store_start(store, cfg->queue_size, cfg->retention_days) < 0)
@@ -408,8 +528,11 @@ main(int argc, char **argv)
                 err = xstrdup("cannot initialise libcurl");
                 goto fatal;
         }
-        if (cfg->api && mgmt_start(cfg, http, store, &mgmt, &err) < 0)
+        if (cfg->api && (r = mgmt_start(cfg, http, store, &mgmt, &err)) < 0) {
+                if (r == -EINVAL)
+                        status = EX_CONFIG;     /* the API key cannot be read */
                 goto fatal;
+        }
         /* Without metrics the receiver still does its job: say so, go on. */
         if (cfg->metrics && metrics_start(cfg->metrics_listen, cfg->backend == DB_SQLITE ? cfg->database : NULL, store, cfg->api, &metrics, &err) < 0) {
                 log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "%s", err);
@@ -486,5 +609,5 @@ fatal:
         store_close(store);
         tls_free(tls);
         cfg_free(cfg);
-        return EXIT_FAILURE;
+        return status;
 }

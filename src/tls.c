@@ -78,6 +78,7 @@ tls_load(const char *cert_file, const char *key_file, const char *priorities,
                 goto fail;
         }
         t_exp = gnutls_x509_crt_get_expiration_time(crt);
+        t->expires = (long long) t_exp;
         t_act = gnutls_x509_crt_get_activation_time(crt);
         if (t_exp != (time_t) -1 && t_exp < now) {
                 char when[TIME_ISO_LEN];

@@ -10,7 +10,11 @@ struct tls_creds {
         char *cert_pem;         /* NUL-terminated PEM */
         char *key_pem;          /* NUL-terminated PEM, wiped by tls_free */
         size_t key_len;
+        long long expires;      /* the certificate's notAfter, Unix seconds (-1: none) */
 };
+
+/* A certificate that expires within this many days is worth a warning. */
+#define TLS_EXPIRY_WARN_DAYS 14
 
 /* Read cert_file and key_file and check that they parse, that the key belongs
  * to the certificate, that the certificate is valid now, and that priorities is

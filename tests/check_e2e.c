@@ -1204,7 +1204,7 @@ START_TEST(test_check_mode)
 
         write_conf("max_body = huge", "");
         args = xasprintf("-c '%s' --check", d.conf);
-        ck_assert_int_eq(run(args, &out), 1);
+        ck_assert_int_eq(run(args, &out), 78);       /* EX_CONFIG */
         bad = xasprintf("%s:6: [server] max_body: 'huge'", d.conf);
         ck_assert_msg(strstr(out, bad) != NULL, "%s", out);
         free(bad);
@@ -1212,12 +1212,12 @@ START_TEST(test_check_mode)
 
         /* An expired certificate is refused, naming the file. */
         write_conf_tls("expired/", "expired/", "", "");
-        ck_assert_int_eq(run(args, &out), 1);
+        ck_assert_int_eq(run(args, &out), 78);
         ck_assert_msg(strstr(out, "expired/cert.pem: certificate expired") != NULL, "%s", out);
         free(out);
         /* A key that does not belong to the certificate. */
         write_conf_tls("", "expired/", "", "");
-        ck_assert_int_eq(run(args, &out), 1);
+        ck_assert_int_eq(run(args, &out), 78);
         ck_assert_msg(strstr(out, "expired/key.pem: private key does not belong") != NULL, "%s", out);
         free(out);
         free(args);
@@ -1226,7 +1226,7 @@ START_TEST(test_check_mode)
         ck_assert_int_eq(run("--version", &out), 0);
         ck_assert_ptr_nonnull(strstr(out, "slhookd " PACKAGE_VERSION));
         free(out);
-        ck_assert_int_eq(run("--no-such-flag", &out), 1);
+        ck_assert_int_eq(run("--no-such-flag", &out), 64);      /* EX_USAGE */
         free(out);
 }
 END_TEST

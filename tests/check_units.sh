@@ -30,5 +30,12 @@ echo "exposure: $score"
 [ -n "$score" ] || { echo "no exposure score" >&2; exit 1; }
 awk -v s="$score" 'BEGIN { exit !(s <= 1.2) }' || { echo "exposure $score is above 1.2" >&2; exit 1; }
 grep -q '^ListenStream=443$' "$dir/slhookd.socket"
+# A refused configuration fails `systemctl reload`: the check runs first.
+[ "$(sed -n 's/^ExecReload=//p' "$dir/slhookd.service" | head -1 | sed 's/.* //')" = --check ]
+sed -n 's/^ExecReload=//p' "$dir/slhookd.service" | sed -n 2p | grep -q 'kill -HUP \$MAINPID'
+grep -q '^RestartPreventExitStatus=78$' "$dir/slhookd.service"
+grep -q '^LoadCredential=tls-key:/' "$dir/slhookd.service"
+nofile=$(sed -n 's/^LimitNOFILE=//p' "$dir/slhookd.service")
+[ "${nofile:-0}" -ge 1088 ] || { echo "LimitNOFILE=$nofile does not fit max_connections = 1024" >&2; exit 1; }
 grep -q '^IPAddressAllow=142.0.176.0/20 52.152.150.178$' "$dir/slhookd.socket"
 grep -q '^IPAddressDeny=any$' "$dir/slhookd.socket"
