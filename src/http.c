@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -92,6 +93,8 @@ struct req {
         size_t dropped;                 /* of a chunked body past max_body, or of a busy one: read and dropped */
         bool busy;                      /* the writer was behind when it began: 503 once its body is in */
         bool close;                     /* framing in doubt: close after the answer */
+        char *path;                     /* as asked, without the query; for the log */
+        const char *reason;             /* why it is refused, while reply_error answers */
 };
 
 static const char *const json_type = "application/json";
@@ -121,7 +124,10 @@ log_request(struct req *r, int status)
                 .peer = r->peer,
                 .status = status,
                 .latency_us = latency,
+                .path = r->path,
+                .reason = r->reason,
         };
+        const char *path = r->path ? r->path : "-";
 
         metrics_request(latency);
         for (i = 0; i < sizeof(rejects) / sizeof(rejects[0]); i++)
@@ -139,8 +145,10 @@ log_request(struct req *r, int status)
                          ev->kind == EVENT_VALIDATION ? "answered" :
                          r->job.quarantined ? "quarantined" : r->job.duplicates ? "duplicate" :
                          status == 200 ? "stored" : "not stored");
+        else if (r->reason)
+                log_full(LOG_INFO, LOG_MID_REQUEST, &f, "%s %d: %s", path, status, r->reason);
         else
-                log_full(LOG_INFO, LOG_MID_REQUEST, &f, "%s %d", r->ep ? r->ep->path : "-", status);
+                log_full(LOG_INFO, LOG_MID_REQUEST, &f, "%s %d", path, status);
         if (ev && ev->str[EVS_ADDRESS] && log_enabled(LOG_DEBUG))
                 log_full(LOG_DEBUG, LOG_MID_REQUEST, &f, "address %s", ev->str[EVS_ADDRESS]);
 }
@@ -192,6 +200,8 @@ reply_error(struct req *r, unsigned status, const char *msg)
                         buf_append(&b, p, 1);
         }
         buf_puts(&b, "\"}\n");
+        if (r->reason == NULL)
+                r->reason = msg;        /* for the log line reply() writes */
         if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
                 ret = reply(r, status, json_type, b.data, MHD_HTTP_HEADER_RETRY_AFTER,
                             r->job.result == -EAGAIN ? "5" : "60");
@@ -199,6 +209,7 @@ reply_error(struct req *r, unsigned status, const char *msg)
                 ret = reply(r, status, json_type, b.data, MHD_HTTP_HEADER_ALLOW, "POST");
         else
                 ret = reply(r, status, json_type, b.data, NULL, NULL);
+        r->reason = NULL;
         buf_done(&b);
         return ret;
 }
@@ -322,6 +333,8 @@ process(struct req *r)
                 if (!secret_ok(h, r->ep, &r->batch.v[i])) {
                         if (has_test_event(&r->batch))
                                 atomic_fetch_add(&h->test_refused, 1);
+                        /* The sender is told no more than this; the log tells which. */
+                        r->reason = r->batch.v[i].secret ? "SecretKey wrong" : "SecretKey missing";
                         return reply_error(r, MHD_HTTP_UNAUTHORIZED, "SecretKey missing or wrong");
                 }
         for (i = 0; i < r->batch.n; i++) {
@@ -529,6 +542,9 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
                 r->cfg = current_cfg(h);
                 r->conn = conn;
                 r->t0 = time_mono_us();
+                n = (int64_t) strcspn(url, "?");
+                r->path = xstrndup(url, n < 256 ? (size_t) n : 256);
+                n = -1;
                 ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
                 acl_format_addr(ci ? ci->client_addr : NULL, r->peer);
                 atomic_fetch_add(&l->in_flight, 1);
@@ -636,6 +652,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_Re
         if (r->counted)
                 atomic_fetch_sub(&l->h->waiting, 1);
         cfg_free(r->cfg);
+        free(r->path);
         free(r);
         *con_cls = NULL;
         atomic_fetch_sub(&l->in_flight, 1);
@@ -655,18 +672,47 @@ on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
         return MHD_NO;
 }
 
+/* libmicrohttpd's messages at info, except that running out of
+ * descriptors or memory is a warning (at most one line in 10 s, with the
+ * count of those it stood for) and makes /healthz answer 503 until a
+ * connection closes: then libmicrohttpd accepts again. */
 static void __attribute__((format(printf, 2, 0)))
 on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+        static atomic_llong last_warned;
+        static atomic_uint held;
         char *msg;
         size_t n;
+        bool starved;
+        int64_t now;
 
+        (void) cls;
         if (vasprintf(&msg, fmt, ap) < 0)
                 return;
         n = strlen(msg);
         while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
                 msg[--n] = '\0';
-        log_full(LOG_INFO, LOG_MID_TLS, NULL, "libmicrohttpd: %s", msg);
+        starved = strncmp(msg, "Hit process or system resource limit", 36) == 0;
+        if (starved || strncmp(msg, "Error accepting connection", 26) == 0) {
+                if (starved)
+                        metrics_accept_starved(strstr(msg, "FIRST") ? "accept() fails: out of file descriptors or memory"
+                                               : "accept() suspended: out of file descriptors or memory");
+                now = time_mono_us();
+                if (atomic_load(&last_warned) != 0 && now - atomic_load(&last_warned) < 10 * 1000000) {
+                        atomic_fetch_add(&held, 1);
+                } else {
+                        unsigned more = atomic_exchange(&held, 0);
+
+                        atomic_store(&last_warned, now);
+                        if (more)
+                                log_full(LOG_WARNING, LOG_MID_TLS, NULL, "libmicrohttpd: %s (and %u such messages "
+                                         "in the last 10 s); raise LimitNOFILE= or lower max_connections", msg, more);
+                        else
+                                log_full(LOG_WARNING, LOG_MID_TLS, NULL, "libmicrohttpd: %s; raise LimitNOFILE= "
+                                         "or lower max_connections", msg);
+                }
+        } else
+                log_full(LOG_INFO, LOG_MID_TLS, NULL, "libmicrohttpd: %s", msg);
         free(msg);
 }
 
@@ -719,7 +765,8 @@ fail:
 
 static atomic_bool tickets_off_logged;
 
-/* A new TLS connection, before its handshake: let it issue session tickets. */
+/* A new TLS connection, before its handshake: let it issue session
+ * tickets. A connection closed: accepting resumes if it was suspended. */
 static void
 on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
               enum MHD_ConnectionNotificationCode code)
@@ -729,11 +776,26 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 
         (void) cls;
         (void) socket_context;
+        if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+                metrics_accept_starved(NULL);   /* libmicrohttpd accepts again */
+                return;
+        }
         if (code != MHD_CONNECTION_NOTIFY_STARTED ||
             (ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION)) == NULL)
                 return;
         if ((r = tls_enable_tickets(ci->tls_session)) < 0 && !atomic_exchange(&tickets_off_logged, true))
                 log_warning("TLS session tickets are off (logged once): %s", gnutls_strerror(r));
+}
+
+unsigned
+http_connection_limit(unsigned max_connections)
+{
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+            rl.rlim_cur >= (rlim_t) max_connections + HTTP_OWN_FDS)
+                return max_connections;
+        return rl.rlim_cur > 2 * HTTP_OWN_FDS ? (unsigned) (rl.rlim_cur - HTTP_OWN_FDS) : (unsigned) (rl.rlim_cur / 2);
 }
 
 /* A new listener on h's socket, serving cfg (it takes a reference). */
@@ -745,7 +807,7 @@ listener_start(struct http *h, struct cfg *cfg, const struct tls_creds *tls, str
                 { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t) on_mhd_log, l },
                 { MHD_OPTION_LISTEN_SOCKET, h->fd, NULL },
                 { MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL },
-                { MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL },
+                { MHD_OPTION_CONNECTION_LIMIT, http_connection_limit(cfg->max_connections), NULL },
                 { MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip, NULL },
                 { MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout, NULL },
                 /* Bodies are copied out as they arrive, so a connection's
@@ -755,7 +817,7 @@ listener_start(struct http *h, struct cfg *cfg, const struct tls_creds *tls, str
                  * connections (bench/README.md). */
                 { MHD_OPTION_CONNECTION_MEMORY_LIMIT, 16 * 1024, NULL },
                 { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) on_completed, l },
-                { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) (tls ? on_connection : NULL), l },
+                { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) on_connection, l },
                 /* last, so that plain HTTP ends the array before them */
                 { tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, tls ? tls->cert_pem : NULL },
                 { MHD_OPTION_HTTPS_MEM_KEY, 0, tls ? tls->key_pem : NULL },

@@ -14,6 +14,17 @@
 
 struct http;
 
+/* Descriptors slhookd needs besides one per connection: listeners, the
+ * database's files or socket, the metrics server, the API client, epoll and
+ * wake-up pipes per thread, the journal. */
+#define HTTP_OWN_FDS 64
+
+/* The connections taken at once: max_connections, or fewer when the
+ * descriptor limit leaves less room (then a new connection beyond it is
+ * closed at once, and the rest of slhookd, /healthz included, still has
+ * descriptors to work with). */
+unsigned http_connection_limit(unsigned max_connections);
+
 /* How long a listener a reload replaced keeps serving the connections it
  * has before it closes them (once none of its requests waits for the
  * writer). */

@@ -136,6 +136,10 @@ write_json(int prio, const char *mid, const struct log_fields *f, const char *ms
                         buf_printf(&b, ",\"slhookd_status\":%d", f->status);
                 if (f->latency_us >= 0)
                         buf_printf(&b, ",\"slhookd_latency_us\":%lld", (long long) f->latency_us);
+                if (f->path)
+                        json_field(&b, "slhookd_path", f->path);
+                if (f->reason)
+                        json_field(&b, "slhookd_reason", f->reason);
         }
         buf_puts(&b, "}\n");
         (void) !write(STDERR_FILENO, b.data, b.len);
@@ -166,9 +170,9 @@ static void
 write_journal(const char *file, int line, const char *func, int prio, const char *mid,
               const struct log_fields *f, const char *msg)
 {
-        /* 7 fields always, 6 more at most: every one has its place. */
-        struct buf field[13] = { { 0 } };
-        struct iovec iov[13];
+        /* 7 fields always, 8 more at most: every one has its place. */
+        struct buf field[15] = { { 0 } };
+        struct iovec iov[15];
         int n = 0, i;
 
 #define ADD(...) do { buf_printf(&field[n], __VA_ARGS__); n++; } while (0)
@@ -193,6 +197,10 @@ write_journal(const char *file, int line, const char *func, int prio, const char
                         ADD("SLHOOKD_STATUS=%d", f->status);
                 if (f->latency_us >= 0)
                         ADD("SLHOOKD_LATENCY_US=%lld", (long long) f->latency_us);
+                if (f->path)
+                        ADD_ESC("SLHOOKD_PATH", f->path);
+                if (f->reason)
+                        ADD_ESC("SLHOOKD_REASON", f->reason);
         }
 #undef ADD
 #undef ADD_ESC

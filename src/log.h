@@ -33,8 +33,10 @@ struct log_fields {
         const char *peer;
         int status;
         int64_t latency_us;
+        const char *path;               /* the request's path, without its query */
+        const char *reason;             /* why a request was refused */
 };
-#define LOG_FIELDS_NONE { NULL, NULL, NULL, NULL, -1, -1 }
+#define LOG_FIELDS_NONE { NULL, NULL, NULL, NULL, -1, -1, NULL, NULL }
 
 /* Choose format and the most verbose priority written (LOG_ERR..LOG_DEBUG).
  * Call from main before threads start; level may change later (reload). */

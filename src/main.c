@@ -30,11 +30,6 @@
 
 #define DRAIN_SECONDS 20
 
-/* Descriptors slhookd needs besides one per connection: listeners, the
- * database's files or socket, the metrics server, the API client, epoll and
- * wake-up pipes per thread, the journal. */
-#define OWN_FDS 64
-
 static const char *arg_config = CFG_DEFAULT_PATH;
 static const char *arg_init;
 static bool arg_check;
@@ -344,7 +339,7 @@ static int
 fd_limit(const struct cfg *cfg, bool check)
 {
         struct rlimit rl;
-        unsigned long long need = (unsigned long long) cfg->max_connections + OWN_FDS;
+        unsigned long long need = (unsigned long long) cfg->max_connections + HTTP_OWN_FDS;
 
         if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
                 return 0;
@@ -364,8 +359,9 @@ fd_limit(const struct cfg *cfg, bool check)
                 return -EMFILE;
         }
         log_full(LOG_WARNING, LOG_MID_CONFIG, NULL, "%s: [server] max_connections = %u needs %llu file descriptors, "
-                 "the limit is %llu: connections beyond it wait (raise LimitNOFILE= or lower max_connections)",
-                 cfg->file, cfg->max_connections, need, (unsigned long long) rl.rlim_cur);
+                 "the limit is %llu: at most %llu connections are taken (raise LimitNOFILE= or lower max_connections)",
+                 cfg->file, cfg->max_connections, need, (unsigned long long) rl.rlim_cur,
+                 (unsigned long long) http_connection_limit(cfg->max_connections));
         return 0;
 }
 

@@ -58,6 +58,7 @@ static struct {
         atomic_llong self_test_at;      /* unix seconds */
         atomic_llong self_test_rtt_us;
         atomic_bool writer_ok, listener_ok;
+        _Atomic(const char *) starved;  /* accept() suspended: why (a static string) */
 } reg = { .self_test = -1, .writer_ok = true, .listener_ok = true };
 
 void
@@ -144,6 +145,12 @@ metrics_summary(char *out, size_t len)
         snprintf(out, len, "%llu events stored, %llu refused%s", stored,
                  atomic_load(&reg.rejects[REJECT_UNAUTHORIZED]) + atomic_load(&reg.rejects[REJECT_ALLOW_LIST]),
                  st < 0 ? "" : st ? "; last self-test passed" : "; last self-test FAILED");
+}
+
+void
+metrics_accept_starved(const char *why)
+{
+        atomic_store(&reg.starved, why);
 }
 
 void
@@ -255,6 +262,7 @@ unhealthy(struct metrics_server *m)
 {
         unsigned queued;
         bool failing;
+        const char *why;
 
         store_stats(m->store, &queued, &failing);
         if (failing)
@@ -263,6 +271,8 @@ unhealthy(struct metrics_server *m)
                 return "the writer makes no progress";
         if (!atomic_load(&reg.listener_ok))
                 return "the listener makes no progress";
+        if ((why = atomic_load(&reg.starved)) != NULL)
+                return why;
         if (m->self_test && atomic_load(&reg.self_test) == 0)
                 return "the last self-test failed";
         return NULL;

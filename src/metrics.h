@@ -38,6 +38,9 @@ void metrics_summary(char *out, size_t len);
 
 /* Health, as the main thread's watchdog ticks see it. */
 void metrics_health(bool writer_ok, bool listener_ok);
+/* The listener stopped accepting for want of descriptors or memory (why),
+ * or (NULL) a connection closed since, and it accepts again. Any thread. */
+void metrics_accept_starved(const char *why);
 
 struct metrics_server;
 

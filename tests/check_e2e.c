@@ -579,6 +579,30 @@ START_TEST(test_logs_and_secrets)
                           "\"slhookd_status\":200,\"slhookd_latency_us\":"));
         ck_assert(log_has("\"slhookd_status\":401"));
         ck_assert(!log_has("bob@example.org"));         /* addresses only at debug level */
+        /* Every refusal names the path and why (the sender is told less for
+         * a secret: "missing or wrong"); never the query string. */
+        expect("{\"Type\":\"Queued\"}", 401);
+        expect("xyz", 400);
+        {
+                CURL *h = client();
+                struct resp g = request(h, "GET", "/nope?token=abc", NULL, 0, NULL);
+
+                ASSERT_STATUS(g, 404);
+                resp_done(&g);
+                g = request(h, "GET", "/socketlabs/events", NULL, 0, NULL);
+                ASSERT_STATUS(g, 405);
+                resp_done(&g);
+                curl_easy_cleanup(h);
+        }
+        ck_assert(log_has("\"message\":\"/socketlabs/events 401: SecretKey wrong\""));
+        ck_assert(log_has("\"slhookd_path\":\"/socketlabs/events\",\"slhookd_reason\":\"SecretKey wrong\""));
+        ck_assert(log_has("\"slhookd_reason\":\"SecretKey missing\""));
+        ck_assert(log_has("\"slhookd_status\":400,\"slhookd_latency_us\":"));
+        ck_assert(log_has("\"slhookd_reason\":\"body is not valid JSON (error at byte 1)\""));
+        ck_assert(log_has("\"message\":\"/nope 404: no endpoint at this path\""));
+        ck_assert(log_has("\"slhookd_path\":\"/nope\",\"slhookd_reason\":\"no endpoint at this path\""));
+        ck_assert(log_has("\"slhookd_reason\":\"only POST is allowed\""));
+        ck_assert(!log_has("token=abc"));
         /* The secret reaches no file: not the log, the database or its WAL. */
         for (i = 0; i < ARRAY_SIZE(files); i++) {
                 char *p = file_in(files[i]), *s = t_slurp(p, &n);
@@ -1040,6 +1064,76 @@ START_TEST(test_metrics_and_health)
 }
 END_TEST
 
+/* The sockets process pid has open. */
+static unsigned
+sockets_of(pid_t pid)
+{
+        char path[64], link[64];
+        struct dirent *e;
+        unsigned n = 0;
+        DIR *dir;
+
+        snprintf(path, sizeof(path), "/proc/%ld/fd", (long) pid);
+        if ((dir = opendir(path)) == NULL)
+                return 0;
+        while ((e = readdir(dir)) != NULL) {
+                char *p = xasprintf("%s/%s", path, e->d_name);
+                ssize_t len = readlink(p, link, sizeof(link) - 1);
+
+                free(p);
+                if (len > 0 && (link[len] = '\0', strncmp(link, "socket:", 7) == 0))
+                        n++;
+        }
+        closedir(dir);
+        return n;
+}
+
+/* A descriptor limit below max_connections + 64 (systemd's default soft
+ * limit is 1024): slhookd warns and takes fewer connections at once, so that
+ * more senders than that leave it descriptors for /healthz, the database
+ * and the rest; once they go, events are stored again. */
+START_TEST(test_fd_limit)
+{
+        enum { SOCKS = 200 };
+        unsigned port = free_port();
+        char *section = xasprintf("[metrics]\nlisten = 127.0.0.1:%u\n", port), *text;
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        int fds[SOCKS], i;
+        unsigned most = 0;
+
+        d.nofile = 160;         /* soft and hard: it cannot raise it */
+        daemon_start("", section);
+        ck_assert(log_has("max_connections = 1024 needs 1088 file descriptors, the limit is 160: "
+                          "at most 96 connections are taken"));
+        sa.sin_port = htons((uint16_t) d.port);
+        for (i = 0; i < SOCKS; i++) {
+                fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+                ck_assert_int_ge(fds[i], 0);
+                ck_assert_int_eq(connect(fds[i], (struct sockaddr *) &sa, sizeof(sa)), 0);
+        }
+        /* It takes 96 and leaves the rest in the backlog (it took them
+         * all until accept() failed): watched for a second. */
+        for (i = 0; i < 100; i++) {
+                unsigned n = sockets_of(d.pid);
+
+                most = n > most ? n : most;
+                usleep(10 * 1000);
+        }
+        fprintf(stderr, "check_e2e: %d connections, descriptor limit 160: at most %u sockets open in slhookd\n",
+                SOCKS, most);
+        ck_assert_uint_ge(most, 96);
+        ck_assert_uint_le(most, 96 + 8);        /* its listeners and the journal's */
+        /* /healthz still answers. */
+        ck_assert_int_eq(get_plain(port, "/healthz", &text), 200);
+        free(text);
+        for (i = 0; i < SOCKS; i++)
+                close(fds[i]);
+        expect_file("queued.json", 200);
+        ck_assert_int_eq(daemon_stop(), 0);
+        free(section);
+}
+END_TEST
+
 /* journald: what libsystemd really sends. In a private mount namespace
  * (root only) a datagram socket stands at /run/systemd/journal/socket; the
  * daemon, with format = journal, logs to it; every datagram is copied to a
@@ -1293,6 +1387,7 @@ main(void)
         tcase_add_test(tc, test_trusted_proxy);
         tcase_add_test(tc, test_forwarded_for_ignored);
         tcase_add_test(tc, test_metrics_and_health);
+        tcase_add_test(tc, test_fd_limit);
         tcase_add_test(tc, test_journal_fields);
         tcase_add_test(tc, test_check_mode);
         tcase_add_test(tc, test_init_dir);

@@ -39,3 +39,15 @@ nofile=$(sed -n 's/^LimitNOFILE=//p' "$dir/slhookd.service")
 [ "${nofile:-0}" -ge 1088 ] || { echo "LimitNOFILE=$nofile does not fit max_connections = 1024" >&2; exit 1; }
 grep -q '^IPAddressAllow=142.0.176.0/20 52.152.150.178$' "$dir/slhookd.socket"
 grep -q '^IPAddressDeny=any$' "$dir/slhookd.socket"
+# The journal catalog: journalctl compiles it, and every MESSAGE_ID slhookd
+# logs (src/log.h) is explained there.
+mkdir -p "$dir/root/usr/lib/systemd/catalog" "$dir/root/var/lib/systemd/catalog"
+cp "$top_srcdir/systemd/slhookd.catalog" "$dir/root/usr/lib/systemd/catalog/"
+journalctl --root="$dir/root" --update-catalog
+journalctl --root="$dir/root" --list-catalog > "$dir/catalog"
+ids=$(sed -n 's/^#define LOG_MID_[A-Z]* *"\([0-9a-f]*\)".*/\1/p' "$top_srcdir/src/log.h")
+[ -n "$ids" ] || { echo "no MESSAGE_ID in src/log.h" >&2; exit 1; }
+for id in $ids; do
+        grep -q "^$id slhookd: " "$dir/catalog" || { echo "MESSAGE_ID $id is not in the catalog" >&2; exit 1; }
+done
+echo "catalog: $(wc -l < "$dir/catalog") entries"

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/un.h>
 
 #include <curl/curl.h>
@@ -27,6 +28,7 @@ struct daemon {
         const char *header;     /* more request header lines ('\n' between them), or NULL */
         const char *api_key;    /* a secret too, when the test has one */
         const char *store;      /* more [store] lines (backend, dsn), or NULL */
+        unsigned nofile;        /* RLIMIT_NOFILE (soft and hard) for the daemon; 0: as inherited */
 };
 
 /* The secrets a daemon of this harness holds. */
@@ -212,6 +214,12 @@ daemon_exec(int in_fd, int out_fd, int listen_fd)
         setenv("LISTEN_FDS", "1", 1);
         setenv("LISTEN_PID", pid, 1);
         unsetenv("JOURNAL_STREAM");
+        if (d.nofile) {
+                struct rlimit rl = { d.nofile, d.nofile };
+
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        _exit(126);
+        }
         execl(SLHOOKD_BIN, "slhookd", "-c", d.conf, (char *) NULL);
         _exit(127);
 }
@@ -594,7 +602,7 @@ post_file(const char *name)
 }
 
 /* GET path from the plain HTTP listener on port ([metrics]): the status (0
- * when there was no answer) and the body (allocated). */
+ * when there was no answer within 10 s) and the body (allocated). */
 static inline long
 get_plain(unsigned port, const char *path, char **body)
 {
@@ -607,6 +615,7 @@ get_plain(unsigned port, const char *path, char **body)
         curl_easy_setopt(h, CURLOPT_URL, url);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
         if (curl_easy_perform(h) == CURLE_OK)
                 curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         curl_easy_cleanup(h);
