@@ -276,6 +276,7 @@ reload(struct cfg **cfg, struct http *http, struct mgmt **mgmt, struct store *st
             (nc->tls_cert && tls_load(nc->tls_cert, nc->tls_key, nc->tls_priorities, &tls, &err) < 0) ||
             http_reload(http, nc, tls, &err) < 0) {
                 log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "reload refused, the running configuration stays: %s", err);
+                metrics_reload(false);
                 free(err);
                 tls_free(tls);
                 cfg_free(nc);
@@ -284,8 +285,10 @@ reload(struct cfg **cfg, struct http *http, struct mgmt **mgmt, struct store *st
         }
         if (tls)
                 cert_expiry(nc, tls);
+        metrics_certificate(tls ? tls->expires : 0);
         tls_free(tls);
         metrics_init(nc);
+        metrics_reload(true);
         for (i = 0; i < nc->n_warnings; i++)
                 log_full(LOG_WARNING, LOG_MID_CONFIG, NULL, "%s", nc->warnings[i]);
         if (strcmp(nc->database, oc->database) != 0 || nc->synchronous_full != oc->synchronous_full ||
@@ -487,6 +490,7 @@ main(int argc, char **argv)
         r = fd_limit(cfg, arg_check);
         if (r == 0 && tls)
                 cert_expiry(cfg, tls);
+        metrics_certificate(tls ? tls->expires : 0);
         if (r == 0 && arg_check)
                 r = check_database(cfg);
         if (arg_check) {

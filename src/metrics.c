@@ -2,13 +2,16 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -59,15 +62,25 @@ static struct {
         atomic_llong self_test_rtt_us;
         atomic_bool writer_ok, listener_ok;
         _Atomic(const char *) starved;  /* accept() suspended: why (a static string) */
-} reg = { .self_test = -1, .writer_ok = true, .listener_ok = true };
+        atomic_llong last_stored[MAX_ENDPOINTS]; /* unix seconds of the newest event stored */
+        atomic_llong cert_expiry;       /* unix seconds, 0: no certificate */
+        atomic_int reload_ok;           /* the last reload: 1 taken, 0 refused */
+        atomic_llong reload_at;         /* unix seconds of the last reload (or start) */
+        atomic_uint queue_capacity;
+        long long started;              /* unix seconds */
+} reg = { .self_test = -1, .writer_ok = true, .listener_ok = true, .reload_ok = 1 };
 
 void
 metrics_init(const struct cfg *cfg)
 {
         size_t i, e, n = atomic_load(&reg.n_endpoints);
 
-        if (reg.events == NULL)
+        if (reg.events == NULL) {
                 reg.events = xcalloc(MAX_ENDPOINTS * N_TYPES * N(outcomes), sizeof(*reg.events));
+                reg.started = (long long) (time_now_us() / 1000000);
+                atomic_store(&reg.reload_at, reg.started);
+        }
+        atomic_store(&reg.queue_capacity, cfg->queue_size);
         for (i = 0; i < cfg->n_endpoints && n < MAX_ENDPOINTS; i++) {
                 for (e = 0; e < n && strcmp(reg.endpoints[e], cfg->endpoints[i].name) != 0; e++)
                         ;
@@ -89,8 +102,25 @@ metrics_event(const char *endpoint, const char *type, enum metrics_outcome o)
                 ;
         for (t = 0; t < N_TYPES - 1 && (type == NULL || strcmp(types[t], type) != 0); t++)
                 ;
-        if (e < n)
+        if (e < n) {
                 atomic_fetch_add_explicit(&reg.events[(e * N_TYPES + t) * N(outcomes) + o], 1, memory_order_relaxed);
+                if (o == METRIC_STORED)
+                        atomic_store_explicit(&reg.last_stored[e], (long long) (time_now_us() / 1000000),
+                                              memory_order_relaxed);
+        }
+}
+
+void
+metrics_certificate(long long expires)
+{
+        atomic_store(&reg.cert_expiry, expires > 0 ? expires : 0);
+}
+
+void
+metrics_reload(bool ok)
+{
+        atomic_store(&reg.reload_ok, ok ? 1 : 0);
+        atomic_store(&reg.reload_at, (long long) (time_now_us() / 1000000));
 }
 
 void
@@ -194,6 +224,41 @@ size_of(const char *path)
         return stat(path, &st) == 0 ? st.st_size : 0;
 }
 
+/* The process's own gauges, as Prometheus' client libraries name them. */
+static void
+process_text(struct buf *b)
+{
+        struct rlimit rl;
+        struct dirent *e;
+        unsigned long long fds = 0;
+        long pages = 0, rss = 0;
+        FILE *f;
+        DIR *d;
+
+        if ((d = opendir("/proc/self/fd")) != NULL) {
+                while ((e = readdir(d)) != NULL)
+                        fds += e->d_name[0] != '.';
+                closedir(d);
+                fds--;                  /* opendir's own */
+        }
+        if ((f = fopen("/proc/self/statm", "re")) != NULL) {
+                if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+                        rss = 0;
+                fclose(f);
+        }
+        buf_printf(b, "# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\n"
+                   "process_open_fds %llu\n", fds);
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+                buf_printf(b, "# HELP process_max_fds The soft limit on file descriptors.\n"
+                           "# TYPE process_max_fds gauge\nprocess_max_fds %llu\n",
+                           rl.rlim_cur == RLIM_INFINITY ? 0ULL : (unsigned long long) rl.rlim_cur);
+        buf_printf(b, "# HELP process_start_time_seconds When the process started, Unix seconds.\n"
+                   "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %lld\n"
+                   "# HELP process_resident_memory_bytes Resident memory.\n"
+                   "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %lld\n",
+                   reg.started, (long long) rss * sysconf(_SC_PAGESIZE));
+}
+
 struct metrics_server {
         struct MHD_Daemon *mhd;
         char *database, *wal;
@@ -242,6 +307,30 @@ metrics_text(struct metrics_server *m)
                 buf_printf(&b, "# HELP slhookd_database_bytes Size of the database file and its WAL.\n"
                            "# TYPE slhookd_database_bytes gauge\nslhookd_database_bytes %lld\n",
                            (long long) (size_of(m->database) + size_of(m->wal)));
+        process_text(&b);
+        buf_printf(&b, "# HELP slhookd_build_info The running version.\n# TYPE slhookd_build_info gauge\n"
+                   "slhookd_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
+        buf_printf(&b, "# HELP slhookd_queue_capacity Requests the writer's queue holds ([store] queue_size).\n"
+                   "# TYPE slhookd_queue_capacity gauge\nslhookd_queue_capacity %u\n",
+                   atomic_load(&reg.queue_capacity));
+        buf_puts(&b, "# HELP slhookd_last_event_timestamp_seconds When the newest event was stored, by endpoint.\n"
+                 "# TYPE slhookd_last_event_timestamp_seconds gauge\n");
+        for (e = 0; e < n; e++)
+                if (atomic_load(&reg.last_stored[e]) > 0)
+                        buf_printf(&b, "slhookd_last_event_timestamp_seconds{endpoint=\"%s\"} %lld\n", reg.endpoints[e],
+                                   (long long) atomic_load(&reg.last_stored[e]));
+        if (atomic_load(&reg.cert_expiry) > 0)
+                buf_printf(&b, "# HELP slhookd_tls_certificate_expiry_timestamp_seconds When the served certificate "
+                           "expires (notAfter).\n# TYPE slhookd_tls_certificate_expiry_timestamp_seconds gauge\n"
+                           "slhookd_tls_certificate_expiry_timestamp_seconds %lld\n",
+                           (long long) atomic_load(&reg.cert_expiry));
+        buf_printf(&b, "# HELP slhookd_config_last_reload_successful 1 when the last reload was taken, 0 when "
+                   "refused.\n# TYPE slhookd_config_last_reload_successful gauge\n"
+                   "slhookd_config_last_reload_successful %d\n"
+                   "# HELP slhookd_config_last_reload_timestamp_seconds When the configuration was last loaded "
+                   "or refused.\n# TYPE slhookd_config_last_reload_timestamp_seconds gauge\n"
+                   "slhookd_config_last_reload_timestamp_seconds %lld\n",
+                   atomic_load(&reg.reload_ok), (long long) atomic_load(&reg.reload_at));
         if (atomic_load(&reg.self_test) >= 0)
                 buf_printf(&b, "# HELP slhookd_self_test_passed 1 when the last self-test passed.\n"
                            "# TYPE slhookd_self_test_passed gauge\nslhookd_self_test_passed %d\n"
@@ -299,6 +388,13 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 
         if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
                 return answer(c, MHD_HTTP_METHOD_NOT_ALLOWED, "application/json", xstrdup("{\"error\":\"GET only\"}"));
+        if (strcmp(url, "/") == 0)
+                return answer(c, MHD_HTTP_OK, "text/html; charset=utf-8",
+                              xstrdup("<!DOCTYPE html>\n<html><head><title>slhookd</title></head><body>\n"
+                                      "<h1>slhookd " PACKAGE_VERSION "</h1>\n<ul>\n"
+                                      "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n"
+                                      "<li><a href=\"/healthz\">/healthz</a>: 200, or 503 with the reason</li>\n"
+                                      "</ul>\n</body></html>\n"));
         if (strcmp(url, "/metrics") == 0)
                 return answer(c, MHD_HTTP_OK, "text/plain; version=0.0.4", metrics_text(m));
         if (strcmp(url, "/healthz") == 0) {

@@ -41,6 +41,10 @@ void metrics_health(bool writer_ok, bool listener_ok);
 /* The listener stopped accepting for want of descriptors or memory (why),
  * or (NULL) a connection closed since, and it accepts again. Any thread. */
 void metrics_accept_starved(const char *why);
+/* The served certificate's notAfter (Unix seconds; 0: none). */
+void metrics_certificate(long long expires);
+/* A reload was taken (ok) or refused. */
+void metrics_reload(bool ok);
 
 struct metrics_server;
 

@@ -1041,6 +1041,30 @@ START_TEST(test_metrics_and_health)
         assert_metric(text, "slhookd_storage_failing 0");
         ck_assert_ptr_nonnull(strstr(text, "\nslhookd_database_bytes "));
         ck_assert(strstr(text, "\nslhookd_database_bytes 0\n") == NULL);
+        /* What alerts are written on. */
+        assert_metric(text, "slhookd_build_info{version=\"" PACKAGE_VERSION "\"} 1");
+        assert_metric(text, "slhookd_queue_capacity 4096");
+        assert_metric(text, "slhookd_config_last_reload_successful 1");
+        {
+                long long now = (long long) time(NULL), v;
+                const char *p;
+
+                p = strstr(text, "\nslhookd_last_event_timestamp_seconds{endpoint=\"main\"} ");
+                ck_assert_msg(p != NULL, "no last event timestamp");
+                v = atoll(strchr(p, '}') + 2);
+                ck_assert_msg(v >= now - 60 && v <= now, "last event at %lld, now %lld", v, now);
+                p = strstr(text, "\nslhookd_tls_certificate_expiry_timestamp_seconds ");
+                ck_assert_msg(p != NULL, "no certificate expiry");
+                v = atoll(p + strlen("\nslhookd_tls_certificate_expiry_timestamp_seconds "));
+                ck_assert_msg(v > now + 86400, "the certificate expires at %lld", v);
+#define GAUGE(name) ((p = strstr(text, "\n" name " ")) ? atoll(p + strlen(name) + 2) : -1)
+                ck_assert_msg(GAUGE("process_open_fds") > 3, "process_open_fds");
+                ck_assert_msg(GAUGE("process_max_fds") >= 1024, "process_max_fds");
+                v = GAUGE("process_start_time_seconds");
+                ck_assert_msg(v <= now && v > now - 120, "process_start_time_seconds %lld, now %lld", v, now);
+                ck_assert_msg(GAUGE("process_resident_memory_bytes") > 1000000, "process_resident_memory_bytes");
+#undef GAUGE
+        }
         /* No secret, no address. */
         ck_assert(strstr(text, T_SECRET) == NULL);
         ck_assert(strstr(text, "127.0.0.1") == NULL);
@@ -1058,6 +1082,11 @@ START_TEST(test_metrics_and_health)
         free(text);
         ck_assert_int_eq(get_plain(port, "/metrics", &text), 200);
         assert_metric(text, "slhookd_rejected_total{reason=\"unavailable\"} 1");
+        free(text);
+        /* GET / links both. */
+        ck_assert_int_eq(get_plain(port, "/", &text), 200);
+        ck_assert_ptr_nonnull(strstr(text, "<a href=\"/metrics\">"));
+        ck_assert_ptr_nonnull(strstr(text, "<a href=\"/healthz\">"));
         free(text);
         ck_assert_int_eq(daemon_stop(), 0);
         free(section);
