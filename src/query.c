@@ -541,10 +541,28 @@ int
 query_parse_time(const char *s, int64_t now_us, char out[TIME_ISO_LEN])
 {
         size_t len = strlen(s);
-        int64_t n, unit, us;
-        char *day;
+        int64_t n, unit, us, midnight = now_us - now_us % (86400 * INT64_C(1000000));
+        char *fixed = NULL;
         int r;
 
+        /* What journalctl takes, in UTC: now, today, yesterday, tomorrow, @UNIX. */
+        if (strcmp(s, "now") == 0 || strcmp(s, "today") == 0 || strcmp(s, "yesterday") == 0 ||
+            strcmp(s, "tomorrow") == 0) {
+                n = s[0] == 'y' ? -1 : strcmp(s, "tomorrow") == 0 ? 1 : 0;
+                time_format_iso(s[0] == 'n' ? now_us : midnight + n * 86400 * INT64_C(1000000), out);
+                return 0;
+        }
+        if (s[0] == '@') {
+                if (str_to_i64(s + 1, len - 1, 0, INT64_MAX / 1000000, &n) < 0)
+                        return -EINVAL;
+                time_format_iso(n * 1000000, out);
+                return 0;
+        }
+        /* 2h or -2h: that long ago. */
+        if (s[0] == '-' && len >= 3 && strchr("smhdw", s[len - 1])) {
+                s++;
+                len--;
+        }
         if (len >= 2 && strchr("smhdw", s[len - 1]) && str_to_i64(s, len - 1, 0, 100000000, &n) == 0) {
                 switch (s[len - 1]) {
                 case 's': unit = 1; break;
@@ -558,12 +576,12 @@ query_parse_time(const char *s, int64_t now_us, char out[TIME_ISO_LEN])
                 time_format_iso(now_us - n * unit * 1000000, out);
                 return 0;
         }
-        if (len == 10) {                /* a date: its midnight, UTC */
-                day = xasprintf("%sT00:00:00Z", s);
-                r = event_parse_time(day, strlen(day), &us);
-                free(day);
-        } else
-                r = event_parse_time(s, len, &us);
+        if (len == 10)                  /* a date: its midnight, UTC */
+                s = fixed = xasprintf("%sT00:00:00Z", s);
+        else if (len >= 16 && s[13] == ':' && (len == 16 || s[16] != ':'))
+                s = fixed = xasprintf("%.16s:00%s", s, s + 16);         /* 10:00 is 10:00:00 */
+        r = event_parse_time(s, strlen(s), &us);
+        free(fixed);
         if (r < 0)
                 return -EINVAL;
         time_format_iso(us, out);

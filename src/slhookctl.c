@@ -98,9 +98,10 @@ usage(FILE *f)
                 "  -n, --limit N       at most N rows (0: all; default 100, timeline 1000)\n"
                 "  -V, --version       print the version and exit\n"
                 "  -h, --help          print this help and exit\n\n"
-                "TIME is ISO-8601 (2026-01-31, 2026-01-31T10:00:00Z) or relative to now\n"
-                "(30s, 90m, 2h, 7d, 2w). --since/--until select by event time, --before by\n"
-                "arrival time. See slhookctl(1).\n",
+                "TIME, in UTC unless it names an offset: 2026-01-31, 2026-01-31 10:00[:00],\n"
+                "2026-01-31T10:00:00Z, 2026-01-31T10:00+01:00, now, today, yesterday, @UNIX,\n"
+                "or that long ago: 30s, 90m, -2h, 7d, 2w. --since/--until select by event\n"
+                "time, --before by arrival time. See slhookctl(1).\n",
                 CFG_DEFAULT_PATH);
 }
 
@@ -121,8 +122,9 @@ static int
 parse_time_arg(const char *opt, const char *v, char out[TIME_ISO_LEN])
 {
         if (query_parse_time(v, time_now_us(), out) < 0)
-                return fail("%s: '%s' is not a time (ISO-8601 such as 2026-01-31 or "
-                            "2026-01-31T10:00:00Z, or relative such as 90m, 2h, 7d)", opt, v);
+                return fail("%s: '%s' is not a time (2026-01-31, 2026-01-31 10:00, 2026-01-31T10:00:00Z, "
+                            "an offset such as +01:00, today, yesterday, now, @UNIX, or that long ago: 90m, -2h, 7d)",
+                            opt, v);
         return 0;
 }
 

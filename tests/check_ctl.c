@@ -5,6 +5,8 @@
 #include <yajl/yajl_tree.h>
 
 #include "daemon.h"
+#include "event.h"
+#include "query.h"
 
 struct ctl {
         int status;
@@ -297,6 +299,44 @@ START_TEST(test_relative_times)
 }
 END_TEST
 
+/* What --since and --until take: journalctl's forms, in UTC. */
+START_TEST(test_time_input)
+{
+        static const struct {
+                const char *in, *out;
+        } cases[] = {
+                { "2025-03-04", "2025-03-04T00:00:00.000000Z" },
+                { "2025-03-04 10:00", "2025-03-04T10:00:00.000000Z" },
+                { "2025-03-04 10:00:05", "2025-03-04T10:00:05.000000Z" },
+                { "2025-03-04T10:00", "2025-03-04T10:00:00.000000Z" },
+                { "2025-03-04T10:00:00Z", "2025-03-04T10:00:00.000000Z" },
+                { "2025-03-04T10:00+01:00", "2025-03-04T09:00:00.000000Z" },
+                { "2025-03-04 10:00:00-05:30", "2025-03-04T15:30:00.000000Z" },
+                { "@1741076141", "2025-03-04T08:15:41.000000Z" },
+                { "now", "2026-05-06T07:08:09.000000Z" },
+                { "today", "2026-05-06T00:00:00.000000Z" },
+                { "yesterday", "2026-05-05T00:00:00.000000Z" },
+                { "tomorrow", "2026-05-07T00:00:00.000000Z" },
+                { "2h", "2026-05-06T05:08:09.000000Z" },
+                { "-2h", "2026-05-06T05:08:09.000000Z" },
+                { "90m", "2026-05-06T05:38:09.000000Z" },
+        };
+        static const char *const bad[] = { "2025-03-04 10", "2025-13-04", "@x", "-", "soon", "2h ago", "--2h" };
+        int64_t now;
+        char out[TIME_ISO_LEN];
+        size_t i;
+
+        ck_assert_int_eq(event_parse_time("2026-05-06T07:08:09Z", 20, &now), 0);
+        for (i = 0; i < ARRAY_SIZE(cases); i++) {
+                ck_assert_msg(query_parse_time(cases[i].in, now, out) == 0, "'%s' refused", cases[i].in);
+                ck_assert_msg(strcmp(out, cases[i].out) == 0, "'%s': %s, not %s", cases[i].in, out, cases[i].out);
+        }
+        for (i = 0; i < ARRAY_SIZE(bad); i++)
+                ck_assert_msg(query_parse_time(bad[i], now, out) < 0, "'%s' taken as %s", bad[i], out);
+        /* (test_errors: the command's refusal names the option and the forms.) */
+}
+END_TEST
+
 START_TEST(test_quarantine_commands)
 {
         struct ctl c;
@@ -429,9 +469,9 @@ START_TEST(test_errors)
                 { false, "", 2, "slhookctl: no command given; try 'slhookctl --help'\n" },
                 { true, "frobnicate", 2, "slhookctl: 'frobnicate' is not a command; try 'slhookctl --help'\n" },
                 { true, "events --async", 2, "slhookctl: events: --async is not an option of this command\n" },
-                { true, "events --since yesterday", 2,
-                  "slhookctl: --since: 'yesterday' is not a time (ISO-8601 such as 2026-01-31 or "
-                  "2026-01-31T10:00:00Z, or relative such as 90m, 2h, 7d)\n" },
+                { true, "events --since lately", 2,
+                  "slhookctl: --since: 'lately' is not a time (2026-01-31, 2026-01-31 10:00, 2026-01-31T10:00:00Z, "
+                  "an offset such as +01:00, today, yesterday, now, @UNIX, or that long ago: 90m, -2h, 7d)\n" },
                 { true, "events -f xml", 2, "slhookctl: --format: 'xml' is not one of table, json, csv\n" },
                 { true, "events --limit -3", 2, "slhookctl: --limit: '-3' is not a number of rows (0 for all)\n" },
                 { true, "timeline", 2, "slhookctl: timeline: give --message-id ID or --address A\n" },
@@ -552,6 +592,7 @@ main(void)
         tcase_add_test(tc, test_async_bounces_and_timeline);
         tcase_add_test(tc, test_stats_and_suppressions);
         tcase_add_test(tc, test_relative_times);
+        tcase_add_test(tc, test_time_input);
         tcase_add_test(tc, test_quarantine_commands);
         tcase_add_test(tc, test_prune_and_empty);
         tcase_add_test(tc, test_status);
