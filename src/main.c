@@ -388,8 +388,9 @@ cert_expiry(const struct cfg *cfg, const struct tls_creds *tls)
 }
 
 /* --check: the database can be opened. SQLite: the file read only, or its
- * directory writable when there is no file yet; a failure is a
- * configuration error. PostgreSQL: the password can be read (else a
+ * directory writable when there is no file yet (a directory that does not
+ * exist yet is a warning: under systemd StateDirectory= makes it); a
+ * failure is a configuration error. PostgreSQL: the password can be read (else a
  * configuration error) and a connection made; a server that cannot be
  * reached now is only a warning, so that a reload (which runs --check
  * first) can still replace a certificate while the database is down, and
@@ -400,6 +401,7 @@ check_database(const struct cfg *cfg)
 {
         struct db_conf dbc;
         struct db *db = NULL;
+        struct stat st;
         char *pw = NULL, *err = NULL, *dir, *slash;
         int r;
 
@@ -408,8 +410,17 @@ check_database(const struct cfg *cfg)
                 slash = strrchr(dir, '/');
                 if (slash)
                         *(slash == dir ? slash + 1 : slash) = '\0';
-                r = access(slash ? dir : ".", W_OK | X_OK) < 0 ? -errno : 0;
-                if (r < 0)
+                if (stat(slash ? dir : ".", &st) < 0)
+                        r = -errno;
+                else if (!S_ISDIR(st.st_mode))
+                        r = -ENOTDIR;
+                else
+                        r = access(slash ? dir : ".", W_OK | X_OK) < 0 ? -errno : 0;
+                if (r == -ENOENT) {     /* systemd's StateDirectory= makes it when the unit starts */
+                        fprintf(stderr, "slhookd: warning: %s: [store] database: '%s' does not exist yet; "
+                                "slhookd creates the file, not the directory\n", cfg->file, dir);
+                        r = 0;
+                } else if (r < 0)
                         fprintf(stderr, "slhookd: %s: [store] database: cannot create '%s': %s: %s\n", cfg->file,
                                 cfg->database, slash ? dir : ".", strerror(-r));
                 free(dir);
