@@ -36,10 +36,11 @@ for m in $(printf '%s\n' "$queries" | grep -o '\b\(slhookd\|process\)_[a-z_]*' |
         known "$m" || fail "$m is named by a rule or panel but slhookd does not export it"
         n=$((n + 1))
 done
-for m in $(sed -n 's/^\(slhookd_[a-z_]*\|process_[a-z_]*\)\t.*/\1/p' "$top_srcdir/man/slhookd.8.in"); do
+for m in $(sed -n 's/^\.BR \(slhookd_[a-z_]*\|process_[a-z_]*\) .*/\1/p' "$top_srcdir/man/slhookd.8.in"); do
         echo "$exported" | grep -qx "$m" || fail "slhookd(8) lists $m, which slhookd does not export"
 done
 for m in $exported; do
-        grep -q "^$m	" "$top_srcdir/man/slhookd.8.in" || fail "$m is exported but not in slhookd(8)'s METRICS table"
+        grep -q "^\.BR $m " "$top_srcdir/man/slhookd.8.in" || fail "$m is exported but not in slhookd(8)'s METRICS list"
 done
-echo "rules and dashboard: $n metric names checked, $(echo "$exported" | wc -l) exported, $(sed -n "s/^\(slhookd_[a-z_]*\|process_[a-z_]*\)\t.*/\1/p" "$top_srcdir/man/slhookd.8.in" | wc -l) in slhookd(8)"
+listed=$(sed -n 's/^\.BR \(slhookd_[a-z_]*\|process_[a-z_]*\) .*/\1/p' "$top_srcdir/man/slhookd.8.in" | wc -l)
+echo "rules and dashboard: $n metric names checked; $(echo "$exported" | grep -c .) exported, $listed in slhookd(8)"
