@@ -846,7 +846,7 @@ START_TEST(test_systemd_socket_activate)
 {
         char addr[64];
         struct resp r;
-        int i;
+        int i, status;
 
         daemon_listen();
         close(d.fd);            /* systemd-socket-activate binds a port of its own */
@@ -879,7 +879,15 @@ START_TEST(test_systemd_socket_activate)
         ck_assert(log_has("ready: https://(socket):"));
         ck_assert_int_eq(q("SELECT count(*) FROM events"), 1);
         expect_file("delivered.json", 200);
-        ck_assert_int_eq(daemon_stop(), 0);
+        status = daemon_stop();
+        if (status != 0) {
+                char *log = t_slurp(d.log, NULL);
+
+                fprintf(stderr, "check_e2e: socket-activated slhookd ended with status %d; its log:\n%s\n", status,
+                        log ? log : "(none)");
+                free(log);
+        }
+        ck_assert_int_eq(status, 0);
 }
 END_TEST
 
