@@ -345,6 +345,29 @@ query_status(struct query *q, const struct query_args *a, struct out *o, bool *m
         return run(q, &s, cols, N(cols), a->limit, o, more, reterr);
 }
 
+/* One row about the database itself. */
+int
+query_info(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
+{
+        static const struct out_col cols[] = {
+                { "database", true, true }, { "backend", true, false }, { "schema_version", true, false },
+                { "size_bytes", true, false }, { "events", true, false }, { "messages", true, false },
+                { "quarantined", true, false }, { "newest_received_at", true, false },
+        };
+        struct stmt s = { 0 };
+        bool pg = db_backend(q->db) == DB_POSTGRESQL;
+
+        s.params[s.n++] = db_name(q->db);
+        buf_printf(&s.sql, "SELECT CAST(?1 AS text) AS database, '%s' AS backend, %d AS schema_version, %s AS size_bytes, "
+                   "(SELECT count(*) FROM events) AS events, (SELECT count(*) FROM messages) AS messages, "
+                   "(SELECT count(*) FROM quarantine) AS quarantined, "
+                   "(SELECT received_at FROM events ORDER BY id DESC LIMIT 1) AS newest_received_at",
+                   pg ? "postgresql" : "sqlite", db_schema_version(q->db),
+                   pg ? "pg_database_size(current_database())"
+                      : "(SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size())");
+        return run(q, &s, cols, N(cols), a->limit, o, more, reterr);
+}
+
 /* ---- stats: counts per type, pivoted into one row per period ----
  *
  * Whole hours come from event_counts (kept by the writer); only the parts

@@ -42,6 +42,9 @@ int query_stats(struct query *q, const struct query_args *a, struct out *o, bool
 int query_suppressions(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
 int query_quarantine_list(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
 int query_status(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
+/* The database: its name, backend, schema version, size, rows of events,
+ * messages and quarantine, newest arrival. */
+int query_info(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
 int query_quarantine_show(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
 
 /* TIME for --since/--until/--before: ISO-8601 ("2026-01-31",

@@ -59,6 +59,7 @@ static const struct command {
         { "quarantine", "show", 0, query_quarantine_show, 0 },
         { "quarantine", "replay", 0, NULL, 0 },
         { "status", NULL, 0, query_status, 0 },
+        { "info", NULL, 0, query_info, 0 },
         { "prune", NULL, O_BEFORE, NULL, 0 },
         { "migrate", NULL, O_TO, NULL, 0 },
 };
@@ -70,6 +71,7 @@ static int arg_given;
 static struct query_args arg_q;
 static char arg_before[TIME_ISO_LEN];
 static const char *arg_to;
+static bool arg_help;
 
 static void
 usage(FILE *f)
@@ -87,6 +89,7 @@ usage(FILE *f)
                 "  suppressions  [--address A] [--since TIME] [--until TIME] [--limit N]\n"
                 "  quarantine    [list [--since TIME] [--limit N] | show ID | replay]\n"
                 "  status        each endpoint's webhook, last self-test and validation\n"
+                "  info          the database: size, schema version, rows, newest arrival\n"
                 "  prune         --before TIME   delete events received before TIME\n"
                 "  migrate       --to DSN   copy the SQLite database into PostgreSQL (again:\n"
                 "                what is new since)\n\n"
@@ -103,6 +106,46 @@ usage(FILE *f)
                 "or that long ago: 30s, 90m, -2h, 7d, 2w. --since/--until select by event\n"
                 "time, --before by arrival time. See slhookctl(1).\n",
                 CFG_DEFAULT_PATH);
+}
+
+/* COMMAND --help: its lines of the usage, and how TIME is written; the
+ * whole usage without a command (or for one it does not know). */
+static void
+command_help(const char *name)
+{
+        char *text = NULL, *line, *save = NULL, *key;
+        size_t len = 0;
+        bool in = false, found = false;
+        FILE *f = open_memstream(&text, &len);
+
+        if (f == NULL || name == NULL) {
+                if (f)
+                        fclose(f);
+                free(text);
+                usage(stdout);
+                return;
+        }
+        usage(f);
+        fclose(f);
+        key = xasprintf("  %s ", name);
+        for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                if (strncmp(line, "  ", 2) == 0 && line[2] != ' ')
+                        in = strncmp(line, key, strlen(key)) == 0;
+                if (strncmp(line, "TIME", 4) == 0 && found) {
+                        in = true;      /* the closing paragraph: how TIME is written */
+                        printf("\n");
+                }
+                if (in && !found)
+                        printf("Usage: slhookctl [-c CONF | -d DB] [-f table|json|csv] %s\n", name);
+                if (in) {
+                        printf("%s\n", line);
+                        found = true;
+                }
+        }
+        free(key);
+        free(text);
+        if (!found)
+                usage(stdout);
 }
 
 static int __attribute__((format(printf, 1, 2)))
@@ -224,12 +267,16 @@ parse_args(int argc, char **argv)
                         printf("slhookctl %s\n", PACKAGE_VERSION);
                         exit(EXIT_SUCCESS);
                 case 'h':
-                        usage(stdout);
-                        exit(EXIT_SUCCESS);
+                        arg_help = true;
+                        break;
                 default:
                         fputs("Try 'slhookctl --help'.\n", stderr);
                         return -EINVAL;
                 }
+        }
+        if (arg_help) {
+                command_help(optind < argc ? argv[optind] : NULL);
+                exit(EXIT_SUCCESS);
         }
         if (arg_config && arg_database)
                 return fail("give -c CONF or -d DB, not both");
@@ -315,6 +362,21 @@ is_uri(const char *s)
         return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
 }
 
+/* Whether path starts as a SQLite database does. */
+static bool
+is_sqlite_file(const char *path)
+{
+        char head[16];
+        FILE *f = fopen(path, "re");
+        bool yes;
+
+        if (f == NULL)
+                return false;
+        yes = fread(head, 1, sizeof(head), f) == sizeof(head) && memcmp(head, "SQLite format 3", 16) == 0;
+        fclose(f);
+        return yes;
+}
+
 static int
 target_load(struct target *t)
 {
@@ -329,6 +391,9 @@ target_load(struct target *t)
                                                      .synchronous_full = true };
                 return 0;
         }
+        if (arg_config && is_sqlite_file(arg_config))
+                return fail("-c %s: that is a SQLite database, not a configuration; give it with -d %s",
+                            arg_config, arg_config);
         if (cfg_load(arg_config ? arg_config : CFG_DEFAULT_PATH, CFG_NO_SECRETS, &t->cfg, &err) < 0 ||
             cfg_db_conf(t->cfg, &t->conf, &t->password, &err) < 0) {
                 fail("%s%s", err, arg_config || t->cfg ? "" : " (give -c CONF or -d DB)");

@@ -7,6 +7,7 @@
 #include "daemon.h"
 #include "event.h"
 #include "query.h"
+#include "store.h"
 
 struct ctl {
         int status;
@@ -337,6 +338,46 @@ START_TEST(test_time_input)
 }
 END_TEST
 
+/* COMMAND --help is that command's help; -c given the database says so. */
+START_TEST(test_help_and_wrong_file)
+{
+        struct ctl c;
+        char *want;
+
+        daemon_start("", "");
+        post_event("\"Type\":\"Queued\",\"MessageId\":\"h1\",\"Address\":\"h@example.com\"");
+        c = ctl("events --help");
+        ASSERT_OK(c);
+        ck_assert_msg(strncmp(c.out, "Usage: slhookctl [-c CONF | -d DB] [-f table|json|csv] events\n", 62) == 0,
+                      "%s", c.out);
+        ck_assert_ptr_nonnull(strstr(c.out, "--mailing-id ID"));
+        ck_assert_ptr_nonnull(strstr(c.out, "\nTIME, in UTC"));
+        ck_assert_ptr_null(strstr(c.out, "bounces"));
+        ctl_done(&c);
+        c = ctl("--help");
+        ASSERT_OK(c);
+        ck_assert_ptr_nonnull(strstr(c.out, "  bounces "));
+        ctl_done(&c);
+        /* info: the database in one row. */
+        c = ctl("-d '%s' -f json info", d.db);
+        ASSERT_OK(c);
+        want = xasprintf("{\"database\":\"%s\",\"backend\":\"sqlite\",\"schema_version\":%d,", d.db,
+                         store_schema_version());
+        ck_assert_msg(strncmp(c.out, want, strlen(want)) == 0, "%s", c.out);
+        free(want);
+        ck_assert_ptr_nonnull(strstr(c.out, ",\"events\":1,\"messages\":1,\"quarantined\":0,\"newest_received_at\":\"20"));
+        ck_assert_msg(strstr(c.out, ",\"size_bytes\":0,") == NULL, "%s", c.out);
+        ctl_done(&c);
+        c = ctl("-c '%s' events", d.db);
+        ck_assert_int_eq(c.status, 1);
+        want = xasprintf("slhookctl: -c %s: that is a SQLite database, not a configuration; give it with -d %s\n",
+                         d.db, d.db);
+        ck_assert_str_eq(c.err, want);
+        free(want);
+        ctl_done(&c);
+}
+END_TEST
+
 START_TEST(test_quarantine_commands)
 {
         struct ctl c;
@@ -593,6 +634,7 @@ main(void)
         tcase_add_test(tc, test_stats_and_suppressions);
         tcase_add_test(tc, test_relative_times);
         tcase_add_test(tc, test_time_input);
+        tcase_add_test(tc, test_help_and_wrong_file);
         tcase_add_test(tc, test_quarantine_commands);
         tcase_add_test(tc, test_prune_and_empty);
         tcase_add_test(tc, test_status);

@@ -741,6 +741,28 @@ START_TEST(test_ctl_same)
         }
         fprintf(stderr, "check_pg: %zu slhookctl commands answer the same on SQLite and PostgreSQL (%zu posts)\n",
                 ARRAY_SIZE(cmds), n);
+        /* info: the same rows; the name, backend and size are each its own. */
+        {
+                char *a = ctl(conf_lite, "-f csv info"), *b = ctl(conf_pg, "-f csv info");
+                char *fa[8] = { 0 }, *fb[8] = { 0 }, *pa = strchr(a, '\n'), *pb = strchr(b, '\n');
+                int k;
+
+                ck_assert_msg(pa && pb, "%s%s", a, b);
+                for (k = 0, pa++, pb++; k < 8; k++) {
+                        fa[k] = strsep(&pa, ",\n");
+                        fb[k] = strsep(&pb, ",\n");
+                        ck_assert_msg(fa[k] && fb[k], "info: %d columns", k);
+                }
+                ck_assert_str_eq(fa[1], "sqlite");
+                ck_assert_str_eq(fb[1], "postgresql");
+                for (k = 2; k < 7; k++)
+                        if (k != 3)     /* schema_version, events, messages, quarantined */
+                                ck_assert_msg(strcmp(fa[k], fb[k]) == 0, "info column %d: %s, %s", k, fa[k], fb[k]);
+                ck_assert_msg(atoll(fb[3]) > 0 && atoll(fb[4]) > 0, "size %s, events %s", fb[3], fb[4]);
+                fprintf(stderr, "check_pg: info: %s events, %s messages, %s bytes on PostgreSQL\n", fb[4], fb[5], fb[3]);
+                free(a);
+                free(b);
+        }
         ck_assert_int_eq(daemon_stop(), 0);
         teardown();
         d = lite;
