@@ -430,6 +430,30 @@ table_width(void)
 static const struct out_col replay_cols[] = { { "moved", true, false }, { "kept", true, false } };
 static const struct out_col prune_cols[] = { { "before", true, false }, { "events", true, false }, { "messages", true, false } };
 
+/* After a prune: the pages now free inside the SQLite file, which does
+ * not shrink by itself, and how to give them back. */
+static void
+free_pages_note(const struct db_conf *conf)
+{
+        struct db *db = NULL;
+        struct db_stmt *st = NULL;
+        char *err = NULL;
+
+        if (db_open(conf, DB_READONLY, &db, &err) < 0 ||
+            db_prepare(db, "SELECT freelist_count, page_size FROM pragma_freelist_count(), pragma_page_size()", 0,
+                       &st) < 0) {
+                free(err);
+                db_close(db);
+                return;
+        }
+        if (db_step(st) > 0 && db_int(st, 0) > 0)
+                fprintf(stderr, "slhookctl: %s: %lld pages (%lld bytes) are free inside the file, which does not "
+                        "shrink by itself; to give them back: sqlite3 %s 'VACUUM' (see doc/operations.md)\n",
+                        conf->path, (long long) db_int(st, 0), (long long) (db_int(st, 0) * db_int(st, 1)), conf->path);
+        db_finalize(st);
+        db_close(db);
+}
+
 /* The two writing commands go through the store, as the daemon does. */
 static int
 write_command(const struct command *c, const struct db_conf *conf, struct out *o)
@@ -477,6 +501,8 @@ write_command(const struct command *c, const struct db_conf *conf, struct out *o
                 if (tq)
                         fprintf(stderr, "slhookctl: also deleted %llu quarantined payloads received before %s\n",
                                 (unsigned long long) tq, arg_before);
+                if (conf->backend == DB_SQLITE)
+                        free_pages_note(conf);
         } else {
                 unsigned moved, kept;
 
