@@ -26,7 +26,7 @@
 enum {
         O_TYPE = 1 << 0, O_ADDRESS = 1 << 1, O_MESSAGE_ID = 1 << 2, O_MAILING_ID = 1 << 3,
         O_SINCE = 1 << 4, O_UNTIL = 1 << 5, O_LIMIT = 1 << 6, O_ASYNC = 1 << 7, O_BY = 1 << 8,
-        O_BEFORE = 1 << 9, O_TO = 1 << 10,
+        O_BEFORE = 1 << 9, O_TO = 1 << 10, O_DRY_RUN = 1 << 11,
 };
 
 static const struct {
@@ -36,7 +36,7 @@ static const struct {
         { O_TYPE, "--type" }, { O_ADDRESS, "--address" }, { O_MESSAGE_ID, "--message-id" },
         { O_MAILING_ID, "--mailing-id" }, { O_SINCE, "--since" }, { O_UNTIL, "--until" },
         { O_LIMIT, "--limit" }, { O_ASYNC, "--async" }, { O_BY, "--by" }, { O_BEFORE, "--before" },
-        { O_TO, "--to" },
+        { O_TO, "--to" }, { O_DRY_RUN, "--dry-run" },
 };
 
 typedef int (*query_fn)(struct query *, const struct query_args *, struct out *, bool *, char **);
@@ -60,7 +60,7 @@ static const struct command {
         { "quarantine", "replay", 0, NULL, 0 },
         { "status", NULL, 0, query_status, 0 },
         { "info", NULL, 0, query_info, 0 },
-        { "prune", NULL, O_BEFORE, NULL, 0 },
+        { "prune", NULL, O_BEFORE | O_DRY_RUN, NULL, 0 },
         { "migrate", NULL, O_TO, NULL, 0 },
 };
 
@@ -90,7 +90,8 @@ usage(FILE *f)
                 "  quarantine    [list [--since TIME] [--limit N] | show ID | replay]\n"
                 "  status        each endpoint's webhook, last self-test and validation\n"
                 "  info          the database: size, schema version, rows, newest arrival\n"
-                "  prune         --before TIME   delete events received before TIME\n"
+                "  prune         --before TIME [--dry-run]   delete events received before TIME\n"
+                "                (--dry-run: count what would go, delete nothing)\n"
                 "  migrate       --to DSN   copy the SQLite database into PostgreSQL (again:\n"
                 "                what is new since)\n\n"
                 "Options:\n"
@@ -189,6 +190,7 @@ parse_args(int argc, char **argv)
                 { "by", required_argument, NULL, 'y' },
                 { "to", required_argument, NULL, 'T' },
                 { "async", no_argument, NULL, 'A' },
+                { "dry-run", no_argument, NULL, 'D' },
                 { "version", no_argument, NULL, 'V' },
                 { "help", no_argument, NULL, 'h' },
                 { NULL, 0, NULL, 0 },
@@ -262,6 +264,9 @@ parse_args(int argc, char **argv)
                 case 'A':
                         arg_q.async = true;
                         arg_given |= O_ASYNC;
+                        break;
+                case 'D':
+                        arg_given |= O_DRY_RUN;
                         break;
                 case 'V':
                         printf("slhookctl %s\n", PACKAGE_VERSION);
@@ -454,6 +459,45 @@ free_pages_note(const struct db_conf *conf)
         db_close(db);
 }
 
+/* prune --dry-run: what prune would delete, read only. */
+static int
+prune_dry_run(const struct db_conf *conf, struct out *o)
+{
+        static const char *const sql =
+                "SELECT (SELECT count(*) FROM events WHERE received_at < ?1), "
+                "(SELECT count(*) FROM messages WHERE updated_at < ?1), "
+                "(SELECT count(*) FROM quarantine WHERE received_at < ?1)";
+        struct db *db = NULL;
+        struct db_stmt *st = NULL;
+        char *err = NULL, a[24], b[24];
+        const char *vals[3] = { arg_before, a, b };
+        bool num[3] = { false, true, true };
+        int r = -EIO;
+
+        if (db_open(conf, DB_READONLY, &db, &err) < 0) {
+                fail("%s", err);
+                free(err);
+                return -EIO;
+        }
+        if (db_prepare(db, sql, 0, &st) == 0) {
+                db_bind_text(st, 1, arg_before);
+                if (db_step(st) > 0) {
+                        snprintf(a, sizeof(a), "%lld", (long long) db_int(st, 0));
+                        snprintf(b, sizeof(b), "%lld", (long long) db_int(st, 1));
+                        out_columns(o, prune_cols, 3);
+                        out_row(o, vals, num);
+                        fprintf(stderr, "slhookctl: dry run, nothing deleted; %lld quarantined payloads would go too\n",
+                                (long long) db_int(st, 2));
+                        r = 0;
+                }
+        }
+        if (r < 0)
+                fail("%s: %s", db_name(db), db_errmsg(db));
+        db_finalize(st);
+        db_close(db);
+        return r;
+}
+
 /* The two writing commands go through the store, as the daemon does. */
 static int
 write_command(const struct command *c, const struct db_conf *conf, struct out *o)
@@ -468,6 +512,8 @@ write_command(const struct command *c, const struct db_conf *conf, struct out *o
         /* Never create a SQLite database here. */
         if (conf->backend == DB_SQLITE && stat(conf->path, &sb) < 0)
                 return fail("%s: cannot open database: %s", conf->path, strerror(errno));
+        if (arg_given & O_DRY_RUN)
+                return prune_dry_run(conf, o);
         if (store_open(conf, &s, &err) < 0) {
                 fail("%s", err);
                 free(err);

@@ -445,6 +445,14 @@ START_TEST(test_prune_and_empty)
         ctl_done(&c);
         expect("{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"nope\"}", 200);  /* quarantined */
         ck_assert_int_eq(q("SELECT count(*) FROM quarantine"), 1);
+        /* --dry-run counts what would go and deletes nothing. */
+        c = ctl("-d '%s' prune --before 2100-01-01 --dry-run -f csv", d.db);
+        ASSERT_OK(c);
+        ck_assert_msg(strstr(c.out, ",65,62\n") != NULL, "%s", c.out);
+        ck_assert_msg(strstr(c.err, "dry run, nothing deleted; 1 quarantined payloads would go too") != NULL, "%s", c.err);
+        ctl_done(&c);
+        ck_assert_int_eq(q("SELECT count(*) FROM events"), 65);
+        ck_assert_int_eq(q("SELECT count(*) FROM quarantine"), 1);
         c = ctl("-d '%s' prune --before 2100-01-01 -f csv", d.db);
         ASSERT_OK(c);
         ck_assert_msg(strstr(c.out, ",65,62\n") != NULL, "%s", c.out);
