@@ -623,17 +623,20 @@ msg_to_arrays(struct store_pg *p, int a, const struct msg *x)
         store_pg_arr_text(&p->arr[a++], m->reason);
 }
 
-/* Round 2: the new messages, with the ids taken for them. */
+/* Round 2: the messages a new event touched, either those that existed
+ * (found: written back by primary key) or the new ones (inserted with the
+ * ids taken for them); both statements take the same columns. */
 static int
-send_new_messages(struct store_pg *p)
+send_messages(struct store_pg *p, bool found)
 {
+        struct db_stmt *st = p->st[found ? SP_MSG_UPDATE : SP_MSG_INSERT];
         size_t i, n = 0;
 
         arrs_reset(p);
         for (i = 0; i < p->nmsgs; i++) {
                 const struct msg *x = &p->msgs[i];
 
-                if (x->found || !x->touched)
+                if (x->found != found || !x->touched)
                         continue;
                 store_pg_arr_int(&p->arr[0], true, x->id);
                 store_pg_arr_int(&p->arr[1], true, x->k.server_id);
@@ -645,8 +648,8 @@ send_new_messages(struct store_pg *p)
         }
         if (n == 0)
                 return 0;
-        arrs_bind(p, p->st[SP_MSG_INSERT], 5 + MSG_NCOLS);
-        return db_send(p->st[SP_MSG_INSERT]);
+        arrs_bind(p, st, 5 + MSG_NCOLS);
+        return db_send(st);
 }
 
 /* Round 2: queue the insert of n events (items v[0..n)). */
@@ -709,33 +712,6 @@ send_events(struct store_pg *p)
         return 0;
 }
 
-/* Round 2: write back the messages that existed. */
-static int
-send_updates(struct store_pg *p)
-{
-        struct db_stmt *st = p->st[SP_MSG_UPDATE];
-        size_t i, n = 0;
-
-        arrs_reset(p);
-        for (i = 0; i < p->nmsgs; i++) {
-                const struct msg *x = &p->msgs[i];
-
-                if (!x->found || !x->touched)
-                        continue;
-                store_pg_arr_int(&p->arr[0], true, x->id);
-                store_pg_arr_int(&p->arr[1], true, x->k.server_id);
-                store_pg_arr_text(&p->arr[2], x->k.message_id);
-                store_pg_arr_text(&p->arr[3], x->k.address);
-                store_pg_arr_int(&p->arr[4], true, x->is_test);
-                msg_to_arrays(p, 5, x);
-                n++;
-        }
-        if (n == 0)
-                return 0;
-        arrs_bind(p, st, 5 + MSG_NCOLS);
-        return db_send(st);
-}
-
 int
 store_pg_flush(struct store_pg *p, void (*done)(void *arg, struct store_job *job, struct event *ev, bool stored),
                void *arg)
@@ -761,7 +737,7 @@ store_pg_flush(struct store_pg *p, void (*done)(void *arg, struct store_job *job
                 it->msg->touched = true;
         }
         /* Round 2, queued: its answers come with the COMMIT's. */
-        if (send_new_messages(p) < 0 || send_events(p) < 0 || send_updates(p) < 0)
+        if (send_messages(p, false) < 0 || send_events(p) < 0 || send_messages(p, true) < 0)
                 return -1;
         for (i = 0; i < p->n; i++)
                 done(arg, p->items[i].job, p->items[i].ev, !p->items[i].dup);
