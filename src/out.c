@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "event.h"
 #include "out.h"
 #include "util.h"
 
@@ -13,7 +14,7 @@ struct out {
         FILE *f;
         enum out_format fmt;
         unsigned width;
-        bool vertical;
+        bool vertical, local;
         const struct out_col *cols;
         size_t ncols;
         /* table: every row kept (sanitised) until out_end sizes the columns */
@@ -46,6 +47,12 @@ out_new(FILE *f, enum out_format fmt, unsigned width, bool vertical)
         o->width = width;
         o->vertical = vertical;
         return o;
+}
+
+void
+out_local_times(struct out *o)
+{
+        o->local = true;
 }
 
 static void
@@ -121,6 +128,14 @@ is_time(const char *v)
         return v && strlen(v) == 27 && v[4] == '-' && v[10] == 'T' && v[19] == '.' && v[26] == 'Z';
 }
 
+/* A time out_row wrote in the local zone, "…SS.ffffff+HH:MM"? */
+static bool
+is_local_time(const char *v)
+{
+        return v && strlen(v) == 32 && v[4] == '-' && v[10] == 'T' && v[19] == '.' &&
+               (v[26] == '+' || v[26] == '-') && v[29] == ':';
+}
+
 /* A table cell: controls and broken UTF-8 as '?', so no value can move the
  * cursor or change the terminal; times to the second. */
 static char *
@@ -133,6 +148,11 @@ sanitize(const char *v)
         if (is_time(v)) {
                 buf_append(&b, v, 19);
                 buf_puts(&b, "Z");
+                return b.data;
+        }
+        if (is_local_time(v)) {         /* to the second, and the offset */
+                buf_append(&b, v, 19);
+                buf_puts(&b, v + 26);
                 return b.data;
         }
         buf_puts(&b, "");
@@ -155,9 +175,26 @@ sanitize(const char *v)
 }
 
 void
-out_row(struct out *o, const char *const *v, const bool *num)
+out_row(struct out *o, const char *const *values, const bool *num)
 {
+        const char *const *v = values;
+        const char **lv = NULL;
+        char (*ltime)[TIME_LOCAL_LEN] = NULL;
+        int64_t us;
         size_t i;
+
+        if (o->local) {
+                lv = xreallocarray(NULL, o->ncols, sizeof(*lv));
+                ltime = xreallocarray(NULL, o->ncols, sizeof(*ltime));
+                for (i = 0; i < o->ncols; i++) {
+                        lv[i] = values[i];
+                        if (is_time(values[i]) && event_parse_time(values[i], 27, &us) == 0) {
+                                time_format_local(us, ltime[i]);
+                                lv[i] = ltime[i];
+                        }
+                }
+                v = lv;
+        }
 
         switch (o->fmt) {
         case OUT_JSON:
@@ -197,6 +234,8 @@ out_row(struct out *o, const char *const *v, const bool *num)
                 o->nrows++;
                 break;
         }
+        free(lv);
+        free(ltime);
 }
 
 /* Display width: one column per code point. */

@@ -26,6 +26,10 @@ int out_parse_format(const char *s, enum out_format *ret);
  * shows each row as "name: value" lines instead (for single records). */
 struct out *out_new(FILE *f, enum out_format fmt, unsigned width, bool vertical);
 
+/* Times in the rows to come are written in the local zone (TZ), with their
+ * offset, instead of UTC. */
+void out_local_times(struct out *o);
+
 /* The columns of the rows to come; the array must outlive the out. */
 void out_columns(struct out *o, const struct out_col *cols, size_t n);
 

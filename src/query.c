@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 
 #include "db.h"
@@ -560,19 +561,45 @@ query_stats(struct query *q, const struct query_args *a, struct out *o, bool *mo
 
 /* ---- arguments ---- */
 
+/* Wall-clock fields read as UTC (us) → the same fields in the local zone. */
+static int64_t
+utc_fields_as_local(int64_t us)
+{
+        time_t sec = (time_t) (us / 1000000);
+        struct tm tm;
+
+        gmtime_r(&sec, &tm);
+        tm.tm_isdst = -1;
+        return (int64_t) mktime(&tm) * 1000000 + us % 1000000;
+}
+
 int
-query_parse_time(const char *s, int64_t now_us, char out[TIME_ISO_LEN])
+query_parse_time(const char *s, int64_t now_us, bool local, char out[TIME_ISO_LEN])
 {
         size_t len = strlen(s);
-        int64_t n, unit, us, midnight = now_us - now_us % (86400 * INT64_C(1000000));
+        int64_t n, unit, us;
         char *fixed = NULL;
+        bool zoned;
         int r;
 
-        /* What journalctl takes, in UTC: now, today, yesterday, tomorrow, @UNIX. */
+        /* What journalctl takes: now, today, yesterday, tomorrow, @UNIX. */
         if (strcmp(s, "now") == 0 || strcmp(s, "today") == 0 || strcmp(s, "yesterday") == 0 ||
             strcmp(s, "tomorrow") == 0) {
                 n = s[0] == 'y' ? -1 : strcmp(s, "tomorrow") == 0 ? 1 : 0;
-                time_format_iso(s[0] == 'n' ? now_us : midnight + n * 86400 * INT64_C(1000000), out);
+                us = now_us - now_us % (86400 * INT64_C(1000000)) + n * 86400 * INT64_C(1000000);
+                if (s[0] == 'n') {
+                        us = now_us;
+                } else if (local) {     /* the local midnight (a day is not 24 h across DST) */
+                        time_t now = (time_t) (now_us / 1000000);
+                        struct tm tm;
+
+                        localtime_r(&now, &tm);
+                        tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+                        tm.tm_mday += (int) n;
+                        tm.tm_isdst = -1;
+                        us = (int64_t) mktime(&tm) * 1000000;
+                }
+                time_format_iso(us, out);
                 return 0;
         }
         if (s[0] == '@') {
@@ -599,14 +626,18 @@ query_parse_time(const char *s, int64_t now_us, char out[TIME_ISO_LEN])
                 time_format_iso(now_us - n * unit * 1000000, out);
                 return 0;
         }
-        if (len == 10)                  /* a date: its midnight, UTC */
-                s = fixed = xasprintf("%sT00:00:00Z", s);
+        if (len == 10)                  /* a date: its midnight */
+                s = fixed = xasprintf("%sT00:00:00", s);
         else if (len >= 16 && s[13] == ':' && (len == 16 || s[16] != ':'))
                 s = fixed = xasprintf("%.16s:00%s", s, s + 16);         /* 10:00 is 10:00:00 */
+        /* No Z and no offset after the seconds: UTC, or local with --local. */
+        zoned = strlen(s) < 19 || s[13] != ':' || strpbrk(s + 19, "Zz+-") != NULL;
         r = event_parse_time(s, strlen(s), &us);
         free(fixed);
         if (r < 0)
                 return -EINVAL;
+        if (local && !zoned)
+                us = utc_fields_as_local(us);
         time_format_iso(us, out);
         return 0;
 }

@@ -48,9 +48,12 @@ int query_info(struct query *q, const struct query_args *a, struct out *o, bool 
 int query_quarantine_show(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
 
 /* TIME for --since/--until/--before: ISO-8601 ("2026-01-31",
- * "2026-01-31T10:00:00Z", with an offset or fraction) or relative to now_us
- * ("30s", "90m", "2h", "7d", "2w"). Writes the UTC form the database uses. */
-int query_parse_time(const char *s, int64_t now_us, char out[TIME_ISO_LEN]);
+ * "2026-01-31 10:00", "2026-01-31T10:00:00Z", with an offset or fraction),
+ * now, today, yesterday, tomorrow, @UNIX, or relative to now_us ("30s",
+ * "90m", "2h", "7d", "2w"). A time without Z or an offset, and the
+ * midnights, are UTC, or in the local zone (TZ) when local. Writes the UTC
+ * form the database uses. */
+int query_parse_time(const char *s, int64_t now_us, bool local, char out[TIME_ISO_LEN]);
 
 /* The stored type for a --type argument, matched case-insensitively
  * ("delivered" is "Sent"); unknown names are returned as given (unknown wire

@@ -71,7 +71,7 @@ static int arg_given;
 static struct query_args arg_q;
 static char arg_before[TIME_ISO_LEN];
 static const char *arg_to;
-static bool arg_help;
+static bool arg_help, arg_local;
 
 static void
 usage(FILE *f)
@@ -100,12 +100,14 @@ usage(FILE *f)
                 "  -d, --database DB   the database itself: a SQLite file or a postgresql:// URI\n"
                 "  -f, --format F      table (default), json (one object per line) or csv\n"
                 "  -n, --limit N       at most N rows (0: all; default 100, timeline 1000)\n"
+                "      --local         times in the local zone (TZ), printed and read\n"
                 "  -V, --version       print the version and exit\n"
                 "  -h, --help          print this help and exit\n\n"
-                "TIME, in UTC unless it names an offset: 2026-01-31, 2026-01-31 10:00[:00],\n"
-                "2026-01-31T10:00:00Z, 2026-01-31T10:00+01:00, now, today, yesterday, @UNIX,\n"
-                "or that long ago: 30s, 90m, -2h, 7d, 2w. --since/--until select by event\n"
-                "time, --before by arrival time. See slhookctl(1).\n",
+                "TIME, in UTC (local with --local) unless it names an offset: 2026-01-31,\n"
+                "2026-01-31 10:00[:00], 2026-01-31T10:00:00Z, 2026-01-31T10:00+01:00, now,\n"
+                "today, yesterday, @UNIX, or that long ago: 30s, 90m, -2h, 7d, 2w.\n"
+                "--since/--until select by event time, --before by arrival time.\n"
+                "See slhookctl(1).\n",
                 CFG_DEFAULT_PATH);
 }
 
@@ -165,7 +167,7 @@ fail(const char *fmt, ...)
 static int
 parse_time_arg(const char *opt, const char *v, char out[TIME_ISO_LEN])
 {
-        if (query_parse_time(v, time_now_us(), out) < 0)
+        if (v && query_parse_time(v, time_now_us(), arg_local, out) < 0)
                 return fail("%s: '%s' is not a time (2026-01-31, 2026-01-31 10:00, 2026-01-31T10:00:00Z, "
                             "an offset such as +01:00, today, yesterday, now, @UNIX, or that long ago: 90m, -2h, 7d)",
                             opt, v);
@@ -191,10 +193,12 @@ parse_args(int argc, char **argv)
                 { "to", required_argument, NULL, 'T' },
                 { "async", no_argument, NULL, 'A' },
                 { "dry-run", no_argument, NULL, 'D' },
+                { "local", no_argument, NULL, 'L' },
                 { "version", no_argument, NULL, 'V' },
                 { "help", no_argument, NULL, 'h' },
                 { NULL, 0, NULL, 0 },
         };
+        const char *since = NULL, *until = NULL, *before = NULL;
         int64_t n;
         int c;
 
@@ -234,18 +238,15 @@ parse_args(int argc, char **argv)
                         arg_given |= O_MAILING_ID;
                         break;
                 case 's':
-                        if (parse_time_arg("--since", optarg, arg_q.since) < 0)
-                                return -EINVAL;
+                        since = optarg;
                         arg_given |= O_SINCE;
                         break;
                 case 'u':
-                        if (parse_time_arg("--until", optarg, arg_q.until) < 0)
-                                return -EINVAL;
+                        until = optarg;
                         arg_given |= O_UNTIL;
                         break;
                 case 'b':
-                        if (parse_time_arg("--before", optarg, arg_before) < 0)
-                                return -EINVAL;
+                        before = optarg;
                         arg_given |= O_BEFORE;
                         break;
                 case 'y':
@@ -268,6 +269,9 @@ parse_args(int argc, char **argv)
                 case 'D':
                         arg_given |= O_DRY_RUN;
                         break;
+                case 'L':
+                        arg_local = true;
+                        break;
                 case 'V':
                         printf("slhookctl %s\n", PACKAGE_VERSION);
                         exit(EXIT_SUCCESS);
@@ -285,6 +289,10 @@ parse_args(int argc, char **argv)
         }
         if (arg_config && arg_database)
                 return fail("give -c CONF or -d DB, not both");
+        /* After every option: --local changes how they read. */
+        if (parse_time_arg("--since", since, arg_q.since) < 0 || parse_time_arg("--until", until, arg_q.until) < 0 ||
+            parse_time_arg("--before", before, arg_before) < 0)
+                return -EINVAL;
         return 0;
 }
 
@@ -649,6 +657,8 @@ main(int argc, char **argv)
         if (target_load(&t) < 0)
                 return 1;
         o = out_new(stdout, arg_format, table_width(), c->sub && strcmp(c->sub, "show") == 0);
+        if (arg_local)
+                out_local_times(o);
         if (strcmp(c->name, "migrate") == 0)
                 r = migrate_command(&t.conf, o);
         else if (c->fn == NULL)

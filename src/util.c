@@ -268,6 +268,27 @@ time_format_iso(int64_t usec, char out[TIME_ISO_LEN])
                  (unsigned long) frac % 1000000ul);
 }
 
+void
+time_format_local(int64_t usec, char out[TIME_LOCAL_LEN])
+{
+        time_t sec = (time_t) (usec / 1000000);
+        long frac = (long) (usec % 1000000), off;
+        struct tm tm;
+
+        if (frac < 0) {
+                frac += 1000000;
+                sec--;
+        }
+        localtime_r(&sec, &tm);
+        off = tm.tm_gmtoff / 60;
+        snprintf(out, TIME_LOCAL_LEN, "%04u-%02u-%02uT%02u:%02u:%02u.%06lu%c%02u:%02u",
+                 (unsigned) (tm.tm_year + 1900) % 10000u, (unsigned) (tm.tm_mon + 1) % 100u,
+                 (unsigned) tm.tm_mday % 100u, (unsigned) tm.tm_hour % 100u,
+                 (unsigned) tm.tm_min % 100u, (unsigned) tm.tm_sec % 100u,
+                 (unsigned long) frac % 1000000ul, off < 0 ? '-' : '+',
+                 (unsigned) (labs(off) / 60) % 100u, (unsigned) (labs(off) % 60));
+}
+
 int64_t
 time_now_us(void)
 {

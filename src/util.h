@@ -56,6 +56,10 @@ void time_now_iso(char out[TIME_ISO_LEN]);
 int64_t time_now_us(void);
 /* Format microseconds since the epoch the same way. */
 void time_format_iso(int64_t usec, char out[TIME_ISO_LEN]);
+/* The same instant in the local zone (TZ) with its offset:
+ * "YYYY-MM-DDTHH:MM:SS.ffffff+HH:MM" (32 bytes + NUL). */
+#define TIME_LOCAL_LEN 40
+void time_format_local(int64_t usec, char out[TIME_LOCAL_LEN]);
 /* Monotonic clock in microseconds. */
 int64_t time_mono_us(void);
 

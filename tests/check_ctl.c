@@ -329,12 +329,113 @@ START_TEST(test_time_input)
 
         ck_assert_int_eq(event_parse_time("2026-05-06T07:08:09Z", 20, &now), 0);
         for (i = 0; i < ARRAY_SIZE(cases); i++) {
-                ck_assert_msg(query_parse_time(cases[i].in, now, out) == 0, "'%s' refused", cases[i].in);
+                ck_assert_msg(query_parse_time(cases[i].in, now, false, out) == 0, "'%s' refused", cases[i].in);
                 ck_assert_msg(strcmp(out, cases[i].out) == 0, "'%s': %s, not %s", cases[i].in, out, cases[i].out);
         }
         for (i = 0; i < ARRAY_SIZE(bad); i++)
-                ck_assert_msg(query_parse_time(bad[i], now, out) < 0, "'%s' taken as %s", bad[i], out);
+                ck_assert_msg(query_parse_time(bad[i], now, false, out) < 0, "'%s' taken as %s", bad[i], out);
         /* (test_errors: the command's refusal names the option and the forms.) */
+}
+END_TEST
+
+/* --local: a TIME without Z or an offset, and the midnights, in the local
+ * zone (a POSIX TZ rule with daylight saving, so no tzdata is needed). */
+START_TEST(test_time_input_local)
+{
+        static const struct {
+                const char *now, *in, *out;
+        } cases[] = {
+                { "2026-05-06T07:08:09Z", "2025-03-04", "2025-03-03T23:00:00.000000Z" },
+                { "2026-05-06T07:08:09Z", "2025-03-04 10:00", "2025-03-04T09:00:00.000000Z" },
+                { "2026-05-06T07:08:09Z", "2025-07-04T10:00:05", "2025-07-04T08:00:05.000000Z" },
+                { "2026-05-06T07:08:09Z", "2025-03-04T10:00:00Z", "2025-03-04T10:00:00.000000Z" },
+                { "2026-05-06T07:08:09Z", "2025-03-04T10:00+05:00", "2025-03-04T05:00:00.000000Z" },
+                { "2026-05-06T07:08:09Z", "@1741076141", "2025-03-04T08:15:41.000000Z" },
+                { "2026-05-06T07:08:09Z", "now", "2026-05-06T07:08:09.000000Z" },
+                { "2026-05-06T07:08:09Z", "2h", "2026-05-06T05:08:09.000000Z" },
+                { "2026-05-06T07:08:09Z", "today", "2026-05-05T22:00:00.000000Z" },
+                { "2026-05-05T23:30:00Z", "today", "2026-05-05T22:00:00.000000Z" },   /* 01:30 local */
+                /* 2026-03-29, the day daylight saving began, is 23 hours long */
+                { "2026-03-29T12:00:00Z", "today", "2026-03-28T23:00:00.000000Z" },
+                { "2026-03-29T12:00:00Z", "tomorrow", "2026-03-29T22:00:00.000000Z" },
+                { "2026-03-29T12:00:00Z", "yesterday", "2026-03-27T23:00:00.000000Z" },
+                { "2026-03-28T12:00:00Z", "tomorrow", "2026-03-28T23:00:00.000000Z" },
+        };
+        char out[TIME_ISO_LEN], loc[TIME_LOCAL_LEN];
+        int64_t now;
+        size_t i;
+
+        setenv("TZ", "CET-1CEST,M3.5.0,M10.5.0/3", 1);
+        tzset();
+        for (i = 0; i < ARRAY_SIZE(cases); i++) {
+                ck_assert_int_eq(event_parse_time(cases[i].now, strlen(cases[i].now), &now), 0);
+                ck_assert_msg(query_parse_time(cases[i].in, now, true, out) == 0, "'%s' refused", cases[i].in);
+                ck_assert_msg(strcmp(out, cases[i].out) == 0, "'%s' at %s: %s, not %s", cases[i].in, cases[i].now,
+                              out, cases[i].out);
+        }
+        ck_assert_int_eq(event_parse_time("2025-03-04T10:00:00.25Z", 23, &now), 0);
+        time_format_local(now, loc);
+        ck_assert_str_eq(loc, "2025-03-04T11:00:00.250000+01:00");
+        setenv("TZ", "XXX+05:30", 1);
+        tzset();
+        time_format_local(now, loc);
+        ck_assert_str_eq(loc, "2025-03-04T04:30:00.250000-05:30");
+        unsetenv("TZ");
+        tzset();
+}
+END_TEST
+
+/* slhookctl ARGS with TZ set to 01:30 east of UTC */
+static struct ctl
+ctl_tz(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static struct ctl
+ctl_tz(const char *fmt, ...)
+{
+        va_list ap;
+        char *args;
+        struct ctl c;
+
+        va_start(ap, fmt);
+        ck_assert_int_ge(vasprintf(&args, fmt, ap), 0);
+        va_end(ap);
+        c = ctl_env("TZ='XXX-01:30'", args);
+        free(args);
+        return c;
+}
+
+/* --local prints times in the local zone with their offset, in every
+ * format, and reads TIME there too. */
+START_TEST(test_local_output)
+{
+        struct ctl c;
+
+        daemon_start("", "");
+        post_story();
+        c = ctl_tz("-d '%s' --local stats --since '2025-03-04 09:30' --until '2025-03-04 11:30' -f csv", d.db);
+        ASSERT_OK(c);
+        ck_assert_str_eq(c.out,
+                         "from,to,total,queued,sent,failed,deferred,complaint,click,open,unsubscribe,other\n"
+                         "2025-03-04T09:30:00.000000+01:30,2025-03-04T11:30:00.000000+01:30,"
+                         "3,1,2,0,0,0,0,0,0,0\n");
+        ctl_done(&c);
+        c = ctl_tz("-d '%s' timeline --message-id m1 --local -f json", d.db);
+        ASSERT_OK(c);
+        /* stored times move; date_time is the wire's own text and stays */
+        ck_assert_msg(strstr(c.out, "\"occurred_at\":\"2025-03-04T09:45:41.000000+01:30\"") &&
+                      strstr(c.out, "\"date_time\":\"2025-03-04T08:15:41Z\"") &&
+                      strstr(c.out, "\"received_at\":\"") && !strstr(c.out, "000Z\""), "%s", c.out);
+        ctl_done(&c);
+        c = ctl_tz("-d '%s' timeline --message-id m1 --local", d.db);
+        ASSERT_OK(c);
+        ck_assert_msg(strstr(c.out, ":00+01:30 ") || strstr(c.out, "+01:30 "), "%s", c.out);
+        ck_assert_ptr_null(strstr(c.out, "Z "));
+        ctl_done(&c);
+        /* without --local, the same zone changes nothing */
+        c = ctl_tz("-d '%s' timeline --message-id m1 -f json", d.db);
+        ASSERT_OK(c);
+        ck_assert_ptr_null(strstr(c.out, "+01:30"));
+        ctl_done(&c);
 }
 END_TEST
 
@@ -654,6 +755,8 @@ main(void)
         tcase_add_test(tc, test_stats_and_suppressions);
         tcase_add_test(tc, test_relative_times);
         tcase_add_test(tc, test_time_input);
+        tcase_add_test(tc, test_time_input_local);
+        tcase_add_test(tc, test_local_output);
         tcase_add_test(tc, test_help_and_wrong_file);
         tcase_add_test(tc, test_quarantine_commands);
         tcase_add_test(tc, test_prune_and_empty);
