@@ -478,28 +478,30 @@ read_key(const struct cfg *cfg, char **reterr)
         const char *creds = getenv("CREDENTIALS_DIRECTORY");
         char *data = NULL, *path = NULL, *key;
         size_t len;
-        int r = file_read(cfg->api_key_file, 4096, &data, &len);
+        int r = file_read(cfg->api_key_file, 4096, &data, &len), fr = r;
 
-        if (r < 0 && creds) {
+        if (r < 0 && creds && creds[0]) {
                 path = xasprintf("%s/api-key", creds);
                 r = file_read(path, 4096, &data, &len);
+                free(path);
         }
         if (r < 0) {
                 *reterr = xasprintf("%s: [api] key_file: cannot read '%s': %s", cfg->file, cfg->api_key_file,
-                                    strerror(-r));
-                free(path);
+                                    strerror(-fr));
                 return NULL;
         }
-        free(path);
         key = xstrdup(str_trim(data));
         freezero(data, len);
-        if (key[0] == '\0' || strpbrk(key, "\r\n")) {
+        if (key[0] == '\0' && fr < 0)   /* the unit's empty default: no key file */
+                *reterr = xasprintf("%s: [api] key_file: cannot read '%s': %s, and the credential api-key "
+                                    "is empty", cfg->file, cfg->api_key_file, strerror(-fr));
+        else if (key[0] == '\0' || strpbrk(key, "\r\n"))
                 *reterr = xasprintf("%s: [api] key_file: '%s' does not hold one API key", cfg->file,
-                                    cfg->api_key_file);
-                freezero(key, strlen(key));
-                return NULL;
-        }
-        return key;
+                                    fr < 0 ? "$CREDENTIALS_DIRECTORY/api-key" : cfg->api_key_file);
+        else
+                return key;
+        freezero(key, strlen(key));
+        return NULL;
 }
 
 int

@@ -490,6 +490,33 @@ START_TEST(test_missing_key_file)
 }
 END_TEST
 
+/* The unit's default when /etc/slhookd/api-key is absent (SetCredential=
+ * api-key:\n): with [api] that is a configuration error naming both. */
+START_TEST(test_empty_key_credential)
+{
+        char *api = api_section("main", "/socketlabs/events", 2, NULL), *key = file_in("api-key");
+        char *creds = file_in("creds"), *cred;
+        int i, status;
+
+        unlink(key);
+        ck_assert_int_eq(mkdir(creds, 0700), 0);
+        cred = xasprintf("%s/api-key", creds);
+        t_write(cred, "\n");
+        setenv("CREDENTIALS_DIRECTORY", creds, 1);
+        daemon_start_expect_exit("", api);
+        for (i = 0; i < 200 && waitpid(d.pid, &status, WNOHANG) != d.pid; i++)
+                usleep(50 * 1000);
+        d.pid = 0;
+        unsetenv("CREDENTIALS_DIRECTORY");
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 78);
+        ck_assert(log_has("/api-key': No such file or directory, and the credential api-key is empty"));
+        free(cred);
+        free(creds);
+        free(key);
+        free(api);
+}
+END_TEST
+
 /* No key file, but a systemd credential. */
 START_TEST(test_key_from_credential)
 {
@@ -522,6 +549,7 @@ main(void)
         tcase_add_checked_fixture(tc, fake_setup, fake_teardown);
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_register_and_self_test);
+        tcase_add_test(tc, test_empty_key_credential);
         tcase_add_test(tc, test_reuses_registered_webhook);
         tcase_add_test(tc, test_webhook_id_configured);
         tcase_add_test(tc, test_secret_generated);

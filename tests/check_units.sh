@@ -35,6 +35,9 @@ grep -q '^ListenStream=443$' "$dir/slhookd.socket"
 sed -n 's/^ExecReload=//p' "$dir/slhookd.service" | sed -n 2p | grep -q 'kill -HUP \$MAINPID'
 grep -q '^RestartPreventExitStatus=78$' "$dir/slhookd.service"
 grep -q '^LoadCredential=tls-key:/' "$dir/slhookd.service"
+# The API key file is optional: an empty credential when it is absent.
+grep -q '^LoadCredential=api-key:/' "$dir/slhookd.service"
+grep -q '^SetCredential=api-key:\\n$' "$dir/slhookd.service"
 nofile=$(sed -n 's/^LimitNOFILE=//p' "$dir/slhookd.service")
 [ "${nofile:-0}" -ge 1088 ] || { echo "LimitNOFILE=$nofile does not fit max_connections = 1024" >&2; exit 1; }
 grep -q '^IPAddressAllow=142.0.176.0/20 52.152.150.178$' "$dir/slhookd.socket"
