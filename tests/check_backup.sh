@@ -5,7 +5,8 @@
 # event acknowledged before the copy began; `cp` of the database file alone
 # is shown to miss the rows still in the WAL. Then the restore steps: stop,
 # put the copy in place without the old -wal/-shm, start: exactly the
-# copy's events, and new posts are stored on top.
+# copy's events, and new posts are stored on top. Then the runbook's
+# reclaiming of space: prune, VACUUM while slhookd stores events.
 set -eu
 top_builddir=${top_builddir:-.}
 bin=$(cd "$top_builddir/src" && pwd)
@@ -77,7 +78,31 @@ install -m 0600 "$dir/backup.db" "$db"
 rm -f "$db-wal" "$db-shm"
 start
 post restored-1 || fail "a post after the restore was not stored"
-stop
 [ "$(count "$db")" = $((kept + 1)) ] || fail "after the restore: $(count "$db") events, not $kept + 1"
 echo "restored: $kept events from the backup, 1 posted after; $acked were acknowledged before the restore"
+
+# Reclaiming space: prune says how many pages it freed and to VACUUM; a
+# VACUUM while slhookd stores events gives them back, and every event
+# acknowledged meanwhile is kept.
+pages=$(sqlite3 "$db" "PRAGMA page_count")
+out=$("$bin/slhookctl" -d "$db" prune --before now 2>&1) || fail "prune: $out"
+echo "prune: $out"
+echo "$out" | grep -q "VACUUM" || fail "prune does not say how to give the pages back"
+free=$(sqlite3 "$db" "PRAGMA freelist_count")
+[ "$free" -gt 0 ] || fail "prune freed no page"
+rm -f "$dir"/acked.*
+loops=""
+for t in e f; do loop 20 "$t" & loops="$loops $!"; done
+after=$(sqlite3 "$db" "VACUUM" "PRAGMA freelist_count" "PRAGMA page_count") || fail "VACUUM while slhookd runs"
+for l in $loops; do wait "$l"; done
+[ "$(echo "$after" | head -1)" = 0 ] || fail "VACUUM left $(echo "$after" | head -1) free pages"
+after=$(echo "$after" | tail -1)
+[ "$after" -lt "$pages" ] || fail "VACUUM: $pages pages before, $after after"
+post vacuumed-1 || fail "a post after VACUUM was not stored"
+missing=$(cat "$dir"/acked.* 2>/dev/null | while read -r id; do
+        [ "$(sqlite3 "$db" "SELECT count(*) FROM events WHERE message_id = '$id'")" = 1 ] || echo "$id"
+done)
+[ -z "$missing" ] || fail "acknowledged during VACUUM but not stored: $missing"
+echo "VACUUM: $pages pages ($free free after the prune) became $after; $(cat "$dir"/acked.* | wc -l) posts acknowledged by loops running across it, all stored"
+stop
 echo PASS
