@@ -675,7 +675,8 @@ on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 /* libmicrohttpd's messages at info, except that running out of
  * descriptors or memory is a warning (at most one line in 10 s, with the
  * count of those it stood for) and makes /healthz answer 503 until a
- * connection closes: then libmicrohttpd accepts again. */
+ * connection closes: then libmicrohttpd accepts again. accept()'s own
+ * error for it is not logged: the "Hit ... limit" line follows it. */
 static void __attribute__((format(printf, 2, 0)))
 on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -683,7 +684,6 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
         static atomic_uint held;
         char *msg;
         size_t n;
-        bool starved;
         int64_t now;
 
         (void) cls;
@@ -692,11 +692,14 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
         n = strlen(msg);
         while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
                 msg[--n] = '\0';
-        starved = strncmp(msg, "Hit process or system resource limit", 36) == 0;
-        if (starved || strncmp(msg, "Error accepting connection", 26) == 0) {
-                if (starved)
-                        metrics_accept_starved(strstr(msg, "FIRST") ? "accept() fails: out of file descriptors or memory"
-                                               : "accept() suspended: out of file descriptors or memory");
+        if (strncmp(msg, "Error accepting connection: ", 28) == 0 &&
+            (strstr(msg, "open files") || strstr(msg, "allocate memory") || strstr(msg, "buffer space"))) {
+                free(msg);
+                return;
+        }
+        if (strncmp(msg, "Hit process or system resource limit", 36) == 0) {
+                metrics_accept_starved(strstr(msg, "FIRST") ? "accept() fails: out of file descriptors or memory"
+                                       : "accept() suspended: out of file descriptors or memory");
                 now = time_mono_us();
                 if (atomic_load(&last_warned) != 0 && now - atomic_load(&last_warned) < 10 * 1000000) {
                         atomic_fetch_add(&held, 1);

@@ -1171,6 +1171,81 @@ START_TEST(test_fd_limit)
 }
 END_TEST
 
+/* The descriptors process pid has open. */
+static unsigned
+fds_of(pid_t pid)
+{
+        char path[64];
+        struct dirent *e;
+        unsigned n = 0;
+        DIR *dir;
+
+        snprintf(path, sizeof(path), "/proc/%ld/fd", (long) pid);
+        if ((dir = opendir(path)) == NULL)
+                return 0;
+        while ((e = readdir(dir)) != NULL)
+                n += e->d_name[0] != '.';
+        closedir(dir);
+        return n;
+}
+
+/* Descriptors run out under slhookd anyway (here: its limit lowered while
+ * it runs, as another process's or the system's would): libmicrohttpd
+ * suspends accept(); that is one warning, not one line per connection, and
+ * /healthz answers 503 with the reason until a connection closes. */
+START_TEST(test_accept_starved)
+{
+        enum { SOCKS = 24 };
+        unsigned port = free_port(), open;
+        char *section = xasprintf("[metrics]\nlisten = 127.0.0.1:%u\n", port), *text;
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        struct rlimit rl;
+        int fds[SOCKS], i, status;
+
+        daemon_start("", section);
+        ck_assert_int_eq(get_plain(port, "/healthz", &text), 200);
+        free(text);
+        /* The soft limit only: raising it again needs no CAP_SYS_RESOURCE. */
+        open = fds_of(d.pid);
+        ck_assert_int_eq(prlimit(d.pid, RLIMIT_NOFILE, NULL, &rl), 0);
+        ck_assert_uint_ge(rl.rlim_max, open + 16);
+        rl.rlim_cur = open + 4;
+        ck_assert_int_eq(prlimit(d.pid, RLIMIT_NOFILE, &rl, NULL), 0);
+        sa.sin_port = htons((uint16_t) d.port);
+        for (i = 0; i < SOCKS; i++) {
+                fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+                ck_assert_int_ge(fds[i], 0);
+                ck_assert_int_eq(connect(fds[i], (struct sockaddr *) &sa, sizeof(sa)), 0);
+        }
+        for (i = 0; i < 500 && !log_has("temporarily suspending accept()"); i++)
+                usleep(10 * 1000);
+        ck_assert_msg(log_has("libmicrohttpd: Hit process or system resource limit at "),
+                      "accept() was not suspended (%u descriptors open, limit %u)", fds_of(d.pid), open + 4);
+        ck_assert(log_has("raise LimitNOFILE= or lower max_connections"));
+        /* Room for /healthz's own connection; the listener stays suspended. */
+        rl.rlim_cur = open + 16;
+        ck_assert_int_eq(prlimit(d.pid, RLIMIT_NOFILE, &rl, NULL), 0);
+        status = get_plain(port, "/healthz", &text);
+        ck_assert_msg(status == 503 && strstr(text, "accept() suspended: out of file descriptors or memory"),
+                      "/healthz: %d %s", status, text);
+        free(text);
+        ck_assert_int_eq(log_count("libmicrohttpd: Hit process or system resource limit"), 1);
+        for (i = 0; i < SOCKS; i++)
+                close(fds[i]);
+        for (i = 0; i < 500; i++) {
+                status = get_plain(port, "/healthz", &text);
+                free(text);
+                if (status == 200)
+                        break;
+                usleep(10 * 1000);
+        }
+        ck_assert_msg(status == 200, "/healthz still %d after the connections closed", status);
+        expect_file("queued.json", 200);
+        ck_assert_int_eq(daemon_stop(), 0);
+        free(section);
+}
+END_TEST
+
 /* journald: what libsystemd really sends. In a private mount namespace
  * (root only) a datagram socket stands at /run/systemd/journal/socket; the
  * daemon, with format = journal, logs to it; every datagram is copied to a
@@ -1425,6 +1500,7 @@ main(void)
         tcase_add_test(tc, test_forwarded_for_ignored);
         tcase_add_test(tc, test_metrics_and_health);
         tcase_add_test(tc, test_fd_limit);
+        tcase_add_test(tc, test_accept_starved);
         tcase_add_test(tc, test_journal_fields);
         tcase_add_test(tc, test_check_mode);
         tcase_add_test(tc, test_init_dir);
