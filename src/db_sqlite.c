@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -288,6 +289,18 @@ static const struct db_ops lite_ops = {
         .null = lite_null, .numeric = lite_numeric,
 };
 
+
+/* No memory statistics: they take a global mutex at every allocation and
+ * free, which the writer makes tens of times an event. Set once, before
+ * SQLite initialises. */
+static pthread_once_t lite_once = PTHREAD_ONCE_INIT;
+
+static void
+lite_init(void)
+{
+        (void) sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int
 db_sqlite_open(const struct db_conf *c, unsigned flags, struct db **ret, char **reterr)
 {
@@ -306,6 +319,7 @@ db_sqlite_open(const struct db_conf *c, unsigned flags, struct db **ret, char **
                 *reterr = xasprintf("%s: cannot open database: %s", c->path, strerror(errno));
                 goto fail;
         }
+        pthread_once(&lite_once, lite_init);
         if (sqlite3_open_v2(c->path, &l->db, (ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
                             SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE, NULL) != SQLITE_OK) {
                 *reterr = xasprintf("%s: cannot open database: %s", c->path,

@@ -12,6 +12,7 @@
 #include "corr.h"
 #include "log.h"
 #include "metrics.h"
+#include "msgcache.h"
 #include "store.h"
 #include "store_pg.h"
 
@@ -37,9 +38,13 @@ enum {
         ST_EVENT, ST_QUARANTINE, ST_VALIDATION, ST_STATUS, ST_TEST_EVENT,
         ST_MSG_BY_MESSAGE, ST_MSG_BY_MAILING, ST_MSG_BY_ADDRESS, ST_MSG_INSERT, ST_MSG_UPDATE, ST_MSG_DELETE,
         ST_EVENT_MESSAGE, ST_COUNT_ADD, ST_PRUNE_COUNTS, ST_PRUNE_ZERO, ST_PRUNE_EVENTS, ST_PRUNE_MESSAGES,
-        ST_PRUNE_CURSOR, ST_PRUNE_QUARANTINE, ST_EVENT_SEEN, ST_QUARANTINE_SEEN,
+        ST_PRUNE_CURSOR, ST_PRUNE_QUARANTINE, ST_EVENT_SEEN, ST_QUARANTINE_SEEN, ST_DATA_VERSION,
         ST_COUNT
 };
+
+/* Message rows the SQLite writer keeps in memory, per generation (see
+ * msgcache.h): about 4 MB at most. */
+#define MSGCACHE_ROWS 4096
 
 #define PRUNE_BATCH 1000
 
@@ -73,6 +78,8 @@ struct store {
         atomic_bool busy;               /* writing a batch now */
 
         struct store_pg *bulk;          /* PostgreSQL: the mail events, set-based */
+        struct msgcache *cache;         /* SQLite: message rows lately touched */
+        int64_t data_version;           /* SQLite: PRAGMA data_version the cache is good for */
         struct count *counts;           /* this transaction's, unsorted */
         size_t ncounts, counts_cap;
 
@@ -271,10 +278,13 @@ prepare(struct store *s, char **reterr)
                                         "WHERE received_at < ?1 ORDER BY received_at, id LIMIT ?2)",
                 [ST_EVENT_SEEN] = "SELECT 1 FROM events WHERE digest = ?",
                 [ST_QUARANTINE_SEEN] = "SELECT 1 FROM quarantine WHERE digest = ?",
+                [ST_DATA_VERSION] = "PRAGMA data_version",
         };
         int i, r = 0;
 
         sql[ST_EVENT] = dyn[ST_EVENT] = insert_event_sql();
+        if (pg(s))
+                sql[ST_DATA_VERSION] = "SELECT 0";
         if (pg(s))
                 sql[ST_COUNT_ADD] = "INSERT INTO event_counts (hour, type, events) "
                                     "SELECT * FROM unnest(CAST(?1 AS text[]), CAST(?2 AS text[]), CAST(?3 AS bigint[])) "
@@ -322,6 +332,8 @@ store_open(const struct db_conf *c, struct store **ret, char **reterr)
         }
         if ((r = migrate(s, &from, reterr)) < 0 || (r = prepare(s, reterr)) < 0)
                 goto rollback;
+        if (!pg(s))
+                s->cache = msgcache_new(MSGCACHE_ROWS);
         if (pg(s) && store_pg_open(s->db, &s->bulk) < 0) {
                 *reterr = xasprintf("%s: %s", db_name(s->db), db_errmsg(s->db));
                 r = -EIO;
@@ -533,6 +545,43 @@ counts_flush(struct store *s)
         return r;
 }
 
+/* ROLLBACK: what the cache took from this transaction is gone with it. */
+static void
+rollback(struct store *s)
+{
+        db_rollback(s->db);
+        if (s->cache)
+                msgcache_clear(s->cache);
+}
+
+/* BEGIN the writer's transaction. SQLite: when another connection
+ * (slhookctl prune or quarantine replay) committed since the last one, the
+ * message rows the cache holds may be gone or stale: forget them. BEGIN
+ * IMMEDIATE holds the write lock, so none can commit while this runs. */
+static int
+begin(struct store *s)
+{
+        struct db_stmt *st = s->st[ST_DATA_VERSION];
+        int64_t v;
+
+        if (db_begin(s->db) < 0)
+                return -1;
+        if (s->cache == NULL)
+                return 0;
+        if (db_step(st) <= 0) {
+                db_reset(st);
+                rollback(s);
+                return -1;
+        }
+        v = db_int(st, 0);
+        db_reset(st);
+        if (v != s->data_version) {
+                msgcache_clear(s->cache);
+                s->data_version = v;
+        }
+        return 0;
+}
+
 /* Store a mail event and keep its message's row: the row is found (or
  * created) first, so that the event links to it. Returns the rows inserted
  * (0: a redelivery, which changes no message) or -1. */
@@ -560,13 +609,16 @@ store_mail(struct store *s, const struct store_job *job, const struct event *ev)
         struct corr_key k;
         struct corr_msg m;
         int64_t id = 0;
-        bool created = false;
+        bool created = false, keyed;
         int i = 1, c, n = -1, tries;
 
         if ((n = seen(s, ST_EVENT_SEEN, ev)) != 0)
                 return n < 0 ? -1 : 0;
         n = -1;
-        for (tries = 0; tries < 2 && corr_key(ev, &k); tries++) {
+        keyed = corr_key(ev, &k);
+        if (keyed && s->cache)
+                id = msgcache_get(s->cache, &k, &m);    /* the row, as this writer last left it */
+        for (tries = 0; tries < 2 && keyed && id == 0; tries++) {
                 if ((find = message_find(s, &k, &m, &id)) == NULL)
                         return -1;
                 if (id != 0)
@@ -580,7 +632,7 @@ store_mail(struct store *s, const struct store_job *job, const struct event *ev)
                 db_reset(find);
                 find = NULL;
         }
-        if (id < 0 || (id == 0 && tries == 2)) {
+        if (id < 0 || (keyed && id == 0)) {
                 if (id == 0)
                         db_set_error(s->db, "the row of a message was neither found nor created");
                 goto out;
@@ -612,6 +664,8 @@ store_mail(struct store *s, const struct store_job *job, const struct event *ev)
                 db_bind_int(s->st[ST_MSG_DELETE], 1, id);
                 if (db_run(s->st[ST_MSG_DELETE]) < 0)
                         n = -1;
+        } else if (n >= 0 && id > 0 && s->cache) {
+                msgcache_put(s->cache, &k, id, &m);     /* before find's row goes */
         }
 out:
         if (find)
@@ -808,7 +862,7 @@ attempt(struct store *s, struct store_job *first, struct store_job *end)
         counts_clear(s);
         if (s->bulk)
                 store_pg_clear(s->bulk);
-        if (db_begin(s->db) < 0)
+        if (begin(s) < 0)
                 return -EIO;
         for (j = first; j != end; j = j->next)
                 if (store_job_rows(s, j) < 0)
@@ -818,7 +872,7 @@ attempt(struct store *s, struct store_job *first, struct store_job *end)
                 goto fail;
         return 0;
 fail:
-        db_rollback(s->db);
+        rollback(s);
         return -EIO;
 }
 
@@ -932,10 +986,10 @@ store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t 
         int ne, nm, nq, locked;
 
         *ret_events = *ret_messages = *ret_quarantine = 0;
-        if (db_begin(s->db) < 0)
+        if (begin(s) < 0)
                 return -EIO;
         if ((locked = db_lock(s->db, LOCK_RETENTION, false)) <= 0) {
-                db_rollback(s->db);
+                rollback(s);
                 return locked < 0 ? -EIO : 0;  /* another instance is at it */
         }
         db_bind_text(cnt, 1, before);
@@ -950,9 +1004,11 @@ store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t 
         if (db_run(cnt) < 0 || (ne = db_run(ev)) < 0 || (ne > 0 && db_run(s->st[ST_PRUNE_ZERO]) < 0) ||
             prune_cursor(s, &next, &wrapped) < 0 || (nm = db_run(msg)) < 0 || (nq = db_run(qu)) < 0 ||
             db_commit(s->db) < 0) {
-                db_rollback(s->db);
+                rollback(s);
                 return -EIO;
         }
+        if (nm > 0 && s->cache)
+                msgcache_clear(s->cache);       /* the rows it deleted may be there */
         s->prune_cursor = wrapped ? 0 : next;
         *ret_events = (uint64_t) ne;
         *ret_messages = (uint64_t) nm;
@@ -1017,7 +1073,7 @@ store_replay_quarantine(struct store *s, unsigned *moved, unsigned *kept)
         /* 100 rows a transaction, so a running daemon never waits long. */
         do {
                 counts_clear(s);
-                if (db_begin(s->db) < 0) {
+                if (begin(s) < 0) {
                         r = -EIO;
                         goto out;
                 }
@@ -1035,7 +1091,7 @@ store_replay_quarantine(struct store *s, unsigned *moved, unsigned *kept)
                 }
                 db_reset(get);
                 if (rc < 0 || counts_flush(s) < 0 || db_commit(s->db) < 0) {
-                        db_rollback(s->db);
+                        rollback(s);
                         r = -EIO;
                         goto out;
                 }
@@ -1207,6 +1263,7 @@ store_close(struct store *s)
         for (i = 0; i < ST_COUNT; i++)
                 db_finalize(s->st[i]);
         store_pg_close(s->bulk);
+        msgcache_free(s->cache);
         db_close(s->db);
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->wake);

@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include "lib.h"
+#include "msgcache.h"
 #include "store.h"
 
 static char *dir, *db;
@@ -331,6 +332,123 @@ START_TEST(test_failure_and_recovery)
 }
 END_TEST
 
+/* One job, run to its end: its result. */
+static int
+store_one(const char *body)
+{
+        struct store_job *j = job_new(body);
+        int r, want;
+
+        pthread_mutex_lock(&mu);
+        want = done_count + 1;
+        pthread_mutex_unlock(&mu);
+        ck_assert_int_eq(store_submit(st, j), 0);
+        wait_done(want);
+        r = j->result;
+        job_free(j);
+        return r;
+}
+
+#define EV(type, id, when) "{\"Type\":\"" type "\",\"SecretKey\":\"k\",\"ServerId\":7,\"MessageId\":\"" id "\"," \
+                           "\"Address\":\"Ann@Example.com\",\"DateTime\":\"2026-01-31T10:0" when ":00Z\"}"
+
+/* The writer's cache of message rows never outlives what the table holds:
+ * a transaction that fails takes its changes to the cache with it. */
+START_TEST(test_msgcache_rollback)
+{
+        ck_assert_int_eq(store_start(st, 8, 0), 0);
+        exec_rw("CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.message_id = 'boom' "
+                "BEGIN SELECT RAISE(ABORT, 'disk trouble'); END");
+        ck_assert_int_eq(store_one(EV("Queued", "m1", "0")), 0);
+        /* One job: m1's Sent, then an event that fails the transaction. */
+        ck_assert_int_eq(store_one("[" EV("Delivered", "m1", "1") "," EV("Queued", "boom", "1") "]"), -EIO);
+        ck_assert_int_eq(store_one(EV("Tracking", "m1", "2")), 0);
+        ck_assert_int_eq(query("SELECT count(*) FROM events WHERE message_id = 'm1'"), 2);
+        /* Not 3 events and a sent_at: the Sent was never stored. */
+        ck_assert_int_eq(query("SELECT events FROM messages WHERE message_id = 'm1'"), 2);
+        ck_assert_int_eq(query("SELECT count(*) FROM messages WHERE message_id = 'm1' AND sent_at IS NULL "
+                               "AND state = 'Queued'"), 1);
+}
+END_TEST
+
+/* ... and a row another connection deleted or changed (slhookctl prune,
+ * quarantine replay) is read again. */
+START_TEST(test_msgcache_other_writer)
+{
+        ck_assert_int_eq(store_start(st, 8, 0), 0);
+        ck_assert_int_eq(store_one(EV("Queued", "m2", "0")), 0);
+        ck_assert_int_eq(store_one(EV("Deferred", "m3", "0")), 0);
+        exec_rw("DELETE FROM messages WHERE message_id = 'm2'");
+        exec_rw("UPDATE messages SET deferred_count = 5 WHERE message_id = 'm3'");
+        ck_assert_int_eq(store_one(EV("Delivered", "m2", "1")), 0);
+        ck_assert_int_eq(store_one(EV("Deferred", "m3", "1")), 0);
+        ck_assert_int_eq(query("SELECT count(*) FROM events e JOIN messages m ON m.id = e.message "
+                               "WHERE e.message_id = 'm2' AND e.type = 'Sent'"), 1);
+        ck_assert_int_eq(query("SELECT events FROM messages WHERE message_id = 'm2'"), 1);
+        ck_assert_int_eq(query("SELECT deferred_count FROM messages WHERE message_id = 'm3'"), 6);
+}
+END_TEST
+
+/* The cache alone: keys as messages' unique indexes compare them (address
+ * without ASCII case), its own copies of the strings, two generations. */
+START_TEST(test_msgcache_unit)
+{
+        struct msgcache *c = msgcache_new(4);
+        struct corr_key k1 = { .server_id = 7, .message_id = "m1", .address = "Ann@Example.com" };
+        struct corr_key k1b = { .server_id = 7, .message_id = "m1", .address = "ann@example.COM" };
+        struct corr_key k2 = { .server_id = 8, .message_id = "m1", .address = "ann@example.com" };
+        struct corr_key k3 = { .server_id = 7, .mailing_id = "m1", .address = "ann@example.com" };
+        struct corr_msg m, got;
+        char reason[] = "550 no such user", key[16];
+        uint64_t hits, misses;
+        size_t rows;
+        int i;
+
+        corr_init(&m);
+        m.reason = reason;
+        m.n[CC_EVENTS] = 3;
+        msgcache_put(c, &k1, 11, &m);
+        reason[0] = 'X';                /* the cache holds its own copy */
+        ck_assert_int_eq(msgcache_get(c, &k1b, &got), 11);
+        ck_assert_str_eq(got.reason, "550 no such user");
+        ck_assert_int_eq(got.n[CC_EVENTS], 3);
+        ck_assert_int_eq(msgcache_get(c, &k2, &got), 0);        /* another ServerId */
+        ck_assert_int_eq(msgcache_get(c, &k3, &got), 0);        /* a mailing id is not a message id */
+        /* Its own strings given back to it. */
+        ck_assert_int_eq(msgcache_get(c, &k1, &got), 11);
+        got.n[CC_EVENTS] = 4;
+        msgcache_put(c, &k1, 11, &got);
+        ck_assert_int_eq(msgcache_get(c, &k1, &got), 11);
+        ck_assert_str_eq(got.reason, "550 no such user");
+        ck_assert_int_eq(got.n[CC_EVENTS], 4);
+        /* 4 rows a generation: k1, used last, survives 4 more; a row not
+         * used within 8 puts is gone; at most 8 are held. */
+        corr_init(&m);
+        for (i = 0; i < 12; i++) {
+                struct corr_key k = { .server_id = 1, .message_id = key, .address = "x@example.com" };
+
+                snprintf(key, sizeof(key), "k%d", i);
+                msgcache_put(c, &k, 100 + i, &m);
+                if (i == 3)
+                        ck_assert_int_eq(msgcache_get(c, &k1, &got), 11);
+        }
+        msgcache_stats(c, &rows, &hits, &misses);
+        ck_assert_uint_le(rows, 8);
+        {
+                struct corr_key old = { .server_id = 1, .message_id = "k0", .address = "x@example.com" };
+                struct corr_key recent = { .server_id = 1, .message_id = "k11", .address = "X@EXAMPLE.COM" };
+
+                ck_assert_int_eq(msgcache_get(c, &old, &got), 0);
+                ck_assert_int_eq(msgcache_get(c, &recent, &got), 111);
+        }
+        msgcache_clear(c);
+        ck_assert_int_eq(msgcache_get(c, &k1, &got), 0);
+        msgcache_stats(c, &rows, &hits, &misses);
+        ck_assert_uint_eq(rows, 0);
+        msgcache_free(c);
+}
+END_TEST
+
 START_TEST(test_open_errors)
 {
         struct store *s = NULL;
@@ -357,6 +475,9 @@ main(void)
         tcase_add_test(tc, test_rows_and_dedup);
         tcase_add_test(tc, test_group_commit_and_bounded_queue);
         tcase_add_test(tc, test_failure_and_recovery);
+        tcase_add_test(tc, test_msgcache_rollback);
+        tcase_add_test(tc, test_msgcache_other_writer);
+        tcase_add_test(tc, test_msgcache_unit);
         tcase_add_test(tc, test_open_errors);
         return t_run(s, tc);
 }
