@@ -62,18 +62,29 @@ corr_init(struct corr_msg *m)
         memset(m, 0, sizeof(*m));
 }
 
+/* A time into a column: t may be a string shorter than the column (a
+ * received_at read back from the database), so only its own bytes. */
+static void
+set_time(char *dst, const char *t)
+{
+        size_t n = strnlen(t, TIME_ISO_LEN - 1);
+
+        memcpy(dst, t, n);
+        dst[n] = '\0';
+}
+
 static void
 set_min(char *dst, const char *t)
 {
         if (dst[0] == '\0' || strcmp(t, dst) < 0)
-                memcpy(dst, t, TIME_ISO_LEN);
+                set_time(dst, t);
 }
 
 static void
 set_max(char *dst, const char *t)
 {
         if (strcmp(t, dst) > 0)
-                memcpy(dst, t, TIME_ISO_LEN);
+                set_time(dst, t);
 }
 
 static int
@@ -100,7 +111,7 @@ apply_failure(struct corr_msg *m, const struct event *ev, const char *t)
         }
         if (c >= 0)
                 return;
-        memcpy(m->t[CT_FAILED], t, TIME_ISO_LEN);
+        set_time(m->t[CT_FAILED], t);
         m->failure_type = ev->str[EVS_FAILURE_TYPE];
         m->reason = ev->str[EVS_REASON];
         m->failure_code = ev->num[EVN_FAILURE_CODE];
