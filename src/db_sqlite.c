@@ -344,8 +344,14 @@ db_sqlite_open(const struct db_conf *c, unsigned flags, struct db **ret, char **
          * writer and 5-8% more over HTTP than SQLite's 4 KiB (bench/README.md). */
         /* journal_size_limit: a WAL that grew while a long reader kept the
          * checkpoint from restarting it shrinks back at the next restart. */
+        /* cache_size: 64 MiB of pages (taken as used) instead of SQLite's
+         * 2 MiB, which a batch of ~130 events outgrew: the writer then
+         * spilled pages to the WAL before COMMIT and read the rest back
+         * through read(2). bench/fill: 9,315 -> 10,402 events/s, system
+         * time 3.9 -> 2.6 s a run (bench/README.md). */
         pragmas = xasprintf("PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; "
-                            "PRAGMA journal_size_limit = %d; PRAGMA foreign_keys = ON;",
+                            "PRAGMA journal_size_limit = %d; PRAGMA foreign_keys = ON; "
+                            "PRAGMA cache_size = -65536;",
                             c->synchronous_full ? "FULL" : "NORMAL", DB_SQLITE_WAL_LIMIT);
         r = lite_exec(&l->base, pragmas);
         free(pragmas);
