@@ -47,6 +47,8 @@ struct db_stmt {
         struct db *db;
 };
 
+/* db_err.c, below the front and the backends: */
+
 /* Make s one line: line breaks become spaces, a trailing one goes.
  * libpq's messages end in one and carry DETAIL and HINT lines. */
 void db_one_line(char *s);
@@ -54,6 +56,7 @@ void db_one_line(char *s);
 /* Set db's error message (one line) for a failure. */
 void db_fail(struct db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The backends, which db.c opens: */
 int db_sqlite_open(const struct db_conf *c, unsigned flags, struct db **ret, char **reterr);
 int db_pg_dsn_check(const char *dsn, bool *has_password, char **reterr);
 int db_pg_open(const struct db_conf *c, unsigned flags, struct db **ret, char **reterr);

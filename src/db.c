@@ -59,34 +59,6 @@ db_close(struct db *db)
 }
 
 void
-db_one_line(char *s)
-{
-        char *o = s, *start = s;
-
-        for (; *s; s++) {
-                if (*s != '\n' && *s != '\r' && *s != '\t')
-                        *o++ = *s;
-                else if (o > start && o[-1] != ' ')     /* a line break and its indent: one space */
-                        *o++ = ' ';
-        }
-        while (o > start && o[-1] == ' ')
-                o--;
-        *o = '\0';
-}
-
-void
-db_fail(struct db *db, const char *fmt, ...)
-{
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(db->err, sizeof(db->err), fmt, ap);
-        va_end(ap);
-        db_one_line(db->err);
-        db->timeout = false;
-}
-
-void
 db_set_error(struct db *db, const char *msg)
 {
         db_fail(db, "%s", msg);
@@ -102,7 +74,6 @@ db_set_conflict(struct db *db, const char *msg)
 
 enum db_backend db_backend(const struct db *db) { return db->backend; }
 const char *db_name(const struct db *db) { return db->name; }
-const char *db_errmsg(const struct db *db) { return db->err[0] ? db->err : "unknown error"; }
 bool db_conflict(const struct db *db) { return db->conflict; }
 bool db_broken(const struct db *db) { return db->broken; }
 bool db_timeout(const struct db *db) { return db->timeout; }

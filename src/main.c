@@ -545,7 +545,7 @@ main(int argc, char **argv)
                 goto fatal;
         }
         /* Without metrics the receiver still does its job: say so, go on. */
-        if (cfg->metrics && metrics_start(cfg->metrics_listen, cfg->backend == DB_SQLITE ? cfg->database : NULL, store, cfg->api, &metrics, &err) < 0) {
+        if (cfg->metrics && metrics_start(cfg->metrics_listen, cfg->backend == DB_SQLITE ? cfg->database : NULL, cfg->api, &metrics, &err) < 0) {
                 log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "%s", err);
                 free(err);
                 err = NULL;

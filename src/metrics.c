@@ -16,7 +16,6 @@
 #include <microhttpd.h>
 
 #include "metrics.h"
-#include "store.h"
 #include "util.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -61,6 +60,8 @@ static struct {
         atomic_llong self_test_at;      /* unix seconds */
         atomic_llong self_test_rtt_us;
         atomic_bool writer_ok, listener_ok;
+        atomic_uint queue_depth;
+        atomic_bool storage_failing;
         _Atomic(const char *) starved;  /* accept() suspended: why (a static string) */
         atomic_llong last_stored[MAX_ENDPOINTS]; /* unix seconds of the newest event stored */
         atomic_llong cert_expiry;       /* unix seconds, 0: no certificate */
@@ -184,6 +185,18 @@ metrics_accept_starved(const char *why)
 }
 
 void
+metrics_queue(unsigned depth)
+{
+        atomic_store(&reg.queue_depth, depth);
+}
+
+void
+metrics_storage(bool failing)
+{
+        atomic_store(&reg.storage_failing, failing);
+}
+
+void
 metrics_health(bool writer_ok, bool listener_ok)
 {
         atomic_store(&reg.writer_ok, writer_ok);
@@ -262,7 +275,6 @@ process_text(struct buf *b)
 struct metrics_server {
         struct MHD_Daemon *mhd;
         char *database, *wal;
-        struct store *store;
         bool self_test;
 };
 
@@ -270,11 +282,10 @@ static char *
 metrics_text(struct metrics_server *m)
 {
         struct buf b = { 0 };
-        unsigned queued;
-        bool failing;
+        unsigned queued = atomic_load(&reg.queue_depth);
+        bool failing = atomic_load(&reg.storage_failing);
         size_t e, t, o, i, n = atomic_load(&reg.n_endpoints);
 
-        store_stats(m->store, &queued, &failing);
         buf_puts(&b, "# HELP slhookd_events_total Events by endpoint, type and outcome (stored, duplicate, "
                  "quarantined).\n# TYPE slhookd_events_total counter\n");
         for (e = 0; e < n; e++)
@@ -349,12 +360,9 @@ metrics_text(struct metrics_server *m)
 static const char *
 unhealthy(struct metrics_server *m)
 {
-        unsigned queued;
-        bool failing;
         const char *why;
 
-        store_stats(m->store, &queued, &failing);
-        if (failing)
+        if (atomic_load(&reg.storage_failing))
                 return "storage is failing";
         if (!atomic_load(&reg.writer_ok))
                 return "the writer makes no progress";
@@ -407,8 +415,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 }
 
 int
-metrics_start(const char *listen, const char *database, struct store *store, bool self_test,
-              struct metrics_server **ret, char **reterr)
+metrics_start(const char *listen, const char *database, bool self_test, struct metrics_server **ret,
+              char **reterr)
 {
         struct metrics_server *m = xcalloc(1, sizeof(*m));
         struct sockaddr_storage ss = { 0 };
@@ -436,7 +444,6 @@ metrics_start(const char *listen, const char *database, struct store *store, boo
                 m->database = xstrdup(database);
                 m->wal = xasprintf("%s-wal", database);
         }
-        m->store = store;
         m->self_test = self_test;
         m->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | (ss.ss_family == AF_INET6 ?
                                   MHD_USE_IPv6 : 0), (uint16_t) port, NULL, NULL, on_request, m,

@@ -12,7 +12,6 @@
 
 #include "cfg.h"
 
-struct store;
 
 enum metrics_outcome { METRIC_STORED, METRIC_DUPLICATE, METRIC_QUARANTINED };
 
@@ -36,6 +35,11 @@ void metrics_self_test(bool passed, double rtt_ms);
 /* One line for sd_notify STATUS=: events stored, refused, self-test. */
 void metrics_summary(char *out, size_t len);
 
+/* The store's writer: jobs queued or being written, and whether its last
+ * transaction failed (until one commits). Any thread. */
+void metrics_queue(unsigned depth);
+void metrics_storage(bool failing);
+
 /* Health, as the main thread's watchdog ticks see it. */
 void metrics_health(bool writer_ok, bool listener_ok);
 /* The listener stopped accepting for want of descriptors or memory (why),
@@ -48,12 +52,12 @@ void metrics_reload(bool ok);
 
 struct metrics_server;
 
-/* Serve /metrics and /healthz on listen ("host:port"); store is asked for
- * its queue depth and whether storage fails, database (SQLite's file, and
- * its WAL; NULL for PostgreSQL) for its size. self_test: /healthz also needs the last self-test to have
- * passed. Returns 0 or a negative errno with *reterr set. */
-int metrics_start(const char *listen, const char *database, struct store *store, bool self_test,
-                  struct metrics_server **ret, char **reterr);
+/* Serve /metrics and /healthz on listen ("host:port"); database (SQLite's
+ * file, and its WAL; NULL for PostgreSQL) is asked for its size.
+ * self_test: /healthz also needs the last self-test to have passed.
+ * Returns 0 or a negative errno with *reterr set. */
+int metrics_start(const char *listen, const char *database, bool self_test, struct metrics_server **ret,
+                  char **reterr);
 struct metrics_server *metrics_stop(struct metrics_server *m);
 
 #endif

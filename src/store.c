@@ -71,7 +71,6 @@ struct store {
         unsigned queued, queue_size;
         bool stopping;
         bool failing;                   /* last transaction failed: log recovery once */
-        atomic_bool failing_now;        /* the same, for other threads */
         atomic_uint_fast64_t commits;
         atomic_uint_fast64_t batches;   /* written, committed or not: progress */
         atomic_uint_fast64_t conflicts; /* transactions run again after a deadlock */
@@ -902,14 +901,14 @@ transaction(struct store *s, struct store_job *first, struct store_job *end)
                                               j->batch->v[i].type, j->batch->v[i].outcome - 1);
         if (s->failing) {
                 s->failing = false;
-                atomic_store(&s->failing_now, false);
+                metrics_storage(false);
                 log_full(LOG_NOTICE, LOG_MID_STORE, NULL, "storage works again: %s", db_name(s->db));
         }
         return 0;
 fail:
         if (!s->failing) {
                 s->failing = true;
-                atomic_store(&s->failing_now, true);
+                metrics_storage(true);
                 log_full(LOG_ERR, LOG_MID_STORE, NULL, "storage failed, answering 503: %s: %s",
                          db_name(s->db), db_errmsg(s->db));
         }
@@ -950,6 +949,7 @@ write_batch(struct store *s, struct store_job *head)
         }
         pthread_mutex_lock(&s->lock);
         s->pending -= n;
+        metrics_queue(s->pending);
         pthread_mutex_unlock(&s->lock);
 }
 
@@ -1222,6 +1222,7 @@ store_submit(struct store *s, struct store_job *job)
                 s->tail = job;
                 s->queued++;
                 s->pending++;
+                metrics_queue(s->pending);
                 pthread_cond_signal(&s->wake);
         }
         pthread_mutex_unlock(&s->lock);
@@ -1292,15 +1293,6 @@ store_full(struct store *s)
         full = s->queued >= s->queue_size;
         pthread_mutex_unlock(&s->lock);
         return full;
-}
-
-void
-store_stats(struct store *s, unsigned *queued, bool *failing)
-{
-        pthread_mutex_lock(&s->lock);
-        *queued = s->pending;
-        pthread_mutex_unlock(&s->lock);
-        *failing = atomic_load(&s->failing_now);
 }
 
 void

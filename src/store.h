@@ -106,11 +106,6 @@ const char *store_error(const struct store *s);
 /* Whether store_submit() would return -EAGAIN now. Any thread. */
 bool store_full(struct store *s);
 
-/* Requests waiting for the writer (queued, or in the transaction it is
- * writing), and whether the last transaction failed (storage failing).
- * Any thread. */
-void store_stats(struct store *s, unsigned *queued, bool *failing);
-
 /* For the watchdog: batches the writer has finished (committed or not), and
  * whether it has nothing to do. Any thread. */
 void store_progress(struct store *s, uint64_t *batches, bool *idle);
