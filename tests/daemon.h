@@ -272,6 +272,7 @@ daemon_spawn(const char *server_extra, const char *sections_extra, bool wait_rea
                 int null = open("/dev/null", O_RDONLY);
 
                 prctl(PR_SET_PDEATHSIG, SIGKILL);       /* never outlive a failed test */
+                setenv("LIBC_FATAL_STDERR_", "1", 1);   /* glibc's abort messages into the log */
                 daemon_exec(null, out, fd);
         }
         close(fd);
@@ -287,7 +288,8 @@ daemon_spawn(const char *server_extra, const char *sections_extra, bool wait_rea
         ck_abort_msg("slhookd did not get ready in 10 s");
 }
 
-/* SIGTERM and the exit status. */
+/* SIGTERM and the exit status. Anything but a clean exit prints the end of
+ * the daemon's log, which the fixture deletes: the cause stays on record. */
 static inline int
 daemon_stop(void)
 {
@@ -297,6 +299,18 @@ daemon_stop(void)
                 kill(d.pid, SIGTERM);
                 ck_assert_int_eq(waitpid(d.pid, &status, 0), d.pid);
                 d.pid = 0;
+                if (status != 0) {
+                        size_t n = 0;
+                        char *log = t_slurp(d.log, &n), *tail = log;
+
+                        if (log && n > 4000 && (tail = strchr(log + n - 4000, '\n')) == NULL)
+                                tail = log + n - 4000;
+                        fprintf(stderr, "slhookd ended with status %d (%s %d); the end of its log:\n%s\n", status,
+                                WIFSIGNALED(status) ? "signal" : "exit",
+                                WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+                                tail ? tail : "(none)");
+                        free(log);
+                }
         }
         return status;
 }
