@@ -32,6 +32,19 @@ ctl_env(const char *env, const char *args)
         return c;
 }
 
+/* ctl_env with the arguments formatted from fmt and ap. */
+static struct ctl __attribute__((format(printf, 2, 0)))
+ctl_envv(const char *env, const char *fmt, va_list ap)
+{
+        char *args;
+        struct ctl c;
+
+        ck_assert_int_ge(vasprintf(&args, fmt, ap), 0);
+        c = ctl_env(env, args);
+        free(args);
+        return c;
+}
+
 static struct ctl
 ctl(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -39,14 +52,11 @@ static struct ctl
 ctl(const char *fmt, ...)
 {
         va_list ap;
-        char *args;
         struct ctl c;
 
         va_start(ap, fmt);
-        ck_assert_int_ge(vasprintf(&args, fmt, ap), 0);
+        c = ctl_envv("", fmt, ap);
         va_end(ap);
-        c = ctl_env("", args);
-        free(args);
         return c;
 }
 
@@ -393,14 +403,11 @@ static struct ctl
 ctl_tz(const char *fmt, ...)
 {
         va_list ap;
-        char *args;
         struct ctl c;
 
         va_start(ap, fmt);
-        ck_assert_int_ge(vasprintf(&args, fmt, ap), 0);
+        c = ctl_envv("TZ='XXX-01:30'", fmt, ap);
         va_end(ap);
-        c = ctl_env("TZ='XXX-01:30'", args);
-        free(args);
         return c;
 }
 

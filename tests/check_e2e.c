@@ -1094,9 +1094,10 @@ START_TEST(test_metrics_and_health)
 }
 END_TEST
 
-/* The sockets process pid has open. */
+/* The descriptors process pid has open whose link starts with prefix (all
+ * of them: prefix ""). */
 static unsigned
-sockets_of(pid_t pid)
+fds_of(pid_t pid, const char *prefix)
 {
         char path[64], link[64];
         struct dirent *e;
@@ -1107,11 +1108,15 @@ sockets_of(pid_t pid)
         if ((dir = opendir(path)) == NULL)
                 return 0;
         while ((e = readdir(dir)) != NULL) {
-                char *p = xasprintf("%s/%s", path, e->d_name);
-                ssize_t len = readlink(p, link, sizeof(link) - 1);
+                char *p;
+                ssize_t len;
 
+                if (e->d_name[0] == '.')
+                        continue;
+                p = xasprintf("%s/%s", path, e->d_name);
+                len = readlink(p, link, sizeof(link) - 1);
                 free(p);
-                if (len > 0 && (link[len] = '\0', strncmp(link, "socket:", 7) == 0))
+                if (len >= 0 && (link[len] = '\0', strncmp(link, prefix, strlen(prefix)) == 0))
                         n++;
         }
         closedir(dir);
@@ -1144,7 +1149,7 @@ START_TEST(test_fd_limit)
         /* It takes 96 and leaves the rest in the backlog (it took them
          * all until accept() failed): watched for a second. */
         for (i = 0; i < 100; i++) {
-                unsigned n = sockets_of(d.pid);
+                unsigned n = fds_of(d.pid, "socket:");
 
                 most = n > most ? n : most;
                 usleep(10 * 1000);
@@ -1164,24 +1169,6 @@ START_TEST(test_fd_limit)
 }
 END_TEST
 
-/* The descriptors process pid has open. */
-static unsigned
-fds_of(pid_t pid)
-{
-        char path[64];
-        struct dirent *e;
-        unsigned n = 0;
-        DIR *dir;
-
-        snprintf(path, sizeof(path), "/proc/%ld/fd", (long) pid);
-        if ((dir = opendir(path)) == NULL)
-                return 0;
-        while ((e = readdir(dir)) != NULL)
-                n += e->d_name[0] != '.';
-        closedir(dir);
-        return n;
-}
-
 /* Descriptors run out under slhookd anyway (here: its limit lowered while
  * it runs, as another process's or the system's would): libmicrohttpd
  * suspends accept(); that is one warning, not one line per connection, and
@@ -1199,7 +1186,7 @@ START_TEST(test_accept_starved)
         ck_assert_int_eq(get_plain(port, "/healthz", &text), 200);
         free(text);
         /* The soft limit only: raising it again needs no CAP_SYS_RESOURCE. */
-        open = fds_of(d.pid);
+        open = fds_of(d.pid, "");
         ck_assert_int_eq(prlimit(d.pid, RLIMIT_NOFILE, NULL, &rl), 0);
         ck_assert_uint_ge(rl.rlim_max, open + 4 + SOCKS + 16);
         rl.rlim_cur = open + 4;
@@ -1213,7 +1200,7 @@ START_TEST(test_accept_starved)
         for (i = 0; i < 500 && !log_has("temporarily suspending accept()"); i++)
                 usleep(10 * 1000);
         ck_assert_msg(log_has("libmicrohttpd: Hit process or system resource limit at "),
-                      "accept() was not suspended (%u descriptors open, limit %u)", fds_of(d.pid), open + 4);
+                      "accept() was not suspended (%u descriptors open, limit %u)", fds_of(d.pid, ""), open + 4);
         ck_assert(log_has("raise LimitNOFILE= or lower max_connections"));
         /* Room for /healthz's own connection, also when a listener thread
          * that had no connection takes the senders still waiting (it keeps
