@@ -214,7 +214,7 @@ prepare(struct store *s, char **reterr)
 
         sql[ST_EVENT] = dyn[ST_EVENT] = insert_event_sql();
         if (pg(s))
-                sql[ST_DATA_VERSION] = "SELECT 0";
+                sql[ST_DATA_VERSION] = NULL;    /* SQLite's (the message cache) */
         if (pg(s))
                 sql[ST_COUNT_ADD] = "INSERT INTO event_counts (hour, type, events) "
                                     "SELECT * FROM unnest(CAST(?1 AS text[]), CAST(?2 AS text[]), CAST(?3 AS bigint[])) "
@@ -222,7 +222,7 @@ prepare(struct store *s, char **reterr)
         for (i = ST_MSG_BY_MESSAGE; i <= ST_MSG_UPDATE; i++)
                 sql[i] = dyn[i] = msg_sql(i, pg(s));
         for (i = 0; i < ST_COUNT; i++)
-                if (db_prepare(s->db, sql[i], 0, &s->st[i]) < 0) {
+                if (sql[i] && db_prepare(s->db, sql[i], 0, &s->st[i]) < 0) {
                         *reterr = xasprintf("%s: cannot prepare statement: %s", db_name(s->db), db_errmsg(s->db));
                         r = -EIO;
                         break;
