@@ -49,7 +49,6 @@ CREATE TABLE events (
     message         INTEGER             -- messages.id; NULL without an Address
 );
 CREATE INDEX events_received_at ON events (received_at);
-CREATE INDEX events_occurred_at ON events (occurred_at);
 CREATE INDEX events_type_occurred_at ON events (type, occurred_at);
 CREATE INDEX events_mailing_id ON events (mailing_id, occurred_at);
 CREATE INDEX events_message ON events (message);
@@ -169,4 +168,4 @@ CREATE TABLE webhook_status (
     last_test_event_at    TEXT        -- when the last one was stored
 );
 
-PRAGMA user_version = 4;
+PRAGMA user_version = 5;

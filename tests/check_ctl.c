@@ -626,6 +626,57 @@ START_TEST(test_limit)
 }
 END_TEST
 
+/* slhookctl events -f csv ARGS lists the ids SQL's own order gives for
+ * WHERE: newest event time first, events without one last, ties by id. */
+static void
+assert_events_order(const char *args, const char *where, const char *limit)
+{
+        char *cmd = xasprintf("test \"$(%s -d '%s' events -f csv %s | tail -n +2 | cut -d, -f1)\" = "
+                              "\"$(sqlite3 '%s' 'SELECT id FROM events %s "
+                              "ORDER BY occurred_at DESC NULLS LAST, id DESC %s')\"",
+                              SLHOOKCTL_BIN, d.db, args, d.db, where, limit);
+
+        ck_assert_msg(system(cmd) == 0, "events %s: not in event-time order", args);
+        free(cmd);
+}
+
+/* Without a filter narrower than time, the newest events of each type are
+ * merged (events has no index on occurred_at alone): the one order, with
+ * ties and events without a DateTime, also with more types than branches. */
+START_TEST(test_events_order)
+{
+        static const char *const types[] = { "Queued", "Delivered", "Failed", "Deferred", "Complaint" };
+        char *f;
+        int i;
+
+        daemon_start("", "");
+        for (i = 0; i < 20; i++) {
+                /* Event times out of arrival order, some equal across types. */
+                f = xasprintf("\"Type\":\"%s\",\"DateTime\":\"2025-03-04T08:%02d:00Z\",\"ServerId\":1,"
+                              "\"MessageId\":\"o%d\",\"Address\":\"a%d@example.org\"",
+                              types[i % 5], (i * 7) % 13, i, i);
+                post_event(f);
+                free(f);
+        }
+        post_event("\"Type\":\"Queued\",\"ServerId\":1,\"MessageId\":\"nodate\",\"Address\":\"n@example.org\"");
+        assert_events_order("--limit 0", "", "");
+        assert_events_order("--limit 7", "", "LIMIT 7");
+        assert_events_order("--since 2025-03-04T08:03:00Z --until 2025-03-04T08:09:00Z", "WHERE occurred_at >= "
+                            "'\\''2025-03-04T08:03:00.000000Z'\\'' AND occurred_at < '\\''2025-03-04T08:09:00.000000Z'\\''",
+                            "");
+        /* Seventeen more types than the five: one plain scan instead. */
+        for (i = 0; i < 17; i++) {
+                f = xasprintf("\"Type\":\"Custom%02d\",\"DateTime\":\"2025-03-04T08:%02d:30Z\",\"ServerId\":1",
+                              i, i % 13);
+                post_event(f);
+                free(f);
+        }
+        ck_assert_int_eq(t_query(d.db, "SELECT count(DISTINCT type) FROM events"), 22);
+        assert_events_order("--limit 0", "", "");
+        assert_events_order("--limit 9", "", "LIMIT 9");
+}
+END_TEST
+
 /* Every mistake: one line on stderr naming it, a non-zero exit. */
 START_TEST(test_errors)
 {
@@ -769,6 +820,7 @@ main(void)
         tcase_add_test(tc, test_prune_and_empty);
         tcase_add_test(tc, test_status);
         tcase_add_test(tc, test_limit);
+        tcase_add_test(tc, test_events_order);
         tcase_add_test(tc, test_errors);
         tcase_add_test(tc, test_config_without_secret_access);
         tcase_add_test(tc, test_live_queries);

@@ -56,7 +56,6 @@ CREATE TABLE events (
     message         bigint
 );
 CREATE INDEX events_received_at ON events (received_at);
-CREATE INDEX events_occurred_at ON events (occurred_at);
 CREATE INDEX events_type_occurred_at ON events (type, occurred_at);
 CREATE INDEX events_mailing_id ON events (mailing_id, occurred_at);
 CREATE INDEX events_message ON events (message);
@@ -164,4 +163,4 @@ CREATE TABLE webhook_status (
 
 -- The schema version: SQLite keeps it in PRAGMA user_version.
 CREATE TABLE slhookd_schema (version integer NOT NULL);
-INSERT INTO slhookd_schema (version) VALUES (4);
+INSERT INTO slhookd_schema (version) VALUES (5);
