@@ -12,6 +12,7 @@
 
 #include "db-backend.h"
 #include "util.h"
+#include "walbuf.h"
 
 struct lite {
         struct db base;
@@ -320,8 +321,11 @@ db_sqlite_open(const struct db_conf *c, unsigned flags, struct db **ret, char **
                 goto fail;
         }
         pthread_once(&lite_once, lite_init);
+        /* A writer that syncs every commit gathers its WAL writes (walbuf.c). */
         if (sqlite3_open_v2(c->path, &l->db, (ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
-                            SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE, NULL) != SQLITE_OK) {
+                            SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
+                            !ro && c->synchronous_full && walbuf_register() == SQLITE_OK ? WALBUF_VFS : NULL)
+            != SQLITE_OK) {
                 *reterr = xasprintf("%s: cannot open database: %s", c->path,
                                     l->db ? sqlite3_errmsg(l->db) : "out of memory");
                 goto fail;

@@ -3,9 +3,12 @@
 
 #include <pthread.h>
 
+#include <sqlite3.h>
+
 #include "lib.h"
 #include "msgcache.h"
 #include "store.h"
+#include "walbuf.h"
 
 static char *dir, *db;
 static struct store *st;
@@ -391,6 +394,72 @@ END_TEST
 
 /* The cache alone: keys as messages' unique indexes compare them (address
  * without ASCII case), its own copies of the strings, two generations. */
+/* sqlite3 one-value query on c. */
+static sqlite3_int64
+lite_one(sqlite3 *c, const char *sql)
+{
+        sqlite3_stmt *q = NULL;
+        sqlite3_int64 v;
+
+        ck_assert_msg(sqlite3_prepare_v2(c, sql, -1, &q, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(c));
+        ck_assert_msg(sqlite3_step(q) == SQLITE_ROW, "%s: %s", sql, sqlite3_errmsg(c));
+        v = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+        return v;
+}
+
+/* The WAL write buffer: transactions from one row to several buffers' worth
+ * (a full buffer, writes split for the default VFS), rolled back ones (their
+ * frames overwritten), checkpoints that restart the WAL; after every commit
+ * another connection, through the default VFS, sees exactly what was
+ * committed, and the file is whole at the end. */
+START_TEST(test_walbuf)
+{
+        char *path = xasprintf("%s/walbuf.db", dir);
+        sqlite3 *w = NULL, *r = NULL;
+        sqlite3_file *wal = NULL, *main = NULL;
+        sqlite3_int64 rows = 0, bytes = 0;
+        unsigned seed = 7;
+        int i, n;
+
+        ck_assert_int_eq(walbuf_register(), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_open_v2(path, &w, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, WALBUF_VFS), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(w, "PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; "
+                                      "PRAGMA synchronous = FULL; PRAGMA cache_size = 20; "
+                                      "CREATE TABLE t (n INTEGER, b BLOB);", NULL, NULL, NULL), SQLITE_OK);
+        /* The WAL has the buffer's methods, the database file the default's. */
+        ck_assert_int_eq(sqlite3_file_control(w, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_file_control(w, "main", SQLITE_FCNTL_FILE_POINTER, &main), SQLITE_OK);
+        ck_assert(wal && main && wal->pMethods && main->pMethods && wal->pMethods != main->pMethods);
+        ck_assert_int_eq(sqlite3_open_v2(path, &r, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        for (i = 0; i < 60; i++) {
+                /* 1 row up to 300 rows of 10 KiB: 3 MiB, three buffers. */
+                int k = i % 3 == 0 ? 1 : 1 + (int) (rand_r(&seed) % 300), size = 10240;
+                bool commit = i % 7 != 3;
+                char *sql = xasprintf("BEGIN IMMEDIATE; WITH RECURSIVE s(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM s "
+                                      "WHERE v < %d) INSERT INTO t SELECT v, randomblob(%d) FROM s; %s", k, size, commit ? "COMMIT" : "ROLLBACK");
+
+                ck_assert_msg(sqlite3_exec(w, sql, NULL, NULL, NULL) == SQLITE_OK, "%s", sqlite3_errmsg(w));
+                free(sql);
+                if (commit) {
+                        rows += k;
+                        bytes += (sqlite3_int64) k * size;
+                }
+                ck_assert_int_eq(lite_one(r, "SELECT count(*) FROM t"), rows);
+                ck_assert_int_eq(lite_one(r, "SELECT coalesce(sum(length(b)), 0) FROM t"), bytes);
+                if (i % 13 == 12)
+                        ck_assert_int_eq(sqlite3_exec(w, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL), SQLITE_OK);
+        }
+        n = (int) lite_one(w, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check <> 'ok'");
+        ck_assert_int_eq(n, 0);
+        sqlite3_close(r);
+        sqlite3_close(w);
+        /* And read again from the files alone. */
+        ck_assert_int_eq(t_query(path, "SELECT count(*) FROM t"), rows);
+        free(path);
+}
+END_TEST
+
 START_TEST(test_msgcache_unit)
 {
         struct msgcache *c = msgcache_new(4);
@@ -478,6 +547,7 @@ main(void)
         tcase_add_test(tc, test_msgcache_rollback);
         tcase_add_test(tc, test_msgcache_other_writer);
         tcase_add_test(tc, test_msgcache_unit);
+        tcase_add_test(tc, test_walbuf);
         tcase_add_test(tc, test_open_errors);
         return t_run(s, tc);
 }
