@@ -262,7 +262,7 @@ query_events(struct query *q, const struct query_args *a, struct out *o, bool *m
         /* Newest first with nothing narrower than a time range: events has
          * no index on occurred_at alone (events arrive seconds out of order,
          * so each would land on a random page of it: bench/README.md). Each
-         * type's newest come through (type, occurred_at), merged here. */
+         * type's newest ids come from (type, occurred_at), merged here. */
         if (!a->type && !a->address && !a->message_id && !a->mailing_id &&
             (n = event_types(q, types, (int) N(types), reterr)) < 0)
                 return n;
@@ -276,11 +276,12 @@ query_events(struct query *q, const struct query_args *a, struct out *o, bool *m
                 buf_puts(&s.sql, EVENTS_ORDER);
                 return run(q, &s, event_cols, N(event_cols), a->limit, o, more, reterr);
         }
-        buf_puts(&s.sql, "SELECT * FROM (");
+        /* The ids from the index alone, then only their rows. */
+        event_select(&s);
+        buf_puts(&s.sql, " WHERE id IN (SELECT id FROM (");
         for (i = 0; i < n; i++) {
-                buf_puts(&s.sql, i ? " UNION ALL SELECT * FROM (" : "SELECT * FROM (");
+                buf_printf(&s.sql, "%sSELECT * FROM (SELECT id, occurred_at FROM events", i ? " UNION ALL " : "");
                 s.where = false;
-                event_select(&s);
                 cond(&s, "type = ?", types[i]);
                 range(&s, "occurred_at", a);
                 buf_puts(&s.sql, EVENTS_ORDER);
@@ -288,7 +289,10 @@ query_events(struct query *q, const struct query_args *a, struct out *o, bool *m
                         buf_printf(&s.sql, " LIMIT %ld", a->limit + 1);
                 buf_printf(&s.sql, ") AS t%d", i);
         }
-        buf_puts(&s.sql, ") AS merged" EVENTS_ORDER);
+        buf_puts(&s.sql, ") AS merged");
+        if (a->limit > 0)
+                buf_printf(&s.sql, EVENTS_ORDER " LIMIT %ld", a->limit + 1);
+        buf_puts(&s.sql, ")" EVENTS_ORDER);
         r = run(q, &s, event_cols, N(event_cols), a->limit, o, more, reterr);
         for (i = 0; i < n; i++)
                 free(types[i]);
