@@ -15,6 +15,7 @@ struct db_ops {
         int (*lock)(struct db *db, int64_t key, bool wait);
         int (*hold)(struct db *db, int64_t key);
         int (*schema_version)(struct db *db);
+        void (*progress)(struct db *db, void (*fn)(void *), void *arg);     /* optional */
         int (*prepare)(struct db *db, const char *sql, unsigned flags, struct db_stmt **ret);
         void (*finalize)(struct db_stmt *st);
         void (*bind_text)(struct db_stmt *st, int i, const char *v);

@@ -86,6 +86,13 @@ int db_lock(struct db *db, int64_t key, bool wait) { return db->ops->lock(db, ke
 int db_hold(struct db *db, int64_t key) { return db->ops->hold(db, key); }
 int db_schema_version(struct db *db) { return db->ops->schema_version(db); }
 
+void
+db_progress(struct db *db, void (*fn)(void *), void *arg)
+{
+        if (db->ops->progress)
+                db->ops->progress(db, fn, arg);
+}
+
 int
 db_prepare(struct db *db, const char *sql, unsigned flags, struct db_stmt **ret)
 {

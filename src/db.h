@@ -24,6 +24,9 @@ struct db_conf {
         const char *password;           /* PostgreSQL: or NULL (then the DSN's, or libpq's files) */
         unsigned timeout_ms;            /* how long a statement or a lock may wait (0: the defaults:
                                          * SQLite 5 s, 2 s read only; PostgreSQL none) */
+        void (*upgrading)(void *arg);   /* store_open: called now and then while a schema upgrade
+                                         * runs (SQLite), so that a caller can say it is alive */
+        void *upgrading_arg;
 };
 
 struct db;
@@ -101,6 +104,9 @@ int db_hold(struct db *db, int64_t key);
 
 /* The schema version the database has (0: none, a new database), or -EIO. */
 int db_schema_version(struct db *db);
+/* Call fn(arg) now and then (every million SQLite VM steps) while a statement
+ * runs; fn NULL stops it. PostgreSQL: nothing. */
+void db_progress(struct db *db, void (*fn)(void *), void *arg);
 
 /* Prepare sql for repeated use; 0 or -EIO. */
 int db_prepare(struct db *db, const char *sql, unsigned flags, struct db_stmt **ret);

@@ -21,6 +21,10 @@ struct lite {
         char *wal_path;                 /* and its identity when opened: see files_moved() */
         dev_t wal_dev;
         ino_t wal_ino;
+        struct {
+                void (*fn)(void *);
+                void *arg;
+        } progress;
 };
 
 struct lite_stmt {
@@ -183,6 +187,26 @@ lite_hold(struct db *d, int64_t key)
         return 1;
 }
 
+/* sqlite3_progress_handler's callback: fn(arg), and go on. */
+static int
+lite_progress_cb(void *p)
+{
+        struct lite *l = p;
+
+        l->progress.fn(l->progress.arg);
+        return 0;
+}
+
+static void
+lite_progress(struct db *d, void (*fn)(void *), void *arg)
+{
+        struct lite *l = L(d);
+
+        l->progress.fn = fn;
+        l->progress.arg = arg;
+        sqlite3_progress_handler(l->db, fn ? 1000000 : 0, fn ? lite_progress_cb : NULL, l);
+}
+
 static int
 lite_schema_version(struct db *d)
 {
@@ -283,6 +307,7 @@ lite_numeric(struct db_stmt *s, int i)
 static const struct db_ops lite_ops = {
         .close = lite_close, .exec = lite_exec, .begin = lite_begin, .commit = lite_commit,
         .rollback = lite_rollback, .lock = lite_lock, .hold = lite_hold, .schema_version = lite_schema_version,
+        .progress = lite_progress,
         .prepare = lite_prepare, .finalize = lite_finalize, .bind_text = lite_bind_text,
         .bind_int = lite_bind_int, .bind_double = lite_bind_double, .bind_null = lite_bind_null,
         .step = lite_step, .reset = lite_reset, .changes = lite_changes, .columns = lite_columns,

@@ -448,6 +448,22 @@ check_database(const struct cfg *cfg)
         return r;
 }
 
+/* While a schema upgrade runs (it may rebuild a table for minutes), tell
+ * systemd every few seconds that start-up goes on: more time than its
+ * start timeout, and the watchdog fed. */
+static void
+upgrading(void *arg)
+{
+        static int64_t last;
+        int64_t now = time_mono_us();
+
+        (void) arg;
+        if (last != 0 && now - last < 5000000)
+                return;
+        last = now;
+        (void) sd_notify(0, "EXTEND_TIMEOUT_USEC=30000000\nWATCHDOG=1\nSTATUS=upgrading the database schema");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -525,6 +541,7 @@ main(int argc, char **argv)
                 status = EX_CONFIG;
                 goto fatal;
         }
+        dbc.upgrading = upgrading;
         r = store_open(&dbc, &store, &err);
         freezero(dbpw, dbpw ? strlen(dbpw) : 0);
         if (r < 0 || store_start(store, cfg->queue_size, cfg->retention_days) < 0)

@@ -250,7 +250,10 @@ event_types(struct query *q, char *types[], int max, char **reterr)
         return n;
 }
 
-#define EVENTS_ORDER " ORDER BY occurred_at DESC NULLS LAST, id DESC"
+/* Newest first; events of the same time in digest order, which is the order
+ * of the index (type, occurred_at, digest) that also keeps digests unique:
+ * so no time-range query sorts, however many events share a time. */
+#define EVENTS_ORDER " ORDER BY occurred_at DESC NULLS LAST, digest DESC"
 
 int
 query_events(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
@@ -280,7 +283,7 @@ query_events(struct query *q, const struct query_args *a, struct out *o, bool *m
         event_select(&s);
         buf_puts(&s.sql, " WHERE id IN (SELECT id FROM (");
         for (i = 0; i < n; i++) {
-                buf_printf(&s.sql, "%sSELECT * FROM (SELECT id, occurred_at FROM events", i ? " UNION ALL " : "");
+                buf_printf(&s.sql, "%sSELECT * FROM (SELECT id, occurred_at, digest FROM events", i ? " UNION ALL " : "");
                 s.where = false;
                 cond(&s, "type = ?", types[i]);
                 range(&s, "occurred_at", a);
@@ -337,7 +340,7 @@ query_bounces(struct query *q, const struct query_args *a, struct out *o, bool *
                  "failure_code, reason, remote_mta, bounce_status, diagnostic_code FROM events");
         where(&s, "type = 'Failed' AND is_test = 0 AND failure_type IS DISTINCT FROM 'Suppressed'");
         common_filters(&s, a, "occurred_at", true);
-        buf_puts(&s.sql, " ORDER BY occurred_at DESC NULLS LAST, id DESC");
+        buf_puts(&s.sql, EVENTS_ORDER);
         return run(q, &s, cols, N(cols), a->limit, o, more, reterr);
 }
 

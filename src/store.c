@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "corr.h"
+#include "log.h"
 #include "msgcache.h"
 #include "store-private.h"
 #include "store_pg.h"
@@ -60,16 +61,25 @@ migrate(struct store *s, int *from, char **reterr)
         }
         if (v == 0 && db_exec(s->db, schema_sql(db_backend(s->db))) < 0)
                 goto fail;
+        if (v > 0 && v < latest) {
+                /* A step may rebuild a table: minutes on a large database. */
+                log_notice("%s: upgrading the schema from version %d to %d", db_name(s->db), v, latest);
+                if (s->conf.upgrading)
+                        db_progress(s->db, s->conf.upgrading, s->conf.upgrading_arg);
+        }
         for (; v > 0 && v < latest; v++) {
                 if (v < first || v - first >= (int) nsteps) {
                         *reterr = xasprintf("%s: no upgrade step from schema version %d", db_name(s->db), v);
+                        db_progress(s->db, NULL, NULL);
                         return -EPROTO;
                 }
                 if (db_exec(s->db, steps[v - first]) < 0)
                         goto fail;
         }
+        db_progress(s->db, NULL, NULL);
         return 0;
 fail:
+        db_progress(s->db, NULL, NULL);
         *reterr = xasprintf("%s: %s", db_name(s->db), db_errmsg(s->db));
         return -EIO;
 }
@@ -92,7 +102,9 @@ insert_event_sql(void)
                 buf_printf(&cols, ", %s", event_num_fields[i].column);
                 buf_puts(&vals, ", ?");
         }
-        sql = xasprintf("INSERT INTO events (%s) VALUES (%s) ON CONFLICT (digest) DO NOTHING",
+        /* No conflict target: on SQLite the digest is unique through
+         * (type, occurred_at, digest) or, without a time, its own index. */
+        sql = xasprintf("INSERT INTO events (%s) VALUES (%s) ON CONFLICT DO NOTHING",
                         cols.data, vals.data);
         buf_done(&cols);
         buf_done(&vals);

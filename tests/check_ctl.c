@@ -627,13 +627,13 @@ START_TEST(test_limit)
 END_TEST
 
 /* slhookctl events -f csv ARGS lists the ids SQL's own order gives for
- * WHERE: newest event time first, events without one last, ties by id. */
+ * WHERE: newest event time first, events without one last, ties by digest. */
 static void
 assert_events_order(const char *args, const char *where, const char *limit)
 {
         char *cmd = xasprintf("test \"$(%s -d '%s' events -f csv %s | tail -n +2 | cut -d, -f1)\" = "
                               "\"$(sqlite3 '%s' 'SELECT id FROM events %s "
-                              "ORDER BY occurred_at DESC NULLS LAST, id DESC %s')\"",
+                              "ORDER BY occurred_at DESC NULLS LAST, digest DESC %s')\"",
                               SLHOOKCTL_BIN, d.db, args, d.db, where, limit);
 
         ck_assert_msg(system(cmd) == 0, "events %s: not in event-time order", args);

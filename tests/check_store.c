@@ -180,6 +180,51 @@ START_TEST(test_migrate_from_v1)
 }
 END_TEST
 
+static void
+count_call(void *arg)
+{
+        (*(int *) arg)++;
+}
+
+/* Schema 5 to 6 rebuilds events (ids, rows and the redelivery check kept),
+ * and while it runs the caller hears from it now and then (slhookd tells
+ * systemd that start-up goes on). */
+START_TEST(test_migrate_rebuild)
+{
+        char *path = xasprintf("%s/v5.db", dir), *cmd, *err = NULL;
+        struct db_conf c = *T_SQLITE(path, true);
+        struct store *old = NULL;
+        int calls = 0;
+
+        ck_assert_msg(store_open(&c, &old, &err) == 0, "%s", err);
+        store_close(old);
+        cmd = xasprintf("sqlite3 '%s' \"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000) "
+                        "INSERT INTO events (received_at, endpoint, type, wire_type, occurred_at, raw, digest) "
+                        "SELECT 'r', 'main', 'Sent', 'Delivered', printf('2025-03-04T08:%%02d:00.000000Z', i %% 60), "
+                        "'{}', printf('%%016x', i) FROM n; DELETE FROM events WHERE id = 7; PRAGMA user_version = 5;\"",
+                        path);
+        ck_assert_int_eq(system(cmd), 0);
+        free(cmd);
+        c.upgrading = count_call;
+        c.upgrading_arg = &calls;
+        ck_assert_msg(store_open(&c, &old, &err) == 0, "%s", err);
+        store_close(old);
+        ck_assert_int_gt(calls, 0);
+        ck_assert_int_eq(t_query(path, "PRAGMA user_version"), store_schema_version());
+        ck_assert_int_eq(t_query(path, "SELECT count(*) FROM events"), 29999);
+        ck_assert_int_eq(t_query(path, "SELECT count(*) FROM events WHERE id = 7"), 0);
+        ck_assert_int_eq(t_query(path, "SELECT max(id) FROM events"), 30000);
+        ck_assert_int_eq(t_query(path, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check <> 'ok'"), 0);
+        /* The digest is still unique. */
+        cmd = xasprintf("sqlite3 '%s' \"INSERT INTO events (received_at, endpoint, type, wire_type, occurred_at, raw, "
+                        "digest) VALUES ('r', 'main', 'Sent', 'Delivered', '2025-03-04T08:01:00.000000Z', '{}', "
+                        "printf('%%016x', 1))\" 2>/dev/null", path);
+        ck_assert_int_ne(system(cmd), 0);
+        free(cmd);
+        free(path);
+}
+END_TEST
+
 /* Schema 3 to 4: a message one of whose events is a test becomes a test
  * message (schema 3 kept the first event's flag). */
 START_TEST(test_migrate_test_messages)
@@ -217,6 +262,41 @@ START_TEST(test_newer_schema_refused)
         ck_assert_msg(strstr(err, "schema version 99 is newer") != NULL, "%s", err);
         ck_assert_ptr_nonnull(strstr(err, db));
         free(err);
+}
+END_TEST
+
+/* A redelivery is stored once with a DateTime (unique through (type,
+ * occurred_at, digest)) and without one (its own index), in one batch too. */
+START_TEST(test_dedup_undated)
+{
+        static const char undated[] = "{\"SecretKey\":\"k\",\"Type\":\"Delivered\",\"ServerId\":1,"
+                                      "\"MessageId\":\"u1\",\"Address\":\"u@example.org\"}";
+        static const char dated[] = "{\"SecretKey\":\"k\",\"Type\":\"Delivered\",\"ServerId\":1,"
+                                    "\"DateTime\":\"2025-03-04T08:15:41Z\",\"MessageId\":\"u1\","
+                                    "\"Address\":\"u@example.org\"}";
+        struct store_job *j[6];
+        int i;
+
+        ck_assert_int_eq(store_start(st, 64, 0), 0);
+        j[0] = job_new(undated);
+        j[1] = job_new(dated);
+        ck_assert_int_eq(store_submit(st, j[0]), 0);
+        ck_assert_int_eq(store_submit(st, j[1]), 0);
+        wait_done(2);
+        for (i = 2; i < 6; i++) {
+                j[i] = job_new(i % 2 ? dated : undated);
+                ck_assert_int_eq(store_submit(st, j[i]), 0);
+        }
+        wait_done(6);
+        for (i = 0; i < 6; i++) {
+                ck_assert_int_eq(j[i]->result, 0);
+                ck_assert_uint_eq(j[i]->stored, i < 2);
+                ck_assert_uint_eq(j[i]->duplicates, i >= 2);
+                job_free(j[i]);
+        }
+        ck_assert_int_eq(query("SELECT count(*) FROM events"), 2);
+        ck_assert_int_eq(query("SELECT count(*) FROM events WHERE occurred_at IS NULL"), 1);
+        ck_assert_int_eq(query("SELECT events FROM messages WHERE message_id = 'u1'"), 2);
 }
 END_TEST
 
@@ -540,8 +620,10 @@ main(void)
         tcase_add_test(tc, test_migrate);
         tcase_add_test(tc, test_migrate_from_v1);
         tcase_add_test(tc, test_migrate_test_messages);
+        tcase_add_test(tc, test_migrate_rebuild);
         tcase_add_test(tc, test_newer_schema_refused);
         tcase_add_test(tc, test_rows_and_dedup);
+        tcase_add_test(tc, test_dedup_undated);
         tcase_add_test(tc, test_group_commit_and_bounded_queue);
         tcase_add_test(tc, test_failure_and_recovery);
         tcase_add_test(tc, test_msgcache_rollback);

@@ -163,4 +163,4 @@ CREATE TABLE webhook_status (
 
 -- The schema version: SQLite keeps it in PRAGMA user_version.
 CREATE TABLE slhookd_schema (version integer NOT NULL);
-INSERT INTO slhookd_schema (version) VALUES (5);
+INSERT INTO slhookd_schema (version) VALUES (6);
