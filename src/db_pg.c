@@ -159,7 +159,9 @@ pg_begin(struct db *d)
                 if (!session_setup(p))
                         return -EIO;
         }
-        return command(p, "BEGIN") ? 0 : -EIO;
+        /* A writer takes its xid before any id: a reader following the
+         * ids then knows which transactions may still fill a gap (query.c). */
+        return command(p, p->readonly ? "BEGIN" : "BEGIN; SELECT pg_current_xact_id()") ? 0 : -EIO;
 }
 
 static int pg_sync(struct db *d);

@@ -21,6 +21,9 @@ struct out {
         char **cells;
         bool *nums;
         size_t nrows, cap;
+        /* table, after out_flush: the widths of the rows shown so far, kept
+         * for the rows to come (the header is written once) */
+        size_t *w;
 };
 
 int
@@ -89,6 +92,8 @@ csv_header(struct out *o)
 void
 out_columns(struct out *o, const struct out_col *cols, size_t n)
 {
+        if (o->cols == cols && o->ncols == n)
+                return;         /* the same again (following: each batch) */
         o->cols = cols;
         o->ncols = n;
         if (o->fmt == OUT_CSV)
@@ -281,12 +286,17 @@ table(struct out *o)
 {
         size_t *w = xcalloc(o->ncols, sizeof(size_t)), *minw = xcalloc(o->ncols, sizeof(size_t));
         size_t i, r, total, shown = 0, last = 0, widest;
+        bool fixed = o->w != NULL;
 
+        if (fixed)
+                memcpy(w, o->w, o->ncols * sizeof(size_t));
         for (i = 0; i < o->ncols; i++) {
                 if (!o->cols[i].brief)
                         continue;
                 shown++;
                 last = i;
+                if (fixed)
+                        continue;
                 w[i] = display_len(o->cols[i].name);
                 minw[i] = w[i] < 8 ? 8 : w[i];
                 for (r = 0; r < o->nrows; r++) {
@@ -301,7 +311,7 @@ table(struct out *o)
         /* Narrow the widest free-text column, one step at a time, until the
          * table fits; then, if it must, the widest of the others (no column
          * below its header or 8). */
-        for (;;) {
+        for (; !fixed;) {
                 size_t flex = SIZE_MAX;
 
                 total = shown ? 2 * (shown - 1) : 0;
@@ -320,7 +330,7 @@ table(struct out *o)
                         break;
                 w[flex != SIZE_MAX ? flex : widest]--;
         }
-        for (r = 0; r <= o->nrows; r++)
+        for (r = fixed ? 1 : 0; r <= o->nrows; r++)
                 for (i = 0; i < o->ncols; i++)
                         if (o->cols[i].brief) {
                                 bool header = r == 0;
@@ -330,7 +340,8 @@ table(struct out *o)
                                      !header && o->nums[k], i == last);
                                 fputs(i == last ? "\n" : "  ", o->f);
                         }
-        free(w);
+        free(o->w);
+        o->w = w;
         free(minw);
 }
 
@@ -352,13 +363,13 @@ vertical(struct out *o)
         }
 }
 
-int
-out_end(struct out *o)
+/* The table's buffered rows written (sized the first time), and dropped. */
+static void
+write_rows(struct out *o)
 {
         size_t i;
-        int r;
 
-        if (o->fmt == OUT_TABLE && o->cols) {
+        if (o->fmt == OUT_TABLE && o->cols && (o->nrows > 0 || o->w == NULL)) {
                 if (o->vertical)
                         vertical(o);
                 else
@@ -366,8 +377,26 @@ out_end(struct out *o)
         }
         for (i = 0; i < o->nrows * o->ncols; i++)
                 free(o->cells[i]);
+        o->nrows = 0;
+}
+
+int
+out_flush(struct out *o)
+{
+        if (o->fmt != OUT_TABLE || o->nrows > 0)
+                write_rows(o);
+        return fflush(o->f) == 0 && !ferror(o->f) ? 0 : -EIO;
+}
+
+int
+out_end(struct out *o)
+{
+        int r;
+
+        write_rows(o);
         free(o->cells);
         free(o->nums);
+        free(o->w);
         r = fflush(o->f) == 0 && !ferror(o->f) ? 0 : -EIO;
         free(o);
         return r;

@@ -37,6 +37,12 @@ void out_columns(struct out *o, const struct out_col *cols, size_t n);
  * them unquoted, the table right-aligns them). */
 void out_row(struct out *o, const char *const *values, const bool *num);
 
+/* Write the rows given so far and flush f: for rows that keep coming. The
+ * table is sized by the first rows it writes (the header is written once,
+ * with them); later longer values are cut. 0, or -EIO when writing failed
+ * (errno says why: EPIPE when the reader went away). */
+int out_flush(struct out *o);
+
 /* Write what is buffered (the table) and free o. Returns 0, or -EIO when
  * writing failed. */
 int out_end(struct out *o);

@@ -70,6 +70,7 @@ struct stmt {
         const char *params[64];
         int n;
         bool where;
+        int64_t last_id;        /* run: column 0 of the last row written */
 };
 
 /* Add a condition to the WHERE clause. */
@@ -140,6 +141,7 @@ run(struct query *q, struct stmt *s, const struct out_col *cols, size_t ncols, l
                         vals[i] = db_text(st, i);
                         num[i] = db_numeric(st, i);
                 }
+                s->last_id = db_int(st, 0);
                 out_row(o, vals, num);
                 rows++;
         }
@@ -172,6 +174,7 @@ static const struct out_col event_cols[] = {
         { "client_ip", false, false }, { "url", false, true }, { "tag", false, false }, { "fbl_type", false, false },
         { "fbl_from", false, false }, { "fbl_to", false, false }, { "length", false, false }, { "date_time", false, false },
         { "meta", false, false }, { "tags", false, false }, { "is_test", false, false }, { "peer", false, false },
+        { "raw", false, true },
 };
 
 static void
@@ -182,7 +185,7 @@ event_select(struct stmt *s)
                  "subject, message_size, failure_type, failure_code, deferral_code, reason, response, "
                  "local_ip, remote_mta, bounce_status, diagnostic_code, tracking_type, user_agent, "
                  "client_ip, url, tag, fbl_type, fbl_from, fbl_to, length, date_time, meta, tags, "
-                 "is_test, peer FROM events");
+                 "is_test, peer, raw FROM events");
 }
 
 /* --since/--until on column col. */
@@ -300,6 +303,192 @@ query_events(struct query *q, const struct query_args *a, struct out *o, bool *m
         for (i = 0; i < n; i++)
                 free(types[i]);
         return r;
+}
+
+/* ---- following: the events after an id, in id order, as they commit ---- */
+
+/* The highest id up to which the ids are final: every event with an id up
+ * to it that will ever be visible is visible now. On SQLite, whose one
+ * writer commits its ids in order, the highest id. On PostgreSQL, where
+ * several writers take ids from one sequence and commit in any order, the
+ * end of the run of ids after the cursor that has no gap: a missing id
+ * belongs to a transaction still running (or to one rolled back). Such a
+ * gap is passed only once every transaction that may fill it has ended:
+ * those running when the gap was seen (the snapshot's, and those given an
+ * id since its xmax, which this session's own new xid bounds; slhookd's
+ * writers take their xid before any event id: db_pg.c). */
+static int
+follow_horizon(struct query *q, struct query_follow *f, int64_t *horizon, char **reterr)
+{
+        static const char gap_sql[] =
+                "SELECT array(SELECT x FROM pg_snapshot_xip(t.s) AS x UNION ALL "
+                "SELECT (pg_snapshot_xmax(t.s)::text::bigint + g)::text::xid8 FROM generate_series(0, "
+                "least(t.x::text::bigint - pg_snapshot_xmax(t.s)::text::bigint, 10000) - 1) AS g)::text "
+                "FROM (SELECT pg_current_snapshot() AS s, pg_current_xact_id() AS x) AS t";
+        struct db_stmt *st = NULL;
+        char c[24];
+        int64_t next, id;
+        int rc;
+
+        if (db_backend(q->db) == DB_SQLITE) {
+                if (db_prepare(q->db, "SELECT coalesce(max(id), 0) FROM events", 0, &st) < 0 || db_step(st) < 0) {
+                        db_finalize(st);
+                        return failed(q, reterr);
+                }
+                *horizon = db_int(st, 0);
+                db_finalize(st);
+                return 0;
+        }
+        /* Inside the caller's REPEATABLE READ transaction: the snapshot the
+         * rows are read with. */
+        snprintf(c, sizeof(c), "%lld", (long long) f->cursor);
+        if (db_prepare(q->db, "SELECT id FROM events WHERE id > ?1::bigint ORDER BY id LIMIT 10000", DB_STREAM,
+                       &st) < 0)
+                return failed(q, reterr);
+        db_bind_text(st, 1, c);
+        *horizon = f->cursor;
+        next = f->cursor + 1;
+        while ((rc = db_step(st)) > 0) {
+                id = db_int(st, 0);
+                if (id != next && !(f->gap_done && id <= f->gap_before))
+                        break;
+                *horizon = id;
+                next = id + 1;
+        }
+        db_finalize(st);
+        if (rc < 0)
+                return failed(q, reterr);
+        if (rc == 0 || (f->gap_before == id && f->gap_xids))
+                return 0;       /* no gap, or the one already waited for */
+        /* A new gap, below id: who may still fill it. */
+        free(f->gap_xids);
+        f->gap_xids = NULL;
+        f->gap_done = false;
+        f->gap_before = id;
+        if (db_prepare(q->db, gap_sql, 0, &st) < 0 || db_step(st) <= 0) {
+                db_finalize(st);
+                return failed(q, reterr);
+        }
+        f->gap_xids = xstrdup(db_text(st, 0));
+        db_finalize(st);
+        return 0;
+}
+
+/* PostgreSQL, before the snapshot is taken: whether the transactions that
+ * could fill the gap have all ended (then what they committed is in the
+ * next snapshot, and the ids still missing never will be). */
+static int
+follow_gap_check(struct query *q, struct query_follow *f, char **reterr)
+{
+        struct db_stmt *st = NULL;
+
+        if (f->gap_xids == NULL || f->gap_done)
+                return 0;
+        if (db_prepare(q->db, "SELECT coalesce(bool_and(pg_xact_status(x) IS DISTINCT FROM 'in progress'), true) "
+                       "FROM unnest(?1::xid8[]) AS x", 0, &st) < 0)
+                return failed(q, reterr);
+        db_bind_text(st, 1, f->gap_xids);
+        if (db_step(st) <= 0) {
+                db_finalize(st);
+                return failed(q, reterr);
+        }
+        f->gap_done = strcmp(db_text(st, 0), "t") == 0 || strcmp(db_text(st, 0), "1") == 0;
+        db_finalize(st);
+        return 0;
+}
+
+/* One read: the rows after the cursor up to the horizon. */
+static int
+follow_pass(struct query *q, const struct query_args *a, struct query_follow *f, long max, struct out *o,
+            char **reterr)
+{
+        struct stmt s = { 0 };
+        char c[24], h[24];
+        int64_t horizon;
+        bool pg = db_backend(q->db) == DB_POSTGRESQL, more;
+        int r;
+
+        if (pg && (follow_gap_check(q, f, reterr) < 0 ||
+                   (db_exec(q->db, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") < 0 && failed(q, reterr))))
+                return -EIO;
+        if ((r = follow_horizon(q, f, &horizon, reterr)) < 0)
+                goto out;
+        snprintf(c, sizeof(c), "%lld", (long long) f->cursor);
+        snprintf(h, sizeof(h), "%lld", (long long) horizon);
+        event_select(&s);
+        cond(&s, pg ? "id > CAST(? AS bigint)" : "id > CAST(? AS integer)", c);
+        cond(&s, pg ? "id <= CAST(? AS bigint)" : "id <= CAST(? AS integer)", h);
+        cond(&s, "type = ?", a->type);
+        common_filters(&s, a, "occurred_at", true);
+        buf_puts(&s.sql, " ORDER BY id");
+        if ((r = run(q, &s, event_cols, N(event_cols), max, o, &more, reterr)) < 0)
+                goto out;
+        f->cursor = more ? s.last_id : horizon;
+        if (f->gap_before && f->cursor >= f->gap_before) {
+                free(f->gap_xids);
+                f->gap_xids = NULL;
+                f->gap_before = 0;
+                f->gap_done = false;
+        }
+out:
+        if (pg && db_exec(q->db, "COMMIT") < 0 && r >= 0)
+                r = failed(q, reterr);
+        return r;
+}
+
+int
+query_follow(struct query *q, const struct query_args *a, struct query_follow *f, long max, struct out *o,
+             char **reterr)
+{
+        int r = follow_pass(q, a, f, max, o, reterr), r2;
+
+        /* Stopped at a gap just found: its transactions may have ended
+         * already (a rolled-back one leaves a gap for good). */
+        if (r < 0 || r == max || f->gap_xids == NULL || f->gap_done)
+                return r;
+        if (follow_gap_check(q, f, reterr) < 0)
+                return -EIO;
+        if (!f->gap_done || (r2 = follow_pass(q, a, f, max - r, o, reterr)) < 0)
+                return f->gap_done ? -EIO : r;
+        return r + r2;
+}
+
+int
+query_follow_start(struct query *q, const struct query_args *a, long newest, int64_t *cursor, char **reterr)
+{
+        struct stmt s = { 0 };
+        struct db_stmt *st = NULL;
+        char n[24];
+        int i, rc;
+
+        *cursor = 0;
+        if (newest <= 0)
+                return 0;
+        buf_puts(&s.sql, "SELECT coalesce(min(id) - 1, 0) FROM (SELECT id FROM events");
+        cond(&s, "type = ?", a->type);
+        common_filters(&s, a, "occurred_at", true);
+        snprintf(n, sizeof(n), "%ld", newest);
+        buf_printf(&s.sql, " ORDER BY id DESC LIMIT %s) AS t", n);
+        rc = db_prepare(q->db, s.sql.data, 0, &st);
+        buf_done(&s.sql);
+        if (rc < 0)
+                return failed(q, reterr);
+        for (i = 0; i < s.n; i++)
+                db_bind_text(st, i + 1, s.params[i]);
+        if (db_step(st) <= 0) {
+                db_finalize(st);
+                return failed(q, reterr);
+        }
+        *cursor = db_int(st, 0);
+        db_finalize(st);
+        return 0;
+}
+
+void
+query_follow_done(struct query_follow *f)
+{
+        free(f->gap_xids);
+        f->gap_xids = NULL;
 }
 
 int

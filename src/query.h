@@ -47,6 +47,28 @@ int query_status(struct query *q, const struct query_args *a, struct out *o, boo
 int query_info(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
 int query_quarantine_show(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
 
+/* Following the events as they commit: where the reading stands. */
+struct query_follow {
+        int64_t cursor;         /* every event with an id up to it has been passed */
+        /* PostgreSQL: a gap in the ids after cursor, below gap_before, and the
+         * transactions that may still fill it (xid8[] as text) */
+        int64_t gap_before;
+        char *gap_xids;
+        bool gap_done;          /* they have all ended */
+};
+
+/* The events after f->cursor that match a (its type, address, message,
+ * mailing and time filters), in id order, at most max (> 0) of them, as
+ * query_events writes them; f->cursor moves past every event read, shown or
+ * not, and never past an id another writer may still commit (PostgreSQL).
+ * Returns the rows written (max: call again at once), or a negative errno. */
+int query_follow(struct query *q, const struct query_args *a, struct query_follow *f, long max, struct out *o,
+                 char **reterr);
+/* Where to start to show the newest `newest` events that match a (0: from
+ * the first). */
+int query_follow_start(struct query *q, const struct query_args *a, long newest, int64_t *cursor, char **reterr);
+void query_follow_done(struct query_follow *f);
+
 /* TIME for --since/--until/--before: ISO-8601 ("2026-01-31",
  * "2026-01-31 10:00", "2026-01-31T10:00:00Z", with an offset or fraction),
  * now, today, yesterday, tomorrow, @UNIX, or relative to now_us ("30s",

@@ -6,11 +6,13 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,7 +28,7 @@
 enum {
         O_TYPE = 1 << 0, O_ADDRESS = 1 << 1, O_MESSAGE_ID = 1 << 2, O_MAILING_ID = 1 << 3,
         O_SINCE = 1 << 4, O_UNTIL = 1 << 5, O_LIMIT = 1 << 6, O_ASYNC = 1 << 7, O_BY = 1 << 8,
-        O_BEFORE = 1 << 9, O_TO = 1 << 10, O_DRY_RUN = 1 << 11,
+        O_BEFORE = 1 << 9, O_TO = 1 << 10, O_DRY_RUN = 1 << 11, O_FOLLOW = 1 << 12, O_AFTER = 1 << 13,
 };
 
 static const struct {
@@ -36,7 +38,7 @@ static const struct {
         { O_TYPE, "--type" }, { O_ADDRESS, "--address" }, { O_MESSAGE_ID, "--message-id" },
         { O_MAILING_ID, "--mailing-id" }, { O_SINCE, "--since" }, { O_UNTIL, "--until" },
         { O_LIMIT, "--limit" }, { O_ASYNC, "--async" }, { O_BY, "--by" }, { O_BEFORE, "--before" },
-        { O_TO, "--to" }, { O_DRY_RUN, "--dry-run" },
+        { O_TO, "--to" }, { O_DRY_RUN, "--dry-run" }, { O_FOLLOW, "--follow" }, { O_AFTER, "--after" },
 };
 
 typedef int (*query_fn)(struct query *, const struct query_args *, struct out *, bool *, char **);
@@ -48,8 +50,8 @@ static const struct command {
         query_fn fn;
         long default_limit;
 } commands[] = {
-        { "events", NULL, O_TYPE | O_ADDRESS | O_MESSAGE_ID | O_MAILING_ID | O_SINCE | O_UNTIL | O_LIMIT,
-          query_events, 100 },
+        { "events", NULL, O_TYPE | O_ADDRESS | O_MESSAGE_ID | O_MAILING_ID | O_SINCE | O_UNTIL | O_LIMIT |
+          O_FOLLOW | O_AFTER, query_events, 100 },
         { "bounces", NULL, O_ASYNC | O_ADDRESS | O_MESSAGE_ID | O_MAILING_ID | O_SINCE | O_UNTIL | O_LIMIT,
           query_bounces, 100 },
         { "timeline", NULL, O_ADDRESS | O_MESSAGE_ID | O_SINCE | O_UNTIL | O_LIMIT, query_timeline, 1000 },
@@ -72,6 +74,7 @@ static struct query_args arg_q;
 static char arg_before[TIME_ISO_LEN];
 static const char *arg_to;
 static bool arg_help, arg_local;
+static int64_t arg_after;
 
 static void
 usage(FILE *f)
@@ -82,6 +85,9 @@ usage(FILE *f)
                 "Commands:\n"
                 "  events        [--type T] [--address A] [--message-id ID] [--mailing-id ID]\n"
                 "                [--since TIME] [--until TIME] [--limit N]   newest first\n"
+                "                [--after ID] [-F|--follow]   oldest first, strictly after the event\n"
+                "                ID; --follow: then each new one as it is stored, until interrupted\n"
+                "                (the newest N first with --limit N)\n"
                 "  bounces       [--async] [--address A] [--message-id ID] [--mailing-id ID]\n"
                 "                [--since TIME] [--until TIME] [--limit N]\n"
                 "  timeline      --message-id ID | --address A  [--since TIME] [--until TIME]\n"
@@ -193,6 +199,8 @@ parse_args(int argc, char **argv)
                 { "to", required_argument, NULL, 'T' },
                 { "async", no_argument, NULL, 'A' },
                 { "dry-run", no_argument, NULL, 'D' },
+                { "follow", no_argument, NULL, 'F' },
+                { "after", required_argument, NULL, 'I' },
                 { "local", no_argument, NULL, 'L' },
                 { "version", no_argument, NULL, 'V' },
                 { "help", no_argument, NULL, 'h' },
@@ -202,7 +210,7 @@ parse_args(int argc, char **argv)
         int64_t n;
         int c;
 
-        while ((c = getopt_long(argc, argv, "c:d:f:n:Vh", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "c:d:f:n:FVh", opts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
                         arg_config = optarg;
@@ -268,6 +276,16 @@ parse_args(int argc, char **argv)
                         break;
                 case 'D':
                         arg_given |= O_DRY_RUN;
+                        break;
+                case 'F':
+                        arg_given |= O_FOLLOW;
+                        break;
+                case 'I':
+                        if (str_to_i64(optarg, strlen(optarg), 0, INT64_MAX, &n) < 0)
+                                return fail("--after: '%s' is not an event id (the 'id' of events --format json)",
+                                            optarg);
+                        arg_after = n;
+                        arg_given |= O_AFTER;
                         break;
                 case 'L':
                         arg_local = true;
@@ -356,8 +374,10 @@ check_options(const struct command *c)
                 return fail("prune: give --before TIME (events received before it are deleted)");
         if (strcmp(c->name, "migrate") == 0 && !(arg_given & O_TO))
                 return fail("migrate: give --to DSN, the PostgreSQL database to copy into");
+        if ((arg_given & (O_FOLLOW | O_AFTER | O_LIMIT)) == (O_FOLLOW | O_AFTER | O_LIMIT))
+                return fail("events: --limit does not go with --follow --after: every event after ID is shown");
         if (!(arg_given & O_LIMIT))
-                arg_q.limit = c->default_limit;
+                arg_q.limit = arg_given & (O_FOLLOW | O_AFTER) ? 0 : c->default_limit;
         return 0;
 }
 
@@ -640,6 +660,60 @@ migrate_command(const struct db_conf *from, struct out *o)
         return 0;
 }
 
+static volatile sig_atomic_t stopping;
+
+static void
+on_stop(int sig)
+{
+        (void) sig;
+        stopping = 1;
+}
+
+/* events --after ID, --follow: oldest first, in batches; following, each
+ * new event as it is stored (polled: bench/README.md), until SIGINT or
+ * SIGTERM, or until the reader of stdout goes away (| head). */
+static int
+follow_command(struct query *q, struct out *o, char **reterr)
+{
+        const struct sigaction sa = { .sa_handler = on_stop };  /* no SA_RESTART: the wait ends */
+        const bool follow = arg_given & O_FOLLOW;
+        const long batch = 1000;
+        struct query_follow f = { .cursor = arg_after };
+        long left = follow ? 0 : arg_q.limit;   /* --after without --follow: at most --limit rows */
+        int r = 0, n;
+
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        if (follow && !(arg_given & O_AFTER) && (r = query_follow_start(q, &arg_q, arg_q.limit, &f.cursor, reterr)) < 0)
+                return r;
+        while (!stopping) {
+                n = query_follow(q, &arg_q, &f, left > 0 && left < batch ? left : batch, o, reterr);
+                if (n < 0) {
+                        r = n;
+                        break;
+                }
+                if (out_flush(o) < 0) {
+                        if (errno != EPIPE)
+                                r = fail("cannot write the output: %s", strerror(errno));
+                        break;
+                }
+                if (left > 0 && (left -= n) == 0)
+                        break;
+                if (n == batch)
+                        continue;
+                if (!follow)
+                        break;
+                /* Caught up: look again in a quarter of a second, unless
+                 * the reader of stdout has gone away meanwhile (a pipe's
+                 * writing end then polls as an error). */
+                if (poll(&(struct pollfd) { .fd = STDOUT_FILENO }, 1, 250) > 0)
+                        break;
+        }
+        query_follow_done(&f);
+        return r;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -664,13 +738,13 @@ main(int argc, char **argv)
         else if (c->fn == NULL)
                 r = write_command(c, &t.conf, o);
         else if ((r = query_open(&t.conf, &q, &err)) == 0)
-                r = c->fn(q, &arg_q, o, &more, &err);
+                r = arg_given & (O_FOLLOW | O_AFTER) ? follow_command(q, o, &err) : c->fn(q, &arg_q, o, &more, &err);
         if (r < 0 && err)
                 fail("%s", err);
         free(err);
         query_close(q);
         target_done(&t);
-        if (out_end(o) < 0 && r >= 0)
+        if (out_end(o) < 0 && r >= 0 && errno != EPIPE)
                 r = fail("cannot write the output: %s", strerror(errno));
         if (r >= 0 && more)
                 fprintf(stderr, "slhookctl: only the first %ld rows are shown; --limit 0 shows all\n",

@@ -2,6 +2,10 @@
  * real slhookctl binary asked about them, in every output format. */
 #include "config.h"
 
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <yajl/yajl_tree.h>
 
 #include "daemon.h"
@@ -797,6 +801,165 @@ START_TEST(test_live_queries)
 }
 END_TEST
 
+/* A follower: slhookctl ARGS with its stdout on a pipe we read. */
+struct follower {
+        pid_t pid;
+        FILE *f;
+};
+
+static struct follower
+follow_start(const char *args)
+{
+        struct follower w;
+        int fd[2];
+        char *cmd = xasprintf("exec %s %s", SLHOOKCTL_BIN, args);
+
+        ck_assert_int_eq(pipe(fd), 0);
+        w.pid = fork();
+        ck_assert_int_ge(w.pid, 0);
+        if (w.pid == 0) {
+                dup2(fd[1], STDOUT_FILENO);
+                close(fd[0]);
+                close(fd[1]);
+                execl("/bin/sh", "sh", "-c", cmd, (char *) NULL);
+                _exit(127);
+        }
+        free(cmd);
+        close(fd[1]);
+        w.f = fdopen(fd[0], "r");
+        ck_assert_ptr_nonnull(w.f);
+        setvbuf(w.f, NULL, _IONBF, 0);  /* nothing read ahead: poll() tells */
+        return w;
+}
+
+/* The next line, waiting at most 10 s for it (NULL: none came). */
+static char *
+follow_line(struct follower *w)
+{
+        static char line[65536];
+        struct pollfd p = { .fd = fileno(w->f), .events = POLLIN };
+
+        if (poll(&p, 1, 10000) > 0)
+                return fgets(line, sizeof(line), w->f);
+        return NULL;
+}
+
+/* The id of a JSON line. */
+static long long
+line_id(const char *line)
+{
+        const char *id_path[] = { "id", NULL };
+        char err[256];
+        yajl_val v = yajl_tree_parse(line, err, sizeof(err)), id;
+        long long r;
+
+        ck_assert_msg(v != NULL, "not JSON: %s", line);
+        id = yajl_tree_get(v, id_path, yajl_t_number);
+        ck_assert_msg(id && YAJL_IS_INTEGER(id), "no id: %s", line);
+        r = YAJL_GET_INTEGER(id);
+        yajl_tree_free(v);
+        return r;
+}
+
+/* SIGINT, then its exit: 0, within 10 s. */
+static void
+follow_stop(struct follower *w)
+{
+        int status = -1, i;
+
+        kill(w->pid, SIGINT);
+        for (i = 0; i < 1000 && waitpid(w->pid, &status, WNOHANG) == 0; i++)
+                usleep(10000);
+        if (i == 1000) {
+                kill(w->pid, SIGKILL);
+                waitpid(w->pid, &status, 0);
+                ck_abort_msg("slhookctl --follow did not end at SIGINT");
+        }
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "slhookctl --follow: status %d", status);
+        fclose(w->f);
+}
+
+START_TEST(test_follow)
+{
+        struct follower all, failed, tail;
+        struct ctl c;
+        char *line, *args;
+        long long id, prev = 0;
+        int i, r;
+
+        daemon_start("", "");
+        post_story();
+        /* Every event, oldest first, then the new ones; and only the Failed
+         * ones after the first two events. */
+        args = xasprintf("-d '%s' -f json events --follow", d.db);
+        all = follow_start(args);
+        free(args);
+        args = xasprintf("-d '%s' -f json events -F --after 2 --type failed", d.db);
+        failed = follow_start(args);
+        free(args);
+        args = xasprintf("-d '%s' -f json events -F --limit 2", d.db);
+        tail = follow_start(args);
+        free(args);
+        for (i = 0; i < 5; i++) {
+                ck_assert_ptr_nonnull(line = follow_line(&all));
+                ck_assert_int_gt(id = line_id(line), prev);
+                prev = id;
+                ck_assert(strstr(line, "\"raw\":\"{") != NULL);
+                ck_assert(strstr(line, T_SECRET) == NULL);
+        }
+        /* --limit 2: the newest two first. */
+        ck_assert_int_eq(line_id(follow_line(&tail)), 4);
+        ck_assert_int_eq(line_id(follow_line(&tail)), 5);
+        post_event("\"Type\":\"Failed\",\"DateTime\":\"2025-03-07T08:00:00Z\",\"ServerId\":40111,"
+                   "\"MessageId\":\"m3\",\"Address\":\"dan@example.org\",\"FailureType\":\"Permanent\"");
+        post_event("\"Type\":\"Delivered\",\"DateTime\":\"2025-03-07T09:00:00Z\",\"ServerId\":40111,"
+                   "\"MessageId\":\"m4\",\"Address\":\"eve@example.org\"");
+        ck_assert_ptr_nonnull(line = follow_line(&all));
+        ck_assert_int_eq(line_id(line), 6);
+        ck_assert(strstr(line, "\"type\":\"Failed\"") != NULL);
+        ck_assert_ptr_nonnull(line = follow_line(&all));
+        ck_assert_int_eq(line_id(line), 7);
+        ck_assert_int_eq(line_id(follow_line(&tail)), 6);
+        ck_assert_int_eq(line_id(follow_line(&tail)), 7);
+        /* The old bounce (id 1, before --after 2) is not shown; the new one is. */
+        ck_assert_ptr_nonnull(line = follow_line(&failed));
+        ck_assert_int_eq(line_id(line), 6);
+        follow_stop(&all);
+        follow_stop(&failed);
+        follow_stop(&tail);
+
+        /* --after without --follow: the rest, oldest first, then the end. */
+        c = ctl("-d '%s' -f csv events --after 5", d.db);
+        ASSERT_OK(c);
+        ck_assert_int_eq(count_lines(c.out), 3);
+        ck_assert(strncmp(strchr(c.out, '\n') + 1, "6,", 2) == 0);
+        ctl_done(&c);
+        c = ctl("-d '%s' -f csv events --after 1 --limit 1", d.db);
+        ASSERT_OK(c);
+        ck_assert_int_eq(count_lines(c.out), 2);
+        ck_assert(strncmp(strchr(c.out, '\n') + 1, "2,", 2) == 0);
+        ctl_done(&c);
+        /* | head: the follower ends when its reader does, with nothing new to write. */
+        args = xasprintf("timeout 20 sh -c \"%s -d '%s' events -F | head -n 1 >/dev/null\"", SLHOOKCTL_BIN, d.db);
+        r = system(args);
+        free(args);
+        ck_assert_msg(WIFEXITED(r) && WEXITSTATUS(r) == 0, "events -F | head: status %d", r);
+        /* Wrong uses say what is wrong. */
+        c = ctl("-d '%s' events -F --after 2 --limit 3", d.db);
+        ck_assert_int_eq(c.status, 2);
+        ck_assert(strstr(c.err, "--limit") != NULL);
+        ctl_done(&c);
+        c = ctl("-d '%s' events --after x", d.db);
+        ck_assert_int_eq(c.status, 2);
+        ck_assert(strstr(c.err, "--after: 'x'") != NULL);
+        ctl_done(&c);
+        c = ctl("-d '%s' bounces --follow", d.db);
+        ck_assert_int_eq(c.status, 2);
+        ck_assert(strstr(c.err, "--follow is not an option") != NULL);
+        ctl_done(&c);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -824,5 +987,6 @@ main(void)
         tcase_add_test(tc, test_errors);
         tcase_add_test(tc, test_config_without_secret_access);
         tcase_add_test(tc, test_live_queries);
+        tcase_add_test(tc, test_follow);
         return t_run(s, tc);
 }

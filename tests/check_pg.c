@@ -1208,6 +1208,83 @@ START_TEST(test_self_test_db_lost)
 }
 END_TEST
 
+/* An event inserted by a transaction of its own that stays open: its id
+ * is taken (after its xid, as slhookd's writers do). */
+static PGconn *
+open_insert(const char *digest)
+{
+        PGconn *c = pg_connect(dsn);
+        char *sql = xasprintf("BEGIN; SELECT pg_current_xact_id(); INSERT INTO events (received_at, endpoint, type, "
+                              "wire_type, occurred_at, raw, digest) VALUES ('2026-03-01T10:00:00.000000Z', 'main', "
+                              "'Queued', 'Queued', '2026-03-01T10:00:00.000000Z', '{}', '%s')", digest);
+        PGresult *r = PQexec(c, sql);
+
+        ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+        PQclear(r);
+        free(sql);
+        return c;
+}
+
+static void
+end_tx(PGconn *c, const char *how)
+{
+        PGresult *r = PQexec(c, how);
+
+        ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+        PQclear(r);
+        PQfinish(c);
+}
+
+/* The ids of `events --after ID` (csv), as "1 2 3". */
+static char *
+ids_after(int after)
+{
+        char *args = xasprintf("-c '%s' -f csv events --after %d", d.conf, after), *out, *line, *save = NULL;
+        struct buf b = { 0 };
+        int st;
+
+        out = ctl_run(args, &st);
+        ck_assert_msg(st == 0, "slhookctl %s: exit %d: %s", args, st, out);
+        for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+                if (strncmp(line, "id,", 3) != 0)
+                        buf_printf(&b, "%s%lld", b.len ? " " : "", strtoll(line, NULL, 10));
+        buf_append(&b, "", 0);
+        free(out);
+        free(args);
+        return b.data;
+}
+
+/* Several writers take ids from one sequence and commit in any order: a
+ * reader of the ids in order never passes an id a transaction still
+ * running may commit, and passes the gap a rolled-back one left. */
+START_TEST(test_follow_gaps)
+{
+        PGconn *open2, *open4;
+        char *ids;
+
+        start_pg();
+        post_mail("Queued", 1, 0);                      /* id 1 */
+        open2 = open_insert("gap-2");                   /* id 2, not committed */
+        post_mail("Delivered", 1, 1);                   /* id 3, committed */
+        ck_assert_int_eq(pq("SELECT max(id) FROM events"), 3);
+        ck_assert_str_eq(ids = ids_after(0), "1");      /* not 3 while 2 may still come */
+        free(ids);
+        end_tx(open2, "COMMIT");
+        ck_assert_str_eq(ids = ids_after(0), "1 2 3");
+        free(ids);
+        open4 = open_insert("gap-4");                   /* id 4 */
+        post_mail("Queued", 2, 2);                      /* id 5 */
+        ck_assert_str_eq(ids = ids_after(3), "");
+        free(ids);
+        end_tx(open4, "ROLLBACK");                      /* 4 never comes */
+        ck_assert_str_eq(ids = ids_after(3), "5");
+        free(ids);
+        ck_assert_str_eq(ids = ids_after(1), "2 3 5");
+        free(ids);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1235,6 +1312,7 @@ main(void)
         tcase_add_test(tc, test_migrate);
         tcase_add_test(tc, test_self_test_once);
         tcase_add_test(tc, test_self_test_db_lost);
+        tcase_add_test(tc, test_follow_gaps);
         return t_run(s, tc);
 }
 #endif
