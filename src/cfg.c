@@ -8,17 +8,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
 #include <ini.h>
 
 #include "cfg.h"
 #include "util.h"
 
-enum sect { S_SERVER, S_ENDPOINT, S_STORE, S_API, S_LOG, S_METRICS };
+enum sect { S_SERVER, S_ENDPOINT, S_STORE, S_API, S_LOG, S_METRICS, S_FORWARD };
 
 static const char *const sect_names[] = {
-        "server", "endpoint", "store", "api", "log", "metrics",
+        "server", "endpoint", "store", "api", "log", "metrics", "forward",
 };
 
 enum kind { K_STR, K_PATH, K_UINT, K_CUSTOM };
@@ -30,7 +32,7 @@ struct key {
         enum sect sect;
         const char *name;
         enum kind kind;
-        size_t off;             /* into struct cfg, or struct cfg_endpoint for S_ENDPOINT */
+        size_t off;             /* into struct cfg, struct cfg_endpoint (S_ENDPOINT) or cfg_forward (S_FORWARD) */
         int64_t min, max;
         custom_fn fn;
         bool list;              /* may repeat: values accumulate */
@@ -42,6 +44,7 @@ struct parser {
         int line;
         int sect;               /* -1 before the first section */
         struct cfg_endpoint *ep;
+        struct cfg_forward *fw;
         const struct key *key;
         char *err;
         char *allow_text;       /* accumulated lists */
@@ -60,9 +63,11 @@ static int parse_backend(struct parser *p, const char *v);
 static int parse_format(struct parser *p, const char *v);
 static int parse_level(struct parser *p, const char *v);
 static int parse_dsn(struct parser *p, const char *v);
+static int parse_words(struct parser *p, const char *v);
 
 #define C(f) offsetof(struct cfg, f)
 #define E(f) offsetof(struct cfg_endpoint, f)
+#define F(f) offsetof(struct cfg_forward, f)
 static const struct key keys[] = {
         { S_SERVER, "listen", K_CUSTOM, 0, 0, 0, parse_listen, false },
         { S_SERVER, "tls_cert", K_PATH, C(tls_cert), 0, 0, NULL, false },
@@ -98,9 +103,25 @@ static const struct key keys[] = {
         { S_LOG, "format", K_CUSTOM, 0, 0, 0, parse_format, false },
         { S_LOG, "level", K_CUSTOM, 0, 0, 0, parse_level, false },
         { S_METRICS, "listen", K_STR, C(metrics_listen), 0, 0, NULL, false },
+        { S_FORWARD, "url", K_STR, F(url), 0, 0, NULL, false },
+        { S_FORWARD, "types", K_CUSTOM, F(types), 0, 0, parse_words, true },
+        { S_FORWARD, "endpoints", K_CUSTOM, F(endpoints), 0, 0, parse_words, true },
+        { S_FORWARD, "server_ids", K_CUSTOM, F(server_ids), 0, 0, parse_words, true },
+        { S_FORWARD, "secret_file", K_PATH, F(secret_file), 0, 0, NULL, false },
+        { S_FORWARD, "batch", K_UINT, F(batch), 1, 500, NULL, false },
+        { S_FORWARD, "timeout", K_UINT, F(timeout), 1, 3600, NULL, false },
+        { S_FORWARD, "ca_file", K_PATH, F(ca_file), 0, 0, NULL, false },
 };
 #undef C
 #undef E
+#undef F
+
+/* Where a key's value goes: the section's own struct. */
+static void *
+key_base(struct parser *p, const struct key *k)
+{
+        return k->sect == S_ENDPOINT ? (void *) p->ep : k->sect == S_FORWARD ? (void *) p->fw : (void *) p->cfg;
+}
 
 static int __attribute__((format(printf, 2, 3)))
 fail(struct parser *p, const char *fmt, ...)
@@ -267,27 +288,109 @@ parse_dsn(struct parser *p, const char *v)
         return 1;
 }
 
+/* The stored name of an event type given in [forward] types, or NULL. */
+static const char *
+event_type_name(const char *w)
+{
+        static const char *const names[] = { "Queued", "Sent", "Failed", "Deferred", "Complaint", "Click",
+                                             "Open", "Unsubscribe" };
+        size_t i;
+
+        if (strcasecmp(w, "Delivered") == 0)
+                return "Sent";
+        for (i = 0; i < ARRAY_SIZE(names); i++)
+                if (strcasecmp(w, names[i]) == 0)
+                        return names[i];
+        return NULL;
+}
+
+/* A [forward] list (types, endpoints, server_ids): words apart by spaces
+ * or commas, each checked; the key may repeat. */
+static int
+parse_words(struct parser *p, const char *v)
+{
+        struct cfg_forward *fw = p->fw;
+        char **list = *(char ***) ((char *) fw + p->key->off), *copy = xstrdup(v), *save = NULL, *w;
+        size_t *n = p->key->off == offsetof(struct cfg_forward, types) ? &fw->n_types
+                    : p->key->off == offsetof(struct cfg_forward, endpoints) ? &fw->n_endpoints : &fw->n_server_ids;
+        int64_t id;
+
+        for (w = strtok_r(copy, " \t,", &save); w; w = strtok_r(NULL, " \t,", &save)) {
+                const char *add = w;
+
+                if (p->key->off == offsetof(struct cfg_forward, server_ids) &&
+                    str_to_i64(w, strlen(w), 0, INT64_MAX, &id) < 0) {
+                        fail(p, "'%s' is not a ServerId (a whole number)", w);
+                        break;
+                }
+                if (p->key->off == offsetof(struct cfg_forward, types) && (add = event_type_name(w)) == NULL) {
+                        fail(p, "'%s' is not an event type (Queued, Sent, Failed, Deferred, Complaint, Click, "
+                             "Open, Unsubscribe)", w);
+                        break;
+                }
+                list = xreallocarray(list, *n + 1, sizeof(char *));
+                list[(*n)++] = xstrdup(add);
+        }
+        *(char ***) ((char *) fw + p->key->off) = list;
+        free(copy);
+        return 1;
+}
+
+/* The NAME of "[kind NAME]" when section is one (else NULL): checked, or
+ * *bad set after reporting what is wrong with it. */
+static const char *
+section_name(struct parser *p, const char *kind, bool *bad)
+{
+        const char *section = p->cur_section, *name;
+        size_t i, k = strlen(kind);
+
+        *bad = false;
+        if (strncmp(section, kind, k) != 0 || (section[k] != ' ' && section[k] != '\0'))
+                return NULL;
+        for (name = section + k; *name == ' '; name++)
+                ;
+        *bad = true;
+        if (*name == '\0')
+                return fail(p, "[%s] needs a name: [%s NAME]", kind, kind), NULL;
+        for (i = 0; name[i]; i++)
+                if (!(name[i] == '-' || name[i] == '_' || name[i] == '.' || (name[i] >= '0' && name[i] <= '9') ||
+                      (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z')))
+                        return fail(p, "%s name '%s' may use only letters, digits, '-', '_' and '.'", kind, name),
+                               NULL;
+        if (i > 64)
+                return fail(p, "%s name '%s' is longer than 64 characters", kind, name), NULL;
+        *bad = false;
+        return name;
+}
+
 static int
 start_section(struct parser *p)
 {
-        const char *section = p->cur_section;
+        const char *section = p->cur_section, *name;
+        struct cfg *c = p->cfg;
+        bool bad;
         size_t i;
 
         p->key = NULL;
         p->ep = NULL;
-        if (strncmp(section, "endpoint", 8) == 0 && (section[8] == ' ' || section[8] == '\0')) {
-                const char *name = section + 8;
-                struct cfg *c = p->cfg;
-
-                while (*name == ' ')
-                        name++;
-                if (*name == '\0')
-                        return fail(p, "[endpoint] needs a name: [endpoint NAME]");
-                for (i = 0; name[i]; i++)
-                        if (!(name[i] == '-' || name[i] == '_' || name[i] == '.' ||
-                              (name[i] >= '0' && name[i] <= '9') ||
-                              (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z')))
-                                return fail(p, "endpoint name '%s' may use only letters, digits, '-', '_' and '.'", name);
+        p->fw = NULL;
+        if ((name = section_name(p, "forward", &bad)) != NULL) {
+                for (i = 0; i < c->n_forwards; i++)
+                        if (strcmp(c->forwards[i].name, name) == 0)
+                                return fail(p, "[forward %s] is defined twice (first at line %d)",
+                                            name, c->forwards[i].line);
+                c->forwards = xreallocarray(c->forwards, c->n_forwards + 1, sizeof(*c->forwards));
+                p->fw = &c->forwards[c->n_forwards++];
+                memset(p->fw, 0, sizeof(*p->fw));
+                p->fw->name = xstrdup(name);
+                p->fw->line = p->section_line;
+                p->fw->batch = 1;
+                p->fw->timeout = 10;
+                p->sect = S_FORWARD;
+                p->seen[S_FORWARD] = 0;
+                return 1;
+        }
+        if (!bad && (name = section_name(p, "endpoint", &bad)) != NULL) {
                 for (i = 0; i < c->n_endpoints; i++)
                         if (strcmp(c->endpoints[i].name, name) == 0)
                                 return fail(p, "[endpoint %s] is defined twice (first at line %d)",
@@ -301,8 +404,12 @@ start_section(struct parser *p)
                 p->seen[S_ENDPOINT] = 0;
                 return 1;
         }
+        if (bad) {
+                p->sect = -2;
+                return 0;
+        }
         for (i = 0; i < ARRAY_SIZE(sect_names); i++)
-                if (i != S_ENDPOINT && strcmp(section, sect_names[i]) == 0) {
+                if (i != S_ENDPOINT && i != S_FORWARD && strcmp(section, sect_names[i]) == 0) {
                         p->sect = (int) i;
                         if (i == S_API)
                                 p->cfg->api = true;
@@ -311,7 +418,8 @@ start_section(struct parser *p)
                         return 1;
                 }
         p->sect = -2;
-        return fail(p, "unknown section [%s] (expected server, endpoint NAME, store, api, log or metrics)",
+        return fail(p, "unknown section [%s] (expected server, endpoint NAME, store, api, log, metrics or "
+                    "forward NAME)",
                     section);
 }
 
@@ -364,7 +472,7 @@ handler(void *user, const char *section, const char *name, const char *value)
         switch (k->kind) {
         case K_STR:
         case K_PATH: {
-                char **dst = (char **) ((char *) (k->sect == S_ENDPOINT ? (void *) p->ep : (void *) p->cfg) + k->off);
+                char **dst = (char **) ((char *) key_base(p, k) + k->off);
 
                 free(*dst);
                 *dst = k->kind == K_PATH ? resolve_path(p->cfg->file, v) : xstrdup(v);
@@ -379,7 +487,7 @@ handler(void *user, const char *section, const char *name, const char *value)
                 else if (k->off == offsetof(struct cfg, max_body))
                         p->cfg->max_body = (size_t) n;
                 else
-                        *(unsigned *) ((char *) p->cfg + k->off) = (unsigned) n;
+                        *(unsigned *) ((char *) key_base(p, k) + k->off) = (unsigned) n;
                 break;
         }
         case K_CUSTOM:
@@ -494,6 +602,119 @@ load_secrets(struct cfg *c, struct cfg_endpoint *ep, char **reterr)
         return 0;
 }
 
+int
+cfg_webhook_key(const char *secret, unsigned char **key, size_t *len)
+{
+        gnutls_datum_t in, out = { NULL, 0 };
+
+        if (strncmp(secret, "whsec_", 6) == 0)
+                secret += 6;
+        in.data = (unsigned char *) secret;
+        in.size = (unsigned) strlen(secret);
+        if (in.size == 0 || gnutls_base64_decode2(&in, &out) < 0)
+                return -EINVAL;
+        if (out.size < 16 || out.size > 64) {
+                gnutls_memset(out.data, 0, out.size);
+                gnutls_free(out.data);
+                return -EINVAL;
+        }
+        *key = xmalloc(out.size);
+        memcpy(*key, out.data, out.size);
+        *len = out.size;
+        gnutls_memset(out.data, 0, out.size);
+        gnutls_free(out.data);
+        return 0;
+}
+
+/* http:// only to this machine: the events would cross a network in clear. */
+static bool
+url_ok(const char *url)
+{
+        const char *h;
+        size_t n;
+
+        if (strncasecmp(url, "https://", 8) == 0)
+                return url[8] != '\0' && url[8] != '/';
+        if (strncasecmp(url, "http://", 7) != 0)
+                return false;
+        h = url + 7;
+        if (h[0] == '[')
+                return strncmp(h, "[::1]", 5) == 0 && (h[5] == '\0' || h[5] == ':' || h[5] == '/');
+        n = strcspn(h, ":/?#");
+        return (n == 9 && strncasecmp(h, "localhost", 9) == 0) || (n >= 9 && strncmp(h, "127.", 4) == 0 &&
+                                                                   strspn(h, "0123456789.") >= n);
+}
+
+/* [forward NAME]: what it must have, and its signing key (the systemd
+ * credential forward-NAME first, then secret_file). */
+static int
+validate_forward(struct cfg *c, struct cfg_forward *fw, unsigned flags, char **reterr)
+{
+        const char *creds = getenv("CREDENTIALS_DIRECTORY");
+        char *data = NULL, *path = NULL, *nl;
+        size_t i, j, len = 0;
+        int r = -ENOENT;
+
+        if (fw->url == NULL) {
+                *reterr = xasprintf("%s:%d: [forward %s] url: missing (e.g. url = https://app.example.com/hooks)",
+                                    c->file, fw->line, fw->name);
+                return -EINVAL;
+        }
+        if (!url_ok(fw->url)) {
+                *reterr = xasprintf("%s:%d: [forward %s] url: '%s' is not an https:// URL (http:// only to a "
+                                    "loopback address: 127.0.0.1, [::1], localhost)", c->file, fw->line, fw->name,
+                                    fw->url);
+                return -EINVAL;
+        }
+        if (fw->n_server_ids > 100 || fw->n_endpoints > 64 || fw->n_types > 16) {
+                *reterr = xasprintf("%s:%d: [forward %s] %s: more than %d", c->file, fw->line, fw->name,
+                                    fw->n_server_ids > 100 ? "server_ids" : fw->n_endpoints > 64 ? "endpoints" : "types",
+                                    fw->n_server_ids > 100 ? 100 : fw->n_endpoints > 64 ? 64 : 16);
+                return -EINVAL;
+        }
+        for (i = 0; i < fw->n_endpoints; i++) {
+                for (j = 0; j < c->n_endpoints && strcmp(c->endpoints[j].name, fw->endpoints[i]) != 0; j++)
+                        ;
+                if (j == c->n_endpoints) {
+                        *reterr = xasprintf("%s:%d: [forward %s] endpoints: no [endpoint %s] section", c->file,
+                                            fw->line, fw->name, fw->endpoints[i]);
+                        return -EINVAL;
+                }
+        }
+        if (flags & CFG_NO_SECRETS)
+                return 0;
+        if (creds && creds[0]) {
+                path = xasprintf("%s/forward-%s", creds, fw->name);
+                r = file_read(path, 64 * 1024, &data, &len);
+        }
+        if (r < 0) {
+                free(path);
+                path = NULL;
+                if (fw->secret_file == NULL) {
+                        *reterr = xasprintf("%s:%d: [forward %s] secret_file: missing (the key that signs each "
+                                            "POST: whsec_ and base64, e.g. from: echo whsec_$(head -c 32 "
+                                            "/dev/urandom | base64))", c->file, fw->line, fw->name);
+                        return -EINVAL;
+                }
+                r = file_read(fw->secret_file, 64 * 1024, &data, &len);
+                if (r < 0) {
+                        *reterr = xasprintf("%s:%d: [forward %s] secret_file: cannot read '%s': %s", c->file,
+                                            fw->line, fw->name, fw->secret_file, strerror(-r));
+                        return r;
+                }
+        }
+        if ((nl = strpbrk(data, "\r\n")) != NULL)
+                *nl = '\0';
+        r = cfg_webhook_key(str_trim(data), &fw->key, &fw->key_len);
+        freezero(data, len + 1);
+        if (r < 0)
+                *reterr = xasprintf("%s:%d: [forward %s] %s: '%s' does not hold a signing key (its first line: "
+                                    "whsec_ and the base64 of 16 to 64 bytes)", c->file, fw->line, fw->name,
+                                    path ? "credential" : "secret_file", path ? path : fw->secret_file);
+        free(path);
+        return r;
+}
+
 static int
 validate(struct parser *p, unsigned flags, char **reterr)
 {
@@ -550,6 +771,9 @@ validate(struct parser *p, unsigned flags, char **reterr)
                         return -EINVAL;
                 }
         }
+        for (i = 0; i < c->n_forwards; i++)
+                if (validate_forward(c, &c->forwards[i], flags, reterr) < 0)
+                        return -EINVAL;
         if (c->backend == DB_POSTGRESQL && c->dsn == NULL) {
                 err = xstrdup("[store] dsn: missing (backend = postgresql needs a libpq connection string, "
                               "e.g. dsn = host=db.example.com dbname=slhookd user=slhookd)");
@@ -720,6 +944,26 @@ cfg_free(struct cfg *c)
                 free(ep->validation_key);
         }
         free(c->endpoints);
+        for (i = 0; i < c->n_forwards; i++) {
+                struct cfg_forward *fw = &c->forwards[i];
+
+                for (j = 0; j < fw->n_types; j++)
+                        free(fw->types[j]);
+                for (j = 0; j < fw->n_endpoints; j++)
+                        free(fw->endpoints[j]);
+                for (j = 0; j < fw->n_server_ids; j++)
+                        free(fw->server_ids[j]);
+                free(fw->types);
+                free(fw->endpoints);
+                free(fw->server_ids);
+                if (fw->key)
+                        freezero(fw->key, fw->key_len);
+                free(fw->name);
+                free(fw->url);
+                free(fw->secret_file);
+                free(fw->ca_file);
+        }
+        free(c->forwards);
         for (i = 0; i < c->n_warnings; i++)
                 free(c->warnings[i]);
         free(c->warnings);

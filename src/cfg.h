@@ -31,6 +31,25 @@ struct cfg_endpoint {
         int line;               /* where the section starts */
 };
 
+/* [forward NAME]: where the stored events go on to (forward.h). */
+struct cfg_forward {
+        char *name;
+        char *url;              /* https://, or http:// to a loopback address */
+        char **types;           /* canonical types; NULL: every type */
+        size_t n_types;
+        char **endpoints;       /* [endpoint NAME]s; NULL: every endpoint */
+        size_t n_endpoints;
+        char **server_ids;      /* decimal ServerIds; NULL: every one */
+        size_t n_server_ids;
+        char *secret_file;
+        unsigned char *key;     /* loaded: the signing key (whsec_ base64 decoded) */
+        size_t key_len;
+        unsigned batch;         /* events per POST, 1..500 (> 1: a JSON array) */
+        unsigned timeout;       /* seconds per attempt */
+        char *ca_file;
+        int line;
+};
+
 struct cfg {
         char *file;
 
@@ -50,6 +69,9 @@ struct cfg {
 
         struct cfg_endpoint *endpoints;
         size_t n_endpoints;
+
+        struct cfg_forward *forwards;
+        size_t n_forwards;
 
         /* [store] */
         enum db_backend backend;
@@ -112,6 +134,11 @@ int cfg_db_conf(const struct cfg *c, struct db_conf *ret, char **ret_password, c
  * systemd): $STATE_DIRECTORY/NAME.secret, else NAME.secret beside the
  * database. Allocated. */
 char *cfg_state_secret(const struct cfg *c, const char *endpoint);
+
+/* Decode a Standard Webhooks signing secret, "whsec_" and base64 (the
+ * prefix may be left out), into *key (16 to 64 bytes; free with freezero).
+ * 0, or -EINVAL. */
+int cfg_webhook_key(const char *secret, unsigned char **key, size_t *len);
 
 /* The endpoint whose path equals url, or NULL. */
 const struct cfg_endpoint *cfg_endpoint_by_path(const struct cfg *c, const char *url);

@@ -140,6 +140,8 @@ write_json(int prio, const char *mid, const struct log_fields *f, const char *ms
                         json_field(&b, "slhookd_path", f->path);
                 if (f->reason)
                         json_field(&b, "slhookd_reason", f->reason);
+                if (f->forward)
+                        json_field(&b, "slhookd_forward", f->forward);
         }
         buf_puts(&b, "}\n");
         (void) !write(STDERR_FILENO, b.data, b.len);
@@ -170,9 +172,9 @@ static void
 write_journal(const char *file, int line, const char *func, int prio, const char *mid,
               const struct log_fields *f, const char *msg)
 {
-        /* 7 fields always, 8 more at most: every one has its place. */
-        struct buf field[15] = { { 0 } };
-        struct iovec iov[15];
+        /* 7 fields always, 9 more at most: every one has its place. */
+        struct buf field[16] = { { 0 } };
+        struct iovec iov[16];
         int n = 0, i;
 
 #define ADD(...) do { buf_printf(&field[n], __VA_ARGS__); n++; } while (0)
@@ -201,6 +203,8 @@ write_journal(const char *file, int line, const char *func, int prio, const char
                         ADD_ESC("SLHOOKD_PATH", f->path);
                 if (f->reason)
                         ADD_ESC("SLHOOKD_REASON", f->reason);
+                if (f->forward)
+                        ADD_ESC("SLHOOKD_FORWARD", f->forward);
         }
 #undef ADD
 #undef ADD_ESC

@@ -23,6 +23,7 @@ enum log_format {
 #define LOG_MID_CONFIG   "2720e942eeba4c438dde965e8873349a" /* configuration problem or warning */
 #define LOG_MID_TLS      "87d001fd2f924ec0992e401d835b071c" /* TLS / HTTP library message */
 #define LOG_MID_MGMT     "1e536cc4e9e74a5e81b9b16831747924" /* management thread: registration, self-test */
+#define LOG_MID_FORWARD  "66dae5a328bb4069a7fa03da68f5c612" /* a [forward NAME] failing, or up again */
 #define LOG_MID_GENERAL  "d41e216e8dfd458c902143d9e678afc2" /* anything else */
 
 /* Structured fields of a line. NULL strings and negative numbers are left out. */
@@ -35,8 +36,9 @@ struct log_fields {
         int64_t latency_us;
         const char *path;               /* the request's path, without its query */
         const char *reason;             /* why a request was refused */
+        const char *forward;            /* [forward NAME] */
 };
-#define LOG_FIELDS_NONE { NULL, NULL, NULL, NULL, -1, -1, NULL, NULL }
+#define LOG_FIELDS_NONE { NULL, NULL, NULL, NULL, -1, -1, NULL, NULL, NULL }
 
 /* Choose format and the most verbose priority written (LOG_ERR..LOG_DEBUG).
  * Call from main before threads start; level may change later (reload). */

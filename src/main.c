@@ -20,6 +20,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "cfg.h"
+#include "forward.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -263,8 +264,12 @@ same(const char *a, const char *b)
  * (http_tick). Anything wrong with the new files keeps all as it was. */
 static void cert_expiry(const struct cfg *cfg, const struct tls_creds *tls);
 
+/* The database the forwarding threads read, as at start (a reload does not
+ * move the database: see reload). */
+static struct db_conf fw_db;
+
 static void
-reload(struct cfg **cfg, struct http *http, struct mgmt **mgmt, struct store *store)
+reload(struct cfg **cfg, struct http *http, struct mgmt **mgmt, struct store *store, struct forwarder **fw)
 {
         struct cfg *nc = NULL, *oc = *cfg;
         struct tls_creds *tls = NULL;
@@ -302,6 +307,12 @@ reload(struct cfg **cfg, struct http *http, struct mgmt **mgmt, struct store *st
         *mgmt = mgmt_stop(*mgmt);
         if (nc->api && mgmt_start(nc, http, store, mgmt, &err) < 0) {
                 log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "reload: the management thread cannot start: %s", err);
+                free(err);
+        }
+        /* Forwarding restarts too: the cursors are in the database. */
+        *fw = forward_stop(*fw);
+        if (forward_start(nc, &fw_db, fw, &err) < 0) {
+                log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "reload: forwarding cannot start: %s", err);
                 free(err);
         }
         cfg_free(oc);
@@ -472,6 +483,7 @@ main(int argc, char **argv)
         struct store *store = NULL;
         struct http *http = NULL;
         struct mgmt *mgmt = NULL;
+        struct forwarder *fw = NULL;
         struct metrics_server *metrics = NULL;
         struct db_conf dbc;
         char *dbpw = NULL;
@@ -543,6 +555,11 @@ main(int argc, char **argv)
         }
         dbc.upgrading = upgrading;
         r = store_open(&dbc, &store, &err);
+        fw_db = dbc;
+        fw_db.path = dbc.path ? xstrdup(dbc.path) : NULL;
+        fw_db.dsn = dbc.dsn ? xstrdup(dbc.dsn) : NULL;
+        fw_db.password = dbpw ? xstrdup(dbpw) : NULL;
+        fw_db.upgrading = NULL;
         freezero(dbpw, dbpw ? strlen(dbpw) : 0);
         if (r < 0 || store_start(store, cfg->queue_size, cfg->retention_days) < 0)
                 goto fatal;
@@ -561,6 +578,8 @@ main(int argc, char **argv)
                         status = EX_CONFIG;     /* the API key cannot be read */
                 goto fatal;
         }
+        if (forward_start(cfg, &fw_db, &fw, &err) < 0)
+                goto fatal;
         /* Without metrics the receiver still does its job: say so, go on. */
         if (cfg->metrics && metrics_start(cfg->metrics_listen, cfg->backend == DB_SQLITE ? cfg->database : NULL, cfg->api, &metrics, &err) < 0) {
                 log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "%s", err);
@@ -600,7 +619,7 @@ main(int argc, char **argv)
                 if (sig < 0)
                         continue;
                 if (sig == SIGHUP) {
-                        reload(&cfg, http, &mgmt, store);
+                        reload(&cfg, http, &mgmt, store, &fw);
                         continue;
                 }
                 break;
@@ -609,6 +628,7 @@ main(int argc, char **argv)
         log_full(LOG_INFO, LOG_MID_STOP, NULL, "%s: finishing open requests, then stopping",
                  sig == SIGINT ? "SIGINT" : "SIGTERM");
         mgmt = mgmt_stop(mgmt);  /* ends an API call or a wait under way */
+        fw = forward_stop(fw);
         metrics = metrics_stop(metrics);
         if ((stuck = drain(http, store)) > 0) {
                 /* The writer is inside a transaction the database does not
@@ -631,6 +651,7 @@ fatal:
         log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "%s", err ? err : "start-up failed");
         free(err);
         mgmt_stop(mgmt);
+        forward_stop(fw);
         metrics_stop(metrics);
         store_stop(store, DRAIN_SECONDS);
         http_stop(http);

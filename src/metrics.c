@@ -48,6 +48,7 @@ struct hist {
 
 /* Endpoints counted: those of the configuration, and those reloads add. */
 #define MAX_ENDPOINTS 256
+#define MAX_FORWARDS 256
 
 static struct {
         char *endpoints[MAX_ENDPOINTS];
@@ -68,6 +69,10 @@ static struct {
         atomic_int reload_ok;           /* the last reload: 1 taken, 0 refused */
         atomic_llong reload_at;         /* unix seconds of the last reload (or start) */
         atomic_uint queue_capacity;
+        char *forwards[MAX_FORWARDS];
+        atomic_size_t n_forwards;       /* only grows, as n_endpoints */
+        atomic_ullong fw_delivered[MAX_FORWARDS], fw_failures[MAX_FORWARDS];
+        atomic_llong fw_lag[MAX_FORWARDS], fw_last_success[MAX_FORWARDS];
         long long started;              /* unix seconds */
 } reg = { .self_test = -1, .writer_ok = true, .listener_ok = true, .reload_ok = 1 };
 
@@ -90,6 +95,55 @@ metrics_init(const struct cfg *cfg)
                 reg.endpoints[n] = xstrdup(cfg->endpoints[i].name);
                 atomic_store(&reg.n_endpoints, ++n);    /* after the name: readers see it set */
         }
+        n = atomic_load(&reg.n_forwards);
+        for (i = 0; i < cfg->n_forwards && n < MAX_FORWARDS; i++) {
+                for (e = 0; e < n && strcmp(reg.forwards[e], cfg->forwards[i].name) != 0; e++)
+                        ;
+                if (e < n)
+                        continue;
+                reg.forwards[n] = xstrdup(cfg->forwards[i].name);
+                atomic_store(&reg.fw_lag[n], -1);
+                atomic_store(&reg.n_forwards, ++n);
+        }
+}
+
+static size_t
+forward_index(const char *name)
+{
+        size_t i, n = atomic_load(&reg.n_forwards);
+
+        for (i = 0; i < n && strcmp(reg.forwards[i], name) != 0; i++)
+                ;
+        return i < n ? i : SIZE_MAX;
+}
+
+void
+metrics_forward_delivered(const char *name, unsigned n, long long at)
+{
+        size_t i = forward_index(name);
+
+        if (i != SIZE_MAX) {
+                atomic_fetch_add(&reg.fw_delivered[i], n);
+                atomic_store(&reg.fw_last_success[i], at);
+        }
+}
+
+void
+metrics_forward_failure(const char *name)
+{
+        size_t i = forward_index(name);
+
+        if (i != SIZE_MAX)
+                atomic_fetch_add(&reg.fw_failures[i], 1);
+}
+
+void
+metrics_forward_lag(const char *name, long long events)
+{
+        size_t i = forward_index(name);
+
+        if (i != SIZE_MAX)
+                atomic_store(&reg.fw_lag[i], events);
 }
 
 void
@@ -330,6 +384,30 @@ metrics_text(struct metrics_server *m)
                 if (atomic_load(&reg.last_stored[e]) > 0)
                         buf_printf(&b, "slhookd_last_event_timestamp_seconds{endpoint=\"%s\"} %lld\n", reg.endpoints[e],
                                    (long long) atomic_load(&reg.last_stored[e]));
+        if ((n = atomic_load(&reg.n_forwards)) > 0) {
+                buf_puts(&b, "# HELP slhookd_forward_delivered_total Events delivered to a [forward NAME] (2xx).\n"
+                         "# TYPE slhookd_forward_delivered_total counter\n");
+                for (e = 0; e < n; e++)
+                        buf_printf(&b, "slhookd_forward_delivered_total{forward=\"%s\"} %llu\n", reg.forwards[e],
+                                   atomic_load(&reg.fw_delivered[e]));
+                buf_puts(&b, "# HELP slhookd_forward_failures_total Attempts to deliver that failed (no 2xx).\n"
+                         "# TYPE slhookd_forward_failures_total counter\n");
+                for (e = 0; e < n; e++)
+                        buf_printf(&b, "slhookd_forward_failures_total{forward=\"%s\"} %llu\n", reg.forwards[e],
+                                   atomic_load(&reg.fw_failures[e]));
+                buf_puts(&b, "# HELP slhookd_forward_lag_events Events stored after the forward's cursor.\n"
+                         "# TYPE slhookd_forward_lag_events gauge\n");
+                for (e = 0; e < n; e++)
+                        if (atomic_load(&reg.fw_lag[e]) >= 0)
+                                buf_printf(&b, "slhookd_forward_lag_events{forward=\"%s\"} %lld\n", reg.forwards[e],
+                                           (long long) atomic_load(&reg.fw_lag[e]));
+                buf_puts(&b, "# HELP slhookd_forward_last_success_timestamp_seconds When a delivery last "
+                         "succeeded.\n# TYPE slhookd_forward_last_success_timestamp_seconds gauge\n");
+                for (e = 0; e < n; e++)
+                        if (atomic_load(&reg.fw_last_success[e]) > 0)
+                                buf_printf(&b, "slhookd_forward_last_success_timestamp_seconds{forward=\"%s\"} %lld\n",
+                                           reg.forwards[e], (long long) atomic_load(&reg.fw_last_success[e]));
+        }
         if (atomic_load(&reg.cert_expiry) > 0)
                 buf_printf(&b, "# HELP slhookd_tls_certificate_expiry_timestamp_seconds When the served certificate "
                            "expires (notAfter).\n# TYPE slhookd_tls_certificate_expiry_timestamp_seconds gauge\n"

@@ -47,6 +47,12 @@ void metrics_health(bool writer_ok, bool listener_ok);
 void metrics_accept_starved(const char *why);
 /* The served certificate's notAfter (Unix seconds; 0: none). */
 void metrics_certificate(long long expires);
+/* [forward NAME]: n events delivered (at: Unix seconds), or an attempt
+ * failed; the events after its cursor. Any thread. */
+void metrics_forward_delivered(const char *name, unsigned n, long long at);
+void metrics_forward_failure(const char *name);
+void metrics_forward_lag(const char *name, long long events);
+
 /* A reload was taken (ok) or refused. */
 void metrics_reload(bool ok);
 

@@ -67,7 +67,7 @@ query_close(struct query *q)
 
 struct stmt {
         struct buf sql;
-        const char *params[64];
+        const char *params[256];
         int n;
         bool where;
         int64_t last_id;        /* run: column 0 of the last row written */
@@ -79,6 +79,24 @@ where(struct stmt *s, const char *sql)
 {
         buf_printf(&s->sql, " %s %s", s->where ? "AND" : "WHERE", sql);
         s->where = true;
+}
+
+/* col IN (the n values), when there are any. */
+static void
+cond_in(struct stmt *s, const char *col, char *const *v, size_t n, bool integer)
+{
+        size_t i;
+
+        if (n == 0 || s->n + n > sizeof(s->params) / sizeof(s->params[0]))
+                return;         /* the configuration keeps lists short: cfg.c */
+        where(s, col);
+        buf_puts(&s->sql, " IN (");
+        for (i = 0; i < n; i++) {
+                buf_puts(&s->sql, i ? ", " : "");
+                buf_puts(&s->sql, integer ? "CAST(? AS bigint)" : "?");
+                s->params[s->n++] = v[i];
+        }
+        buf_puts(&s->sql, ")");
 }
 
 /* Add a condition with one parameter, when the parameter is given. */
@@ -419,6 +437,11 @@ follow_pass(struct query *q, const struct query_args *a, struct query_follow *f,
         cond(&s, pg ? "id > CAST(? AS bigint)" : "id > CAST(? AS integer)", c);
         cond(&s, pg ? "id <= CAST(? AS bigint)" : "id <= CAST(? AS integer)", h);
         cond(&s, "type = ?", a->type);
+        cond_in(&s, "type", a->types, a->n_types, false);
+        cond_in(&s, "endpoint", a->endpoints, a->n_endpoints, false);
+        cond_in(&s, "server_id", a->server_ids, a->n_server_ids, true);
+        if (a->no_tests)
+                where(&s, "is_test = 0");
         common_filters(&s, a, "occurred_at", true);
         buf_puts(&s.sql, " ORDER BY id");
         if ((r = run(q, &s, event_cols, N(event_cols), max, o, &more, reterr)) < 0)
@@ -482,6 +505,20 @@ query_follow_start(struct query *q, const struct query_args *a, long newest, int
         *cursor = db_int(st, 0);
         db_finalize(st);
         return 0;
+}
+
+int
+query_newest_id(struct query *q, int64_t *ret)
+{
+        struct db_stmt *st = NULL;
+        int rc;
+
+        if (db_prepare(q->db, "SELECT coalesce(max(id), 0) FROM events", 0, &st) < 0)
+                return -EIO;
+        if ((rc = db_step(st)) > 0)
+                *ret = db_int(st, 0);
+        db_finalize(st);
+        return rc > 0 ? 0 : -EIO;
 }
 
 void
@@ -585,6 +622,75 @@ query_quarantine_show(struct query *q, const struct query_args *a, struct out *o
                 return -ENOENT;
         }
         return r;
+}
+
+int
+query_forward_status(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
+{
+        static const struct out_col cols[] = {
+                { "forward", true, false }, { "cursor", true, false }, { "lag_events", true, false },
+                { "lag_seconds", true, false }, { "last_success_at", true, false }, { "last_error", true, true },
+                { "delivered", false, false }, { "last_error_at", false, false }, { "updated_at", false, false },
+        };
+        struct db_stmt *st = NULL, *first = NULL;
+        int64_t newest, at_us, now_us = time_now_us();
+        char lag[24], secs[24], delivered[24], cursor[24];
+        const char *v[9];
+        bool num[9] = { false, true, true, true, false, false, true, false, false };
+        int rc, rows = 0;
+
+        (void) a;
+        *more = false;
+        if (query_newest_id(q, &newest) < 0 ||
+            db_prepare(q->db, "SELECT forward, cursor, delivered, last_success_at, last_error, last_error_at, "
+                       "updated_at FROM forward_cursors ORDER BY forward", 0, &st) < 0) {
+                db_finalize(st);
+                return failed(q, reterr);
+        }
+        out_columns(o, cols, N(cols));
+        while ((rc = db_step(st)) > 0) {
+                int64_t c = db_int(st, 1);
+
+                snprintf(cursor, sizeof(cursor), "%lld", (long long) c);
+                snprintf(lag, sizeof(lag), "%lld", (long long) (newest > c ? newest - c : 0));
+                snprintf(delivered, sizeof(delivered), "%lld", (long long) db_int(st, 2));
+                /* Since the oldest event not yet passed arrived. */
+                snprintf(secs, sizeof(secs), "0");
+                if (newest > c) {
+                        char cs[24];
+
+                        snprintf(cs, sizeof(cs), "%lld", (long long) c);
+                        if (db_prepare(q->db, db_backend(q->db) == DB_POSTGRESQL
+                                       ? "SELECT received_at FROM events WHERE id > CAST(?1 AS bigint) ORDER BY id LIMIT 1"
+                                       : "SELECT received_at FROM events WHERE id > CAST(?1 AS integer) ORDER BY id LIMIT 1",
+                                       0, &first) < 0) {
+                                db_finalize(st);
+                                return failed(q, reterr);
+                        }
+                        db_bind_text(first, 1, cs);
+                        if (db_step(first) > 0 && db_text(first, 0) &&
+                            event_parse_time(db_text(first, 0), strlen(db_text(first, 0)), &at_us) == 0)
+                                snprintf(secs, sizeof(secs), "%lld",
+                                         (long long) (now_us > at_us ? (now_us - at_us) / 1000000 : 0));
+                        db_finalize(first);
+                        first = NULL;
+                }
+                v[0] = db_text(st, 0);
+                v[1] = cursor;
+                v[2] = lag;
+                v[3] = secs;
+                v[4] = db_text(st, 3);
+                v[5] = db_text(st, 4);
+                v[6] = delivered;
+                v[7] = db_text(st, 5);
+                v[8] = db_text(st, 6);
+                out_row(o, v, num);
+                rows++;
+        }
+        db_finalize(st);
+        if (rc < 0)
+                return failed(q, reterr);
+        return rows;
 }
 
 int

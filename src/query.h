@@ -25,6 +25,14 @@ struct query_args {
         bool async;                     /* bounces: async_bounces instead of Failed events */
         char by;                        /* stats: 0, 'h' (hour) or 'd' (day) */
         int64_t id;                     /* quarantine show */
+        /* query_follow only: any of these (NULL: every one), and no test events */
+        char *const *types;
+        size_t n_types;
+        char *const *endpoints;
+        size_t n_endpoints;
+        char *const *server_ids;        /* decimal */
+        size_t n_server_ids;
+        bool no_tests;
 };
 
 /* Open the database read-only and check its schema version. Returns 0 or a
@@ -41,6 +49,9 @@ int query_timeline(struct query *q, const struct query_args *a, struct out *o, b
 int query_stats(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
 int query_suppressions(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
 int query_quarantine_list(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
+/* Each [forward NAME]'s cursor, how far behind it is (events stored after
+ * it, seconds since the first of them arrived), last success and error. */
+int query_forward_status(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
 int query_status(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
 /* The database: its name, backend, schema version, size, rows of events,
  * messages and quarantine, newest arrival. */
@@ -68,6 +79,8 @@ int query_follow(struct query *q, const struct query_args *a, struct query_follo
  * the first). */
 int query_follow_start(struct query *q, const struct query_args *a, long newest, int64_t *cursor, char **reterr);
 void query_follow_done(struct query_follow *f);
+/* The highest event id (0: none). 0 or -EIO. */
+int query_newest_id(struct query *q, int64_t *ret);
 
 /* TIME for --since/--until/--before: ISO-8601 ("2026-01-31",
  * "2026-01-31 10:00", "2026-01-31T10:00:00Z", with an offset or fraction),

@@ -61,6 +61,8 @@ static const struct command {
         { "quarantine", "show", 0, query_quarantine_show, 0 },
         { "quarantine", "replay", 0, NULL, 0 },
         { "status", NULL, 0, query_status, 0 },
+        { "forward", "status", 0, query_forward_status, 0 },
+        { "forward", "rewind", O_TO, NULL, 0 },
         { "info", NULL, 0, query_info, 0 },
         { "prune", NULL, O_BEFORE | O_DRY_RUN, NULL, 0 },
         { "migrate", NULL, O_TO, NULL, 0 },
@@ -73,6 +75,7 @@ static int arg_given;
 static struct query_args arg_q;
 static char arg_before[TIME_ISO_LEN];
 static const char *arg_to;
+static const char *arg_name;    /* forward rewind NAME */
 static bool arg_help, arg_local;
 static int64_t arg_after;
 
@@ -96,6 +99,9 @@ usage(FILE *f)
                 "  quarantine    [list [--since TIME] [--limit N] | show ID | replay]\n"
                 "  status        each endpoint's webhook, last self-test and validation\n"
                 "  info          the database: size, schema version, rows, newest arrival\n"
+                "  forward       [status | rewind NAME --to ID|TIME]   each [forward NAME]: how far\n"
+                "                it is; rewind: ID (or the first event received at or after TIME)\n"
+                "                is the next one sent, picked up by the daemon within seconds\n"
                 "  prune         --before TIME [--dry-run]   delete events received before TIME\n"
                 "                (--dry-run: count what would go, delete nothing)\n"
                 "  migrate       --to DSN   copy the SQLite database into PostgreSQL (again:\n"
@@ -329,6 +335,8 @@ find_command(int argc, char **argv)
         }
         if (strcmp(name, "quarantine") == 0 && sub == NULL)
                 sub = "list";
+        if (strcmp(name, "forward") == 0 && sub == NULL)
+                sub = "status";
         for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
                 const struct command *c = &commands[i];
 
@@ -346,6 +354,14 @@ find_command(int argc, char **argv)
                         arg_q.id = id;
                         extra = 0;
                 }
+                if (c->sub && strcmp(c->sub, "rewind") == 0) {
+                        if (extra != 1) {
+                                fail("forward rewind: give the NAME of one [forward NAME], and --to ID|TIME");
+                                return NULL;
+                        }
+                        arg_name = argv[optind + 2];
+                        extra = 0;
+                }
                 if (extra > 0) {
                         fail("%s: unexpected argument '%s'", name, argv[argc - extra]);
                         return NULL;
@@ -354,6 +370,8 @@ find_command(int argc, char **argv)
         }
         if (strcmp(name, "quarantine") == 0)
                 fail("quarantine: '%s' is not one of list, show, replay", sub);
+        else if (strcmp(name, "forward") == 0)
+                fail("forward: '%s' is not one of status, rewind", sub);
         else
                 fail("'%s' is not a command; try 'slhookctl --help'", name);
         return NULL;
@@ -374,6 +392,9 @@ check_options(const struct command *c)
                 return fail("prune: give --before TIME (events received before it are deleted)");
         if (strcmp(c->name, "migrate") == 0 && !(arg_given & O_TO))
                 return fail("migrate: give --to DSN, the PostgreSQL database to copy into");
+        if (strcmp(c->name, "forward") == 0 && c->sub && strcmp(c->sub, "rewind") == 0 && !(arg_given & O_TO))
+                return fail("forward rewind: give --to ID (that event is the next sent) or --to TIME (the first "
+                            "event received at or after it)");
         if ((arg_given & (O_FOLLOW | O_AFTER | O_LIMIT)) == (O_FOLLOW | O_AFTER | O_LIMIT))
                 return fail("events: --limit does not go with --follow --after: every event after ID is shown");
         if (!(arg_given & O_LIMIT))
@@ -596,6 +617,104 @@ write_command(const struct command *c, const struct db_conf *conf, struct out *o
         return 0;
 }
 
+static const struct out_col rewind_cols[] = { { "forward", true, false }, { "cursor", true, false },
+                                               { "next_id", true, false } };
+
+/* forward rewind NAME --to ID|TIME: the cursor set before that event (a
+ * destination not yet started starts there), and rewound counted, which
+ * the daemon's forwarding thread watches. */
+static int
+rewind_command(const struct target *t, struct out *o)
+{
+        static const char find_sql[] =
+                "SELECT coalesce((SELECT id FROM events WHERE received_at >= ?1 ORDER BY received_at, id LIMIT 1), "
+                "(SELECT coalesce(max(id), 0) + 1 FROM events)) - 1";
+        static const char upsert[] =
+                "INSERT INTO forward_cursors (forward, cursor, rewound, created_at, updated_at) "
+                "VALUES (?1, CAST(?2 AS bigint), 1, ?3, ?3) ON CONFLICT (forward) DO UPDATE SET "
+                "cursor = excluded.cursor, rewound = forward_cursors.rewound + 1, updated_at = excluded.updated_at";
+        struct db *db = NULL;
+        struct db_stmt *st = NULL;
+        char *err = NULL, now[TIME_ISO_LEN], when[TIME_ISO_LEN], c[24], next[24];
+        const char *v[3] = { arg_name, c, next };
+        bool num[3] = { false, true, true }, known = false;
+        int64_t id, cursor = -1;
+        size_t i;
+        int r = -EIO;
+
+        if (t->cfg) {
+                for (i = 0; i < t->cfg->n_forwards; i++)
+                        known |= strcmp(t->cfg->forwards[i].name, arg_name) == 0;
+                if (!known)
+                        return fail("forward rewind: %s has no [forward %s] section", t->cfg->file, arg_name);
+        }
+        if (str_to_i64(arg_to, strlen(arg_to), 1, INT64_MAX, &id) == 0)
+                cursor = id - 1;
+        else if (query_parse_time(arg_to, time_now_us(), arg_local, when) < 0)
+                return fail("--to: '%s' is not an event id nor a time (2026-01-31 10:00, -2h, @UNIX, ...)", arg_to);
+        if (db_open(&t->conf, 0, &db, &err) < 0) {
+                fail("%s", err);
+                free(err);
+                return -EIO;
+        }
+        if (db_schema_version(db) < 7) {
+                r = fail("%s: schema version %d has no forwarding yet; start slhookd once to upgrade it",
+                         db_name(db), db_schema_version(db));
+                db_close(db);
+                return r;
+        }
+        if (!known) {           /* -d DB: only a destination the database knows */
+                if (db_prepare(db, "SELECT count(*) FROM forward_cursors WHERE forward = ?1", 0, &st) < 0)
+                        goto out;
+                db_bind_text(st, 1, arg_name);
+                if (db_step(st) <= 0)
+                        goto out;
+                known = db_int(st, 0) > 0;
+                db_finalize(st);
+                st = NULL;
+                if (!known) {
+                        r = fail("forward rewind: %s knows no forward '%s' (give -c CONF to rewind one that has not "
+                                 "started yet)", db_name(db), arg_name);
+                        db_close(db);
+                        return r;
+                }
+        }
+        if (db_begin(db) < 0)
+                goto out;
+        if (cursor < 0) {
+                if (db_prepare(db, find_sql, 0, &st) < 0)
+                        goto rollback;
+                db_bind_text(st, 1, when);
+                if (db_step(st) <= 0)
+                        goto rollback;
+                cursor = db_int(st, 0);
+                db_finalize(st);
+                st = NULL;
+        }
+        snprintf(c, sizeof(c), "%lld", (long long) cursor);
+        snprintf(next, sizeof(next), "%lld", (long long) cursor + 1);
+        time_now_iso(now);
+        if (db_prepare(db, upsert, 0, &st) < 0)
+                goto rollback;
+        db_bind_text(st, 1, arg_name);
+        db_bind_text(st, 2, c);
+        db_bind_text(st, 3, now);
+        if (db_run(st) < 0 || db_commit(db) < 0)
+                goto rollback;
+        out_columns(o, rewind_cols, 3);
+        out_row(o, v, num);
+        r = 0;
+        goto out;
+rollback:
+        db_rollback(db);
+out:
+        if (r < 0)
+                fail("%s: forward rewind failed: %s", db_name(db), db_errmsg(db));
+        db_finalize(st);
+        db_close(db);
+        return r;
+}
+
 /* migrate's progress on stderr: one line kept up to date on a terminal,
  * else a line at every tenth of a table and at its end. */
 static void
@@ -735,6 +854,8 @@ main(int argc, char **argv)
                 out_local_times(o);
         if (strcmp(c->name, "migrate") == 0)
                 r = migrate_command(&t.conf, o);
+        else if (strcmp(c->name, "forward") == 0 && strcmp(c->sub, "rewind") == 0)
+                r = rewind_command(&t, o);
         else if (c->fn == NULL)
                 r = write_command(c, &t.conf, o);
         else if ((r = query_open(&t.conf, &q, &err)) == 0)

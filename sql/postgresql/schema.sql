@@ -161,6 +161,19 @@ CREATE TABLE webhook_status (
     last_test_event_at    text COLLATE "C"
 );
 
+-- Where each [forward NAME] stands.
+CREATE TABLE forward_cursors (
+    forward         text    COLLATE "C" PRIMARY KEY,
+    cursor          bigint  NOT NULL,
+    rewound         bigint  NOT NULL DEFAULT 0,
+    created_at      text    COLLATE "C" NOT NULL,
+    updated_at      text    COLLATE "C" NOT NULL,
+    delivered       bigint  NOT NULL DEFAULT 0,
+    last_success_at text    COLLATE "C",
+    last_error      text    COLLATE "C",
+    last_error_at   text    COLLATE "C"
+);
+
 -- The schema version: SQLite keeps it in PRAGMA user_version.
 CREATE TABLE slhookd_schema (version integer NOT NULL);
-INSERT INTO slhookd_schema (version) VALUES (6);
+INSERT INTO slhookd_schema (version) VALUES (7);
