@@ -24,8 +24,8 @@ certtool --generate-self-signed --load-privkey key.pem --template tmpl --outfile
 export SLHOOKD_BENCH_SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 echo "$SLHOOKD_BENCH_SECRET" > secret
 
-# start_slhookd NAME PORT METRICS_PORT STORE_LINES: slhookd with NAME.conf,
-# its pid in $spid once it answers.
+# start_slhookd NAME PORT METRICS_PORT STORE_LINES [SECTIONS]: slhookd with
+# NAME.conf (SECTIONS appended), its pid in $spid once it answers.
 start_slhookd() {
         cat > "$1.conf" <<CONF
 [server]
@@ -44,6 +44,7 @@ format = json
 level = warning
 [metrics]
 listen = 127.0.0.1:$3
+${5:-}
 CONF
         "$top/src/slhookd" -c "$1.conf" 2>"$1.log" &
         spid=$!

@@ -42,6 +42,7 @@ struct dest {
         int64_t persisted;      /* the cursor as the database has it */
         int64_t rewound;
         int64_t last_put_us;
+        int64_t lag_at_us;      /* when the lag gauge was last set */
         bool failing;
         char error[256];
 };
@@ -425,6 +426,7 @@ update_lag(struct dest *d)
 {
         int64_t newest;
 
+        d->lag_at_us = time_mono_us();
         if (query_newest_id(d->q, &newest) == 0)
                 metrics_forward_lag(d->c->name, newest > d->persisted ? newest - d->persisted : 0);
 }
@@ -485,6 +487,8 @@ dest_main(void *arg)
                                         rewind_at = 0;
                                 else if (r < 0)
                                         goto db_failed;
+                                if (time_mono_us() - d->lag_at_us > 1000000)
+                                        update_lag(d);
                                 continue;
                         }
                         /* Not delivered: the same events again after the backoff. */
