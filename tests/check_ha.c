@@ -320,7 +320,24 @@ static void
 ha_setup(void)
 {
         setup();
+        PGconn *c = NULL;
+        int i;
+
         dbname = pg_test_db(ha_dsn, &dsn, &store_lines);
+        /* libpq tries the hosts in order and stops at the first that
+         * refuses the startup: a standby that has not yet replayed the
+         * CREATE DATABASE answers "does not exist" and the primary after
+         * it is never asked. Wait (bounded) until the standby has it. */
+        for (i = 0; i < 600; i++) {
+                c = PQconnectdb(dsn);
+                if (PQstatus(c) == CONNECTION_OK)
+                        break;
+                PQfinish(c);
+                c = NULL;
+                usleep(50 * 1000);
+        }
+        ck_assert_msg(c != NULL, "%s: not reachable on every node 30 s after CREATE DATABASE", dbname);
+        PQfinish(c);
 }
 
 static void
