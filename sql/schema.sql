@@ -186,4 +186,22 @@ CREATE TABLE forward_cursors (
     last_error_at   TEXT
 );
 
-PRAGMA user_version = 7;
+-- Sending health per subaccount (slhookctl health, the daemon's
+-- [health] watch, /dashboard). What each (hour of event time, ServerId,
+-- MailingId) holds of each kind, kept by the writer in the transaction that
+-- stores the event, as event_counts is, and by retention as it deletes:
+--   sent deferred complaints unsubscribes failed_permanent failed_temporary
+--   failed_suppressed   events of that type (Failed by FailureType);
+--   opens clicks        messages, in the hour of their first open or click;
+--   async_bounces       messages of async_bounces, in the hour they failed.
+-- Test events are not counted; no ServerId is 0, no MailingId ''.
+CREATE TABLE health_counts (
+    hour            TEXT    NOT NULL,   -- "YYYY-MM-DDTHH" (UTC)
+    server_id       INTEGER NOT NULL,
+    mailing_id      TEXT    NOT NULL,
+    kind            TEXT    NOT NULL,
+    n               INTEGER NOT NULL,
+    PRIMARY KEY (hour, server_id, mailing_id, kind)
+) WITHOUT ROWID;
+
+PRAGMA user_version = 8;

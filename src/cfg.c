@@ -17,10 +17,10 @@
 #include "cfg.h"
 #include "util.h"
 
-enum sect { S_SERVER, S_ENDPOINT, S_STORE, S_API, S_LOG, S_METRICS, S_FORWARD };
+enum sect { S_SERVER, S_ENDPOINT, S_STORE, S_API, S_LOG, S_METRICS, S_FORWARD, S_HEALTH };
 
 static const char *const sect_names[] = {
-        "server", "endpoint", "store", "api", "log", "metrics", "forward",
+        "server", "endpoint", "store", "api", "log", "metrics", "forward", "health",
 };
 
 enum kind { K_STR, K_PATH, K_UINT, K_CUSTOM };
@@ -64,6 +64,8 @@ static int parse_format(struct parser *p, const char *v);
 static int parse_level(struct parser *p, const char *v);
 static int parse_dsn(struct parser *p, const char *v);
 static int parse_words(struct parser *p, const char *v);
+static int parse_rate(struct parser *p, const char *v);
+static int parse_duration(struct parser *p, const char *v);
 
 #define C(f) offsetof(struct cfg, f)
 #define E(f) offsetof(struct cfg_endpoint, f)
@@ -111,6 +113,12 @@ static const struct key keys[] = {
         { S_FORWARD, "batch", K_UINT, F(batch), 1, 500, NULL, false },
         { S_FORWARD, "timeout", K_UINT, F(timeout), 1, 3600, NULL, false },
         { S_FORWARD, "ca_file", K_PATH, F(ca_file), 0, 0, NULL, false },
+        { S_HEALTH, "complaint_rate_warn", K_CUSTOM, C(health.complaint_rate_warn), 0, 0, parse_rate, false },
+        { S_HEALTH, "complaint_rate_max", K_CUSTOM, C(health.complaint_rate_max), 0, 0, parse_rate, false },
+        { S_HEALTH, "bounce_rate_max", K_CUSTOM, C(health.bounce_rate_max), 0, 0, parse_rate, false },
+        { S_HEALTH, "min_sent", K_UINT, C(health.min_sent), 0, 1000000000, NULL, false },
+        { S_HEALTH, "window", K_CUSTOM, C(health.window), 3600, 366 * 86400, parse_duration, false },
+        { S_HEALTH, "interval", K_CUSTOM, C(health.interval), 1, 86400, parse_duration, false },
 };
 #undef C
 #undef E
@@ -268,6 +276,51 @@ parse_level(struct parser *p, const char *v)
         return 1;
 }
 
+/* A rate threshold: a fraction from 0 to 1 ("0.003"), or a percentage ("0.3%"). */
+static int
+parse_rate(struct parser *p, const char *v)
+{
+        double *dst = (double *) ((char *) p->cfg + p->key->off), d;
+        size_t len = strlen(v);
+        bool percent = len > 1 && v[len - 1] == '%';
+        char *end;
+
+        errno = 0;
+        d = strtod(v, &end);
+        if (errno || end == v || end != v + len - percent || !(d >= 0) || d > (percent ? 100 : 1))
+                return fail(p, "'%s' is not a rate: a fraction from 0 to 1 (0.003) or a percentage (0.3%%)", v);
+        *dst = percent ? d / 100 : d;
+        return 1;
+}
+
+/* A duration: a whole number of seconds, or with a unit: 30s, 5m, 2h, 7d, 2w. */
+static int
+parse_duration(struct parser *p, const char *v)
+{
+        unsigned *dst = (unsigned *) ((char *) p->cfg + p->key->off);
+        size_t len = strlen(v), digits = strspn(v, "0123456789");
+        int64_t n, unit = 1;
+
+        if (digits > 0 && digits + 1 == len) {
+                switch (v[len - 1]) {
+                case 's': unit = 1; break;
+                case 'm': unit = 60; break;
+                case 'h': unit = 3600; break;
+                case 'd': unit = 86400; break;
+                case 'w': unit = 7 * 86400; break;
+                default: unit = 0; break;
+                }
+                len--;
+        }
+        if (digits == 0 || digits != len || unit == 0 || str_to_i64(v, digits, 0, INT32_MAX, &n) < 0 ||
+            n * unit < p->key->min || n * unit > p->key->max)
+                return fail(p, "'%s' is not a duration from %llds to %llds (a number of seconds, or with s, m, h, "
+                            "d or w: 30s, 5m, 2h, 7d)",
+                            v, (long long) p->key->min, (long long) p->key->max);
+        *dst = (unsigned) (n * unit);
+        return 1;
+}
+
 static int
 parse_dsn(struct parser *p, const char *v)
 {
@@ -418,8 +471,8 @@ start_section(struct parser *p)
                         return 1;
                 }
         p->sect = -2;
-        return fail(p, "unknown section [%s] (expected server, endpoint NAME, store, api, log, metrics or "
-                    "forward NAME)",
+        return fail(p, "unknown section [%s] (expected server, endpoint NAME, store, api, log, metrics, "
+                    "forward NAME or health)",
                     section);
 }
 
@@ -868,6 +921,7 @@ cfg_load(const char *path, unsigned flags, struct cfg **ret, char **reterr)
         c->log_format = LOG_FORMAT_AUTO;
         c->log_level = LOG_INFO;
         c->metrics_listen = xstrdup("127.0.0.1:9464");
+        c->health = (struct health_conf) HEALTH_CONF_DEFAULT;
 
         p.cfg = c;
         p.sect = -1;
@@ -894,6 +948,13 @@ cfg_load(const char *path, unsigned flags, struct cfg **ret, char **reterr)
         r = validate(&p, flags, reterr);
         if (r < 0)
                 goto fail;
+        if (c->health.complaint_rate_warn > c->health.complaint_rate_max) {
+                *reterr = xasprintf("%s: [health] complaint_rate_warn (%g) is above complaint_rate_max (%g): the "
+                                    "warning must come first",
+                                    path, c->health.complaint_rate_warn, c->health.complaint_rate_max);
+                r = -EINVAL;
+                goto fail;
+        }
         /* One address may hold a quarter of the connections, so that a slow
          * or stuck sender leaves room for the others; behind a reverse proxy
          * every connection comes from it, so no limit unless one is set. */

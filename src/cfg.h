@@ -9,6 +9,7 @@
 
 #include "acl.h"
 #include "db.h"
+#include "health.h"
 #include "log.h"
 
 #define CFG_DEFAULT_PATH "/etc/slhookd/slhookd.conf"
@@ -97,6 +98,9 @@ struct cfg {
         /* [log] */
         enum log_format log_format;
         int log_level;
+
+        /* [health]: thresholds, the window and how often the daemon looks */
+        struct health_conf health;
 
         /* [metrics]: the listener runs only when the section is there */
         bool metrics;

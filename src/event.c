@@ -820,3 +820,21 @@ event_parse_time(const char *s, size_t len, int64_t *ret_us)
                 return -EINVAL;
         return combine(y, mo, d, h, mi, sec, frac, offset, ret_us);
 }
+
+bool
+event_hour_of(const char *t, char hour[14])
+{
+        snprintf(hour, 14, "%.13s", t);
+        return strcmp(t + 13, ":00:00.000000Z") == 0;
+}
+
+void
+event_next_hour(const char *hour, char out[TIME_ISO_LEN])
+{
+        char t[32];
+        int64_t us = 0;
+
+        snprintf(t, sizeof(t), "%.13s:00:00Z", hour);
+        (void) event_parse_time(t, strlen(t), &us);
+        time_format_iso(us + 3600LL * 1000000, out);
+}

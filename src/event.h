@@ -100,4 +100,10 @@ void event_digest(struct event *ev, const char *endpoint);
  * 16:35:37 GMT") into microseconds since the epoch. Returns 0 or -EINVAL. */
 int event_parse_time(const char *s, size_t len, int64_t *ret_us);
 
+/* The hour of t (a stored time, "YYYY-MM-DDTHH:MM:SS.ffffffZ") as
+ * "YYYY-MM-DDTHH", and whether t is its first instant. */
+bool event_hour_of(const char *t, char hour[14]);
+/* The first instant of the hour after hour ("YYYY-MM-DDTHH"), stored form. */
+void event_next_hour(const char *hour, char out[TIME_ISO_LEN]);
+
 #endif

@@ -126,6 +126,7 @@ log_request(struct req *r, int status)
                 .latency_us = latency,
                 .path = r->path,
                 .reason = r->reason,
+                .server_id = -1,
         };
         const char *path = r->path ? r->path : "-";
 

@@ -142,6 +142,12 @@ write_json(int prio, const char *mid, const struct log_fields *f, const char *ms
                         json_field(&b, "slhookd_reason", f->reason);
                 if (f->forward)
                         json_field(&b, "slhookd_forward", f->forward);
+                if (f->server_id >= 0)
+                        buf_printf(&b, ",\"slhookd_server_id\":%lld", (long long) f->server_id);
+                if (f->health_flag)
+                        json_field(&b, "slhookd_health_flag", f->health_flag);
+                if (f->rate)
+                        json_field(&b, "slhookd_rate", f->rate);
         }
         buf_puts(&b, "}\n");
         (void) !write(STDERR_FILENO, b.data, b.len);
@@ -172,9 +178,9 @@ static void
 write_journal(const char *file, int line, const char *func, int prio, const char *mid,
               const struct log_fields *f, const char *msg)
 {
-        /* 7 fields always, 9 more at most: every one has its place. */
-        struct buf field[16] = { { 0 } };
-        struct iovec iov[16];
+        /* 7 fields always, 12 more at most: every one has its place. */
+        struct buf field[19] = { { 0 } };
+        struct iovec iov[19];
         int n = 0, i;
 
 #define ADD(...) do { buf_printf(&field[n], __VA_ARGS__); n++; } while (0)
@@ -205,6 +211,12 @@ write_journal(const char *file, int line, const char *func, int prio, const char
                         ADD_ESC("SLHOOKD_REASON", f->reason);
                 if (f->forward)
                         ADD_ESC("SLHOOKD_FORWARD", f->forward);
+                if (f->server_id >= 0)
+                        ADD("SLHOOKD_SERVER_ID=%lld", (long long) f->server_id);
+                if (f->health_flag)
+                        ADD_ESC("SLHOOKD_HEALTH_FLAG", f->health_flag);
+                if (f->rate)
+                        ADD_ESC("SLHOOKD_RATE", f->rate);
         }
 #undef ADD
 #undef ADD_ESC

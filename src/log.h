@@ -24,6 +24,7 @@ enum log_format {
 #define LOG_MID_TLS      "87d001fd2f924ec0992e401d835b071c" /* TLS / HTTP library message */
 #define LOG_MID_MGMT     "1e536cc4e9e74a5e81b9b16831747924" /* management thread: registration, self-test */
 #define LOG_MID_FORWARD  "66dae5a328bb4069a7fa03da68f5c612" /* a [forward NAME] failing, or up again */
+#define LOG_MID_HEALTH   "2d355bbb37b44653a11eaa1e458fd8c1" /* a subaccount over a [health] threshold, or back under */
 #define LOG_MID_GENERAL  "d41e216e8dfd458c902143d9e678afc2" /* anything else */
 
 /* Structured fields of a line. NULL strings and negative numbers are left out. */
@@ -37,8 +38,11 @@ struct log_fields {
         const char *path;               /* the request's path, without its query */
         const char *reason;             /* why a request was refused */
         const char *forward;            /* [forward NAME] */
+        int64_t server_id;              /* a subaccount (ServerId) the line is about */
+        const char *health_flag;        /* a [health] threshold crossed, or back under */
+        const char *rate;               /* the rate that crossed it, as printed */
 };
-#define LOG_FIELDS_NONE { NULL, NULL, NULL, NULL, -1, -1, NULL, NULL, NULL }
+#define LOG_FIELDS_NONE { NULL, NULL, NULL, NULL, -1, -1, NULL, NULL, NULL, -1, NULL, NULL }
 
 /* Choose format and the most verbose priority written (LOG_ERR..LOG_DEBUG).
  * Call from main before threads start; level may change later (reload). */

@@ -21,6 +21,7 @@
 
 #include "cfg.h"
 #include "forward.h"
+#include "watch.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -269,7 +270,8 @@ static void cert_expiry(const struct cfg *cfg, const struct tls_creds *tls);
 static struct db_conf fw_db;
 
 static void
-reload(struct cfg **cfg, struct http *http, struct mgmt **mgmt, struct store *store, struct forwarder **fw)
+reload(struct cfg **cfg, struct http *http, struct mgmt **mgmt, struct store *store, struct forwarder **fw,
+       struct watch *watch, struct metrics_server *metrics)
 {
         struct cfg *nc = NULL, *oc = *cfg;
         struct tls_creds *tls = NULL;
@@ -315,6 +317,8 @@ reload(struct cfg **cfg, struct http *http, struct mgmt **mgmt, struct store *st
                 log_full(LOG_ERR, LOG_MID_CONFIG, NULL, "reload: forwarding cannot start: %s", err);
                 free(err);
         }
+        watch_reload(watch, &nc->health);
+        metrics_dashboard(metrics, &fw_db, &nc->health);
         cfg_free(oc);
         *cfg = nc;
         log_set_level(nc->log_level);
@@ -484,6 +488,7 @@ main(int argc, char **argv)
         struct http *http = NULL;
         struct mgmt *mgmt = NULL;
         struct forwarder *fw = NULL;
+        struct watch *watch = NULL;
         struct metrics_server *metrics = NULL;
         struct db_conf dbc;
         char *dbpw = NULL;
@@ -578,7 +583,7 @@ main(int argc, char **argv)
                         status = EX_CONFIG;     /* the API key cannot be read */
                 goto fatal;
         }
-        if (forward_start(cfg, &fw_db, &fw, &err) < 0)
+        if (forward_start(cfg, &fw_db, &fw, &err) < 0 || watch_start(&cfg->health, &fw_db, &watch, &err) < 0)
                 goto fatal;
         /* Without metrics the receiver still does its job: say so, go on. */
         if (cfg->metrics && metrics_start(cfg->metrics_listen, cfg->backend == DB_SQLITE ? cfg->database : NULL, cfg->api, &metrics, &err) < 0) {
@@ -586,6 +591,7 @@ main(int argc, char **argv)
                 free(err);
                 err = NULL;
         }
+        metrics_dashboard(metrics, &fw_db, &cfg->health);
 
         log_full(LOG_INFO, LOG_MID_START, NULL,
                  "slhookd %s ready: %s://%s:%u%s, %zu endpoint%s, database %s",
@@ -619,7 +625,7 @@ main(int argc, char **argv)
                 if (sig < 0)
                         continue;
                 if (sig == SIGHUP) {
-                        reload(&cfg, http, &mgmt, store, &fw);
+                        reload(&cfg, http, &mgmt, store, &fw, watch, metrics);
                         continue;
                 }
                 break;
@@ -629,6 +635,7 @@ main(int argc, char **argv)
                  sig == SIGINT ? "SIGINT" : "SIGTERM");
         mgmt = mgmt_stop(mgmt);  /* ends an API call or a wait under way */
         fw = forward_stop(fw);
+        watch = watch_stop(watch);
         metrics = metrics_stop(metrics);
         if ((stuck = drain(http, store)) > 0) {
                 /* The writer is inside a transaction the database does not
@@ -652,6 +659,7 @@ fatal:
         free(err);
         mgmt_stop(mgmt);
         forward_stop(fw);
+        watch_stop(watch);
         metrics_stop(metrics);
         store_stop(store, DRAIN_SECONDS);
         http_stop(http);

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 
 #include <microhttpd.h>
 
+#include "dashboard.h"
 #include "metrics.h"
 #include "util.h"
 
@@ -73,8 +75,19 @@ static struct {
         atomic_size_t n_forwards;       /* only grows, as n_endpoints */
         atomic_ullong fw_delivered[MAX_FORWARDS], fw_failures[MAX_FORWARDS];
         atomic_llong fw_lag[MAX_FORWARDS], fw_last_success[MAX_FORWARDS];
+        atomic_llong health_flagged[HF_COUNT];   /* servers over each threshold; -1: not evaluated yet */
         long long started;              /* unix seconds */
-} reg = { .self_test = -1, .writer_ok = true, .listener_ok = true, .reload_ok = 1 };
+} reg = { .self_test = -1, .writer_ok = true, .listener_ok = true, .reload_ok = 1,
+          .health_flagged = { -1, -1, -1 } };
+
+void
+metrics_health_flagged(const long long flagged[HF_COUNT])
+{
+        int i;
+
+        for (i = 0; i < HF_COUNT; i++)
+                atomic_store(&reg.health_flagged[i], flagged ? flagged[i] : -1);
+}
 
 void
 metrics_init(const struct cfg *cfg)
@@ -330,6 +343,13 @@ struct metrics_server {
         struct MHD_Daemon *mhd;
         char *database, *wal;
         bool self_test;
+        /* /dashboard: its database (a read-only connection, opened when
+         * first asked for; only the listener's one thread uses it) */
+        pthread_mutex_t lock;           /* conf, health: set by metrics_dashboard */
+        struct db_conf conf;
+        bool dashboard;
+        struct health_conf health;
+        struct db *conn;
 };
 
 static char *
@@ -408,6 +428,13 @@ metrics_text(struct metrics_server *m)
                                 buf_printf(&b, "slhookd_forward_last_success_timestamp_seconds{forward=\"%s\"} %lld\n",
                                            reg.forwards[e], (long long) atomic_load(&reg.fw_last_success[e]));
         }
+        if (atomic_load(&reg.health_flagged[0]) >= 0) {
+                buf_puts(&b, "# HELP slhookd_health_servers_flagged Subaccounts (ServerIds) over a [health] "
+                         "threshold in the window last evaluated.\n# TYPE slhookd_health_servers_flagged gauge\n");
+                for (e = 0; e < HF_COUNT; e++)
+                        buf_printf(&b, "slhookd_health_servers_flagged{flag=\"%s\"} %lld\n", health_flags[e],
+                                   (long long) atomic_load(&reg.health_flagged[e]));
+        }
         if (atomic_load(&reg.cert_expiry) > 0)
                 buf_printf(&b, "# HELP slhookd_tls_certificate_expiry_timestamp_seconds When the served certificate "
                            "expires (notAfter).\n# TYPE slhookd_tls_certificate_expiry_timestamp_seconds gauge\n"
@@ -460,9 +487,78 @@ answer(struct MHD_Connection *c, unsigned status, const char *type, char *body)
         enum MHD_Result ret;
 
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+        if (strncmp(type, "text/html", 9) == 0) {
+                MHD_add_response_header(r, "Content-Security-Policy", dashboard_csp());
+                MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+                MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+                MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        }
         ret = MHD_queue_response(c, status, r);
         MHD_destroy_response(r);
         return ret;
+}
+
+/* One line about the writer, for the dashboard. */
+static char *
+storage_line(struct metrics_server *m)
+{
+        const char *why = unhealthy(m);
+
+        return xasprintf("%s; %u requests queued for the writer (of %u), %llu commits since start", why ? why : "ok",
+                         atomic_load(&reg.queue_depth), atomic_load(&reg.queue_capacity),
+                         (unsigned long long) atomic_load(&reg.commits));
+}
+
+static enum MHD_Result
+dashboard(struct metrics_server *m, struct MHD_Connection *c)
+{
+        const char *q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "q");
+        struct health_conf h;
+        char *page, *err = NULL, *storage;
+        struct db_conf conf;
+        bool on;
+
+        pthread_mutex_lock(&m->lock);
+        on = m->dashboard;
+        h = m->health;
+        conf = m->conf;
+        pthread_mutex_unlock(&m->lock);
+        if (!on)
+                return answer(c, MHD_HTTP_NOT_FOUND, "application/json", xstrdup("{\"error\":\"not found\"}"));
+        if (m->conn == NULL && db_open(&conf, DB_READONLY, &m->conn, &err) < 0) {
+                page = xasprintf("the database cannot be read: %s\n", err);
+                free(err);
+                return answer(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", page);
+        }
+        storage = storage_line(m);
+        page = dashboard_render(m->conn, &h, q, storage);
+        free(storage);
+        if (page == NULL) {
+                page = xasprintf("the database cannot be read: %s: %s\n", db_name(m->conn), db_errmsg(m->conn));
+                m->conn = db_close(m->conn);    /* the next request connects again */
+                return answer(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", page);
+        }
+        return answer(c, MHD_HTTP_OK, "text/html; charset=utf-8", page);
+}
+
+void
+metrics_dashboard(struct metrics_server *m, const struct db_conf *db, const struct health_conf *c)
+{
+        if (m == NULL)
+                return;
+        pthread_mutex_lock(&m->lock);
+        m->health = *c;
+        if (!m->dashboard) {
+                /* The database does not change on reload. */
+                m->conf = *db;
+                m->conf.path = db->path ? xstrdup(db->path) : NULL;
+                m->conf.dsn = db->dsn ? xstrdup(db->dsn) : NULL;
+                m->conf.password = db->password ? xstrdup(db->password) : NULL;
+                m->conf.upgrading = NULL;
+                m->conf.timeout_ms = 10000;
+                m->dashboard = true;
+        }
+        pthread_mutex_unlock(&m->lock);
 }
 
 static enum MHD_Result
@@ -480,6 +576,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
                                       "<h1>slhookd " PACKAGE_VERSION "</h1>\n<ul>\n"
                                       "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n"
                                       "<li><a href=\"/healthz\">/healthz</a>: 200, or 503 with the reason</li>\n"
+                                      "<li><a href=\"/dashboard\">/dashboard</a>: sending health per subaccount, "
+                                      "events per hour</li>\n"
                                       "</ul>\n</body></html>\n"));
         if (strcmp(url, "/metrics") == 0)
                 return answer(c, MHD_HTTP_OK, "text/plain; version=0.0.4", metrics_text(m));
@@ -489,6 +587,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
                                       xasprintf("{\"status\":\"unhealthy\",\"reason\":\"%s\"}", why));
                 return answer(c, MHD_HTTP_OK, "application/json", xstrdup("{\"status\":\"ok\"}"));
         }
+        if (strcmp(url, "/dashboard") == 0)
+                return dashboard(m, c);
         return answer(c, MHD_HTTP_NOT_FOUND, "application/json", xstrdup("{\"error\":\"not found\"}"));
 }
 
@@ -523,6 +623,7 @@ metrics_start(const char *listen, const char *database, bool self_test, struct m
                 m->wal = xasprintf("%s-wal", database);
         }
         m->self_test = self_test;
+        pthread_mutex_init(&m->lock, NULL);
         m->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | (ss.ss_family == AF_INET6 ?
                                   MHD_USE_IPv6 : 0), (uint16_t) port, NULL, NULL, on_request, m,
                                   MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
@@ -548,6 +649,12 @@ metrics_stop(struct metrics_server *m)
         if (m) {
                 if (m->mhd)
                         MHD_stop_daemon(m->mhd);
+                db_close(m->conn);
+                free((char *) m->conf.path);
+                free((char *) m->conf.dsn);
+                if (m->conf.password)
+                        freezero((char *) m->conf.password, strlen(m->conf.password));
+                pthread_mutex_destroy(&m->lock);
                 free(m->database);
                 free(m->wal);
                 free(m);

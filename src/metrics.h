@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "cfg.h"
+#include "health.h"
 
 
 enum metrics_outcome { METRIC_STORED, METRIC_DUPLICATE, METRIC_QUARANTINED };
@@ -52,18 +53,26 @@ void metrics_certificate(long long expires);
 void metrics_forward_delivered(const char *name, unsigned n, long long at);
 void metrics_forward_failure(const char *name);
 void metrics_forward_lag(const char *name, long long events);
+/* [health]: how many subaccounts are over each threshold (enum
+ * health_flag), after an evaluation; NULL: none made (not exported). */
+void metrics_health_flagged(const long long flagged[HF_COUNT]);
 
 /* A reload was taken (ok) or refused. */
 void metrics_reload(bool ok);
 
 struct metrics_server;
 
-/* Serve /metrics and /healthz on listen ("host:port"); database (SQLite's
+/* Serve /, /metrics, /healthz (and /dashboard) on listen ("host:port"); database (SQLite's
  * file, and its WAL; NULL for PostgreSQL) is asked for its size.
  * self_test: /healthz also needs the last self-test to have passed.
  * Returns 0 or a negative errno with *reterr set. */
 int metrics_start(const char *listen, const char *database, bool self_test, struct metrics_server **ret,
                   char **reterr);
 struct metrics_server *metrics_stop(struct metrics_server *m);
+
+/* Serve /dashboard from the database db names (copied, the first time)
+ * with the thresholds and window of c (again on reload). NULL-safe. */
+void metrics_dashboard(struct metrics_server *m, const struct db_conf *db, const struct health_conf *c);
+
 
 #endif

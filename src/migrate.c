@@ -6,8 +6,8 @@
  * NOTHING. A row that conflicts must be there already: under its id with its
  * digest, or (a redelivery an instance stored there) under another id. An id
  * that holds another event means the destination has rows of its own: the
- * run stops there rather than skip history. messages, event_counts and
- * webhook_status change in place: every run walks them whole and updates the
+ * run stops there rather than skip history. messages, event_counts,
+ * health_counts and webhook_status change in place: every run walks them whole and updates the
  * rows that differ, so the source's latest state wins. */
 #include "config.h"
 
@@ -32,6 +32,7 @@ static const struct table {
         { "event_counts", "hour, type", false },
         { "quarantine", "id", true },
         { "webhook_status", "endpoint", false },
+        { "health_counts", "hour, server_id, mailing_id, kind", false },
 };
 
 struct run {

@@ -587,6 +587,81 @@ query_suppressions(struct query *q, const struct query_args *a, struct out *o, b
         return run(q, &s, cols, N(cols), a->limit, o, more, reterr);
 }
 
+/* ---- health: per subaccount or mailing (health.c does the counting) ---- */
+
+int
+query_health(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
+{
+        static const bool brief[HK_COUNT] = {
+                [HK_SENT] = true, [HK_FAILED_PERMANENT] = true, [HK_ASYNC_BOUNCES] = true, [HK_COMPLAINTS] = true,
+        };
+        static const bool brief_rate[HR_COUNT] = { [HR_BOUNCE] = true, [HR_COMPLAINT] = true };
+        const struct health_conf defaults = HEALTH_CONF_DEFAULT, *c = a->health ? a->health : &defaults;
+        struct out_col cols[2 + HK_COUNT + HR_COUNT + 1];
+        char since[TIME_ISO_LEN], until[TIME_ISO_LEN], num[1 + HK_COUNT + HR_COUNT][32], flags[128];
+        const char *vals[N(cols)];
+        bool isnum[N(cols)];
+        struct health_report r;
+        size_t i, n = 0;
+        int k, v;
+
+        *more = false;
+        /* Without --until, now; without --since, the window before it. */
+        if (a->until[0])
+                snprintf(until, sizeof(until), "%s", a->until);
+        else
+                time_now_iso(until);
+        if (a->since[0]) {
+                snprintf(since, sizeof(since), "%s", a->since);
+        } else {
+                int64_t us = 0;
+
+                (void) event_parse_time(until, strlen(until), &us);
+                time_format_iso(us - (int64_t) c->window * 1000000, since);
+        }
+        if (health_report(q->db, since, until, a->by == 'm', a->has_server_id ? a->server_id : -1, c, &r) < 0)
+                return failed(q, reterr);
+        cols[n++] = (struct out_col) { "server_id", true, false };
+        if (a->by == 'm')
+                cols[n++] = (struct out_col) { "mailing_id", true, true };
+        for (k = 0; k < HK_COUNT; k++)
+                cols[n++] = (struct out_col) { health_kinds[k], brief[k], false };
+        for (k = 0; k < HR_COUNT; k++)
+                cols[n++] = (struct out_col) { health_rates[k], brief_rate[k], false };
+        cols[n++] = (struct out_col) { "flags", true, true };
+        out_columns(o, cols, n);
+        for (i = 0; i < r.n && (a->limit <= 0 || (long) i < a->limit); i++) {
+                const struct health_row *w = &r.rows[i];
+
+                n = v = 0;
+                snprintf(num[v], sizeof(num[v]), "%lld", (long long) w->server_id);
+                isnum[n] = true;
+                vals[n++] = num[v++];
+                if (a->by == 'm') {
+                        isnum[n] = false;
+                        vals[n++] = w->mailing_id && w->mailing_id[0] ? w->mailing_id : NULL;
+                }
+                for (k = 0; k < HK_COUNT; k++) {
+                        snprintf(num[v], sizeof(num[v]), "%lld", (long long) w->n[k]);
+                        isnum[n] = true;
+                        vals[n++] = num[v++];
+                }
+                for (k = 0; k < HR_COUNT; k++) {
+                        /* Ten significant digits: 1/20 prints as 0.05, not as its binary neighbour. */
+                        snprintf(num[v], sizeof(num[v]), "%.10g", w->rate[k]);
+                        isnum[n] = true;
+                        vals[n++] = w->has_rate[k] ? num[v] : NULL;
+                        v++;
+                }
+                isnum[n] = false;
+                vals[n++] = health_flag_names(w->flags, flags, sizeof(flags));
+                out_row(o, vals, isnum);
+        }
+        *more = i < r.n;
+        health_report_done(&r);
+        return (int) i;
+}
+
 int
 query_quarantine_list(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr)
 {
@@ -808,25 +883,6 @@ stats_sql(struct query *q, const char *sql, const char *from, const char *to, st
         return rc < 0 ? failed(q, reterr) : 0;
 }
 
-/* The hour of t ("YYYY-MM-DDTHH"), and whether t is its first instant. */
-static bool
-hour_of(const char *t, char hour[14])
-{
-        snprintf(hour, 14, "%.13s", t);
-        return strcmp(t + 13, ":00:00.000000Z") == 0;
-}
-
-static void
-next_hour(const char *hour, char out[TIME_ISO_LEN])
-{
-        char *t = xasprintf("%s:00:00Z", hour);
-        int64_t us = 0;
-
-        (void) event_parse_time(t, strlen(t), &us);
-        time_format_iso(us + 3600LL * 1000000, out);
-        free(t);
-}
-
 static int
 bucket_cmp(const void *a, const void *b)
 {
@@ -862,16 +918,16 @@ query_stats(struct query *q, const struct query_args *a, struct out *o, bool *mo
 
         *more = false;
         if (a->since[0]) {
-                s_aligned = hour_of(a->since, hs);
+                s_aligned = event_hour_of(a->since, hs);
                 if (!s_aligned) {
                         /* The cut first hour, counted exactly. */
-                        next_hour(hs, edge);
+                        event_next_hour(hs, edge);
                         r = stats_sql(q, part_sql, a->since, strcmp(edge, until) < 0 ? edge : until, &st, reterr);
                         snprintf(hs, sizeof(hs), "%.13s", edge);
                 }
         }
         if (r == 0 && a->until[0]) {
-                u_aligned = hour_of(a->until, he);
+                u_aligned = event_hour_of(a->until, he);
                 /* The cut last hour, unless the first one already covered it. */
                 if (!u_aligned && strcmp(he, hs) >= 0) {
                         snprintf(edge, sizeof(edge), "%s:00:00.000000Z", he);
@@ -903,9 +959,9 @@ query_stats(struct query *q, const struct query_args *a, struct out *o, bool *mo
                         snprintf(from, sizeof(from), "%s", a->since);
                 if (st.keylen == 10) {
                         snprintf(h, sizeof(h), "%.10sT23", st.b[i].first);
-                        next_hour(h, to);
+                        event_next_hour(h, to);
                 } else
-                        next_hour(st.keylen == 13 ? st.b[i].first : st.b[i].last, to);
+                        event_next_hour(st.keylen == 13 ? st.b[i].first : st.b[i].last, to);
                 if (st.keylen == 0 && a->until[0])
                         snprintf(to, sizeof(to), "%s", a->until);
                 vals[0] = from;

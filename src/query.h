@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "db.h"
+#include "health.h"
 #include "out.h"
 #include "util.h"
 
@@ -23,7 +24,11 @@ struct query_args {
         char until[TIME_ISO_LEN];
         long limit;                     /* rows; 0 = all */
         bool async;                     /* bounces: async_bounces instead of Failed events */
-        char by;                        /* stats: 0, 'h' (hour) or 'd' (day) */
+        char by;                        /* stats: 0, 'h' (hour) or 'd' (day); health: 0 or 's' (server),
+                                         * 'm' (mailing) */
+        int64_t server_id;              /* health --server-id */
+        bool has_server_id;
+        const struct health_conf *health;       /* health: thresholds and window (NULL: the defaults) */
         int64_t id;                     /* quarantine show */
         /* query_follow only: any of these (NULL: every one), and no test events */
         char *const *types;
@@ -47,6 +52,9 @@ int query_events(struct query *q, const struct query_args *a, struct out *o, boo
 int query_bounces(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
 int query_timeline(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
 int query_stats(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
+/* Sending health per ServerId (or mailing) over [since, until) (default:
+ * the window ending now), worst first (see health.h). */
+int query_health(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
 int query_suppressions(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
 int query_quarantine_list(struct query *q, const struct query_args *a, struct out *o, bool *more, char **reterr);
 /* Each [forward NAME]'s cursor, how far behind it is (events stored after

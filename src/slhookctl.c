@@ -29,6 +29,7 @@ enum {
         O_TYPE = 1 << 0, O_ADDRESS = 1 << 1, O_MESSAGE_ID = 1 << 2, O_MAILING_ID = 1 << 3,
         O_SINCE = 1 << 4, O_UNTIL = 1 << 5, O_LIMIT = 1 << 6, O_ASYNC = 1 << 7, O_BY = 1 << 8,
         O_BEFORE = 1 << 9, O_TO = 1 << 10, O_DRY_RUN = 1 << 11, O_FOLLOW = 1 << 12, O_AFTER = 1 << 13,
+        O_SERVER_ID = 1 << 14,
 };
 
 static const struct {
@@ -39,6 +40,7 @@ static const struct {
         { O_MAILING_ID, "--mailing-id" }, { O_SINCE, "--since" }, { O_UNTIL, "--until" },
         { O_LIMIT, "--limit" }, { O_ASYNC, "--async" }, { O_BY, "--by" }, { O_BEFORE, "--before" },
         { O_TO, "--to" }, { O_DRY_RUN, "--dry-run" }, { O_FOLLOW, "--follow" }, { O_AFTER, "--after" },
+        { O_SERVER_ID, "--server-id" },
 };
 
 typedef int (*query_fn)(struct query *, const struct query_args *, struct out *, bool *, char **);
@@ -56,6 +58,7 @@ static const struct command {
           query_bounces, 100 },
         { "timeline", NULL, O_ADDRESS | O_MESSAGE_ID | O_SINCE | O_UNTIL | O_LIMIT, query_timeline, 1000 },
         { "stats", NULL, O_SINCE | O_UNTIL | O_BY | O_LIMIT, query_stats, 0 },
+        { "health", NULL, O_SINCE | O_UNTIL | O_BY | O_SERVER_ID | O_LIMIT, query_health, 0 },
         { "suppressions", NULL, O_ADDRESS | O_SINCE | O_UNTIL | O_LIMIT, query_suppressions, 100 },
         { "quarantine", "list", O_SINCE | O_UNTIL | O_LIMIT, query_quarantine_list, 100 },
         { "quarantine", "show", 0, query_quarantine_show, 0 },
@@ -78,6 +81,7 @@ static const char *arg_to;
 static const char *arg_name;    /* forward rewind NAME */
 static bool arg_help, arg_local;
 static int64_t arg_after;
+static const char *arg_by;
 
 static void
 usage(FILE *f)
@@ -95,6 +99,10 @@ usage(FILE *f)
                 "                [--since TIME] [--until TIME] [--limit N]\n"
                 "  timeline      --message-id ID | --address A  [--since TIME] [--until TIME]\n"
                 "  stats         [--since TIME] [--until TIME] [--by hour|day]\n"
+                "  health        [--since TIME] [--until TIME] [--by server|mailing] [--server-id N]\n"
+                "                sending health per subaccount (or mailing), worst first: sent,\n"
+                "                failures, async bounces, complaints, opens, clicks, their rates,\n"
+                "                and the [health] thresholds crossed (default range: its window)\n"
                 "  suppressions  [--address A] [--since TIME] [--until TIME] [--limit N]\n"
                 "  quarantine    [list [--since TIME] [--limit N] | show ID | replay]\n"
                 "  status        each endpoint's webhook, last self-test and validation\n"
@@ -202,6 +210,7 @@ parse_args(int argc, char **argv)
                 { "until", required_argument, NULL, 'u' },
                 { "before", required_argument, NULL, 'b' },
                 { "by", required_argument, NULL, 'y' },
+                { "server-id", required_argument, NULL, 'S' },
                 { "to", required_argument, NULL, 'T' },
                 { "async", no_argument, NULL, 'A' },
                 { "dry-run", no_argument, NULL, 'D' },
@@ -264,13 +273,15 @@ parse_args(int argc, char **argv)
                         arg_given |= O_BEFORE;
                         break;
                 case 'y':
-                        if (strcmp(optarg, "hour") == 0)
-                                arg_q.by = 'h';
-                        else if (strcmp(optarg, "day") == 0)
-                                arg_q.by = 'd';
-                        else
-                                return fail("--by: '%s' is not one of hour, day", optarg);
+                        arg_by = optarg;        /* its words depend on the command */
                         arg_given |= O_BY;
+                        break;
+                case 'S':
+                        if (str_to_i64(optarg, strlen(optarg), 0, INT64_MAX, &n) < 0)
+                                return fail("--server-id: '%s' is not a ServerId (a whole number)", optarg);
+                        arg_q.server_id = n;
+                        arg_q.has_server_id = true;
+                        arg_given |= O_SERVER_ID;
                         break;
                 case 'T':
                         arg_to = optarg;
@@ -395,6 +406,22 @@ check_options(const struct command *c)
         if (strcmp(c->name, "forward") == 0 && c->sub && strcmp(c->sub, "rewind") == 0 && !(arg_given & O_TO))
                 return fail("forward rewind: give --to ID (that event is the next sent) or --to TIME (the first "
                             "event received at or after it)");
+        if (arg_by && strcmp(c->name, "stats") == 0) {
+                if (strcmp(arg_by, "hour") == 0)
+                        arg_q.by = 'h';
+                else if (strcmp(arg_by, "day") == 0)
+                        arg_q.by = 'd';
+                else
+                        return fail("--by: '%s' is not one of hour, day", arg_by);
+        }
+        if (arg_by && strcmp(c->name, "health") == 0) {
+                if (strcmp(arg_by, "server") == 0)
+                        arg_q.by = 's';
+                else if (strcmp(arg_by, "mailing") == 0)
+                        arg_q.by = 'm';
+                else
+                        return fail("--by: '%s' is not one of server, mailing", arg_by);
+        }
         if ((arg_given & (O_FOLLOW | O_AFTER | O_LIMIT)) == (O_FOLLOW | O_AFTER | O_LIMIT))
                 return fail("events: --limit does not go with --follow --after: every event after ID is shown");
         if (!(arg_given & O_LIMIT))
@@ -858,7 +885,7 @@ main(int argc, char **argv)
                 r = rewind_command(&t, o);
         else if (c->fn == NULL)
                 r = write_command(c, &t.conf, o);
-        else if ((r = query_open(&t.conf, &q, &err)) == 0)
+        else if ((arg_q.health = t.cfg ? &t.cfg->health : NULL), (r = query_open(&t.conf, &q, &err)) == 0)
                 r = arg_given & (O_FOLLOW | O_AFTER) ? follow_command(q, o, &err) : c->fn(q, &arg_q, o, &more, &err);
         if (r < 0 && err)
                 fail("%s", err);

@@ -29,6 +29,7 @@ enum {
         ST_MSG_BY_MESSAGE, ST_MSG_BY_MAILING, ST_MSG_BY_ADDRESS, ST_MSG_INSERT, ST_MSG_UPDATE, ST_MSG_DELETE,
         ST_EVENT_MESSAGE, ST_COUNT_ADD, ST_PRUNE_COUNTS, ST_PRUNE_ZERO, ST_PRUNE_EVENTS, ST_PRUNE_MESSAGES,
         ST_PRUNE_CURSOR, ST_PRUNE_QUARANTINE, ST_EVENT_SEEN, ST_QUARANTINE_SEEN, ST_DATA_VERSION,
+        ST_HEALTH_ADD, ST_PRUNE_HEALTH_EVENTS, ST_PRUNE_HEALTH_MESSAGES, ST_PRUNE_HEALTH_ZERO,
         ST_COUNT
 };
 
@@ -42,6 +43,15 @@ enum {
 struct count {
         char hour[14];
         char *type;             /* a copy: the event may go before the counts are written */
+        int64_t n;
+};
+
+/* What a transaction adds to (or takes from) health_counts. */
+struct hcount {
+        char hour[14];
+        int64_t server_id;
+        char *mailing_id;       /* a copy; "" for none */
+        const char *kind;       /* static */
         int64_t n;
 };
 
@@ -71,6 +81,8 @@ struct store {
         int64_t data_version;           /* SQLite: PRAGMA data_version the cache is good for */
         struct count *counts;           /* this transaction's, unsorted */
         size_t ncounts, counts_cap;
+        struct hcount *hcounts;         /* this transaction's, unsorted */
+        size_t nhcounts, hcounts_cap;
 
         unsigned retention_days;        /* 0: keep forever */
         uint64_t pruned_events, pruned_messages, pruned_quarantine;     /* this retention pass */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "corr.h"
+#include "health.h"
 #include "log.h"
 #include "msgcache.h"
 #include "store-private.h"
@@ -221,6 +222,36 @@ prepare(struct store *s, char **reterr)
                 [ST_EVENT_SEEN] = "SELECT 1 FROM events WHERE digest = ?",
                 [ST_QUARANTINE_SEEN] = "SELECT 1 FROM quarantine WHERE digest = ?",
                 [ST_DATA_VERSION] = "PRAGMA data_version",
+                [ST_HEALTH_ADD] = "INSERT INTO health_counts (hour, server_id, mailing_id, kind, n) "
+                                  "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (hour, server_id, mailing_id, kind) "
+                                  "DO UPDATE SET n = health_counts.n + excluded.n",
+                /* The batch of ST_PRUNE_EVENTS and the messages of
+                 * ST_PRUNE_MESSAGES, taken off health_counts first. */
+                [ST_PRUNE_HEALTH_EVENTS] =
+                        "UPDATE health_counts SET n = n - d.c FROM "
+                        "(SELECT substr(coalesce(occurred_at, received_at), 1, 13) AS h, coalesce(server_id, 0) AS s, "
+                        "        coalesce(mailing_id, '') AS g, " HEALTH_KIND_SQL " AS k, count(*) AS c FROM events "
+                        " WHERE id IN (SELECT id FROM events WHERE received_at < ?1 ORDER BY received_at, id LIMIT ?2) "
+                        " AND is_test = 0 GROUP BY h, s, g, k) AS d "
+                        "WHERE health_counts.hour = d.h AND health_counts.server_id = d.s "
+                        "AND health_counts.mailing_id = d.g AND health_counts.kind = d.k",
+                [ST_PRUNE_HEALTH_MESSAGES] =
+                        "WITH m AS (SELECT * FROM messages WHERE id IN (SELECT id FROM messages WHERE id > ?3 "
+                        "           ORDER BY id LIMIT ?2) AND updated_at < ?1 AND is_test = 0) "
+                        "UPDATE health_counts SET n = n - d.c FROM "
+                        "(SELECT h, s, g, k, count(*) AS c FROM ("
+                        "  SELECT substr(opened_at, 1, 13) AS h, server_id AS s, coalesce(mailing_id, '') AS g, "
+                        "         'opens' AS k FROM m WHERE opened_at IS NOT NULL "
+                        "  UNION ALL SELECT substr(clicked_at, 1, 13), server_id, coalesce(mailing_id, ''), 'clicks' "
+                        "         FROM m WHERE clicked_at IS NOT NULL "
+                        "  UNION ALL SELECT substr(failed_at, 1, 13), server_id, coalesce(mailing_id, ''), "
+                        "         'async_bounces' FROM m WHERE failed_at > sent_at "
+                        "         AND coalesce(failure_type, '') <> 'Suppressed' "
+                        "         AND (message_id IS NOT NULL OR mailing_id IS NOT NULL)) AS x "
+                        " GROUP BY h, s, g, k) AS d "
+                        "WHERE health_counts.hour = d.h AND health_counts.server_id = d.s "
+                        "AND health_counts.mailing_id = d.g AND health_counts.kind = d.k",
+                [ST_PRUNE_HEALTH_ZERO] = "DELETE FROM health_counts WHERE n <= 0",
         };
         int i, r = 0;
 
@@ -231,6 +262,12 @@ prepare(struct store *s, char **reterr)
                 sql[ST_COUNT_ADD] = "INSERT INTO event_counts (hour, type, events) "
                                     "SELECT * FROM unnest(CAST(?1 AS text[]), CAST(?2 AS text[]), CAST(?3 AS bigint[])) "
                                     "ON CONFLICT (hour, type) DO UPDATE SET events = event_counts.events + excluded.events";
+        if (pg(s))
+                sql[ST_HEALTH_ADD] = "INSERT INTO health_counts (hour, server_id, mailing_id, kind, n) "
+                                     "SELECT * FROM unnest(CAST(?1 AS text[]), CAST(?2 AS bigint[]), "
+                                     "CAST(?3 AS text[]), CAST(?4 AS text[]), CAST(?5 AS bigint[])) "
+                                     "ON CONFLICT (hour, server_id, mailing_id, kind) "
+                                     "DO UPDATE SET n = health_counts.n + excluded.n";
         for (i = ST_MSG_BY_MESSAGE; i <= ST_MSG_UPDATE; i++)
                 sql[i] = dyn[i] = msg_sql(i, pg(s));
         for (i = 0; i < ST_COUNT; i++)
@@ -326,6 +363,7 @@ store_close(struct store *s)
         pthread_cond_destroy(&s->wake);
         pthread_cond_destroy(&s->gone);
         free(s->counts);
+        free(s->hcounts);
         free((char *) s->conf.path);
         free((char *) s->conf.dsn);
         if (s->conf.password)

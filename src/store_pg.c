@@ -713,8 +713,8 @@ send_events(struct store_pg *p)
 }
 
 int
-store_pg_flush(struct store_pg *p, void (*done)(void *arg, struct store_job *job, struct event *ev, bool stored),
-               void *arg)
+store_pg_flush(struct store_pg *p, store_pg_apply_fn apply,
+               void (*done)(void *arg, struct store_job *job, struct event *ev, bool stored), void *arg)
 {
         size_t i;
 
@@ -732,7 +732,7 @@ store_pg_flush(struct store_pg *p, void (*done)(void *arg, struct store_job *job
 
                 if (it->dup || it->msg == NULL)
                         continue;
-                corr_apply(&it->msg->m, it->ev, it->job->received_at);
+                apply(arg, &it->msg->k, &it->msg->m, it->ev, it->job->received_at);
                 it->msg->is_test |= it->ev->is_test;
                 it->msg->touched = true;
         }

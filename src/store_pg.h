@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "corr.h"
 #include "db.h"
 #include "event.h"
 #include "store.h"
@@ -31,11 +32,17 @@ void store_pg_clear(struct store_pg *p);
 /* Add a mail event (EVENT_MAIL) of job; it is written by store_pg_flush. */
 void store_pg_add(struct store_pg *p, struct store_job *job, struct event *ev);
 
-/* Write what was added, inside the transaction. For each event, in the
- * order added: done(arg, job, ev, stored), stored false for a redelivery.
+/* corr_apply() as the store does it (it counts what the event moved). */
+typedef void (*store_pg_apply_fn)(void *arg, const struct corr_key *k, struct corr_msg *m, const struct event *ev,
+                                  const char *received_at);
+
+/* Write what was added, inside the transaction. Each new event is applied
+ * to its message with apply(arg, ...), in the order added; then for each
+ * event, in that order: done(arg, job, ev, stored), stored false for a
+ * redelivery.
  * Returns 0, or -1 with db_errmsg() saying why (db_conflict() when another
  * instance wrote one of the same rows meanwhile: run the transaction again). */
-int store_pg_flush(struct store_pg *p,
+int store_pg_flush(struct store_pg *p, store_pg_apply_fn apply,
                    void (*done)(void *arg, struct store_job *job, struct event *ev, bool stored), void *arg);
 
 /* Append v to a PostgreSQL array literal being built in b ("{" first,

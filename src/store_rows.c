@@ -10,10 +10,95 @@
 #include <string.h>
 
 #include "corr.h"
+#include "health.h"
 #include "metrics.h"
 #include "msgcache.h"
 #include "store-private.h"
 #include "store_pg.h"
+
+/* Add n to health_counts at (hour of t, server, mailing, kind) at the end
+ * of the transaction. */
+static void
+health_add(struct store *s, const char *t, int64_t server_id, const char *mailing_id, const char *kind, int64_t n)
+{
+        struct hcount *h;
+        size_t i;
+
+        if (mailing_id == NULL)
+                mailing_id = "";
+        for (i = s->nhcounts; i > 0; i--) {
+                h = &s->hcounts[i - 1];
+                if (h->kind == kind && h->server_id == server_id && strncmp(h->hour, t, 13) == 0 &&
+                    strcmp(h->mailing_id, mailing_id) == 0) {
+                        h->n += n;
+                        return;
+                }
+        }
+        if (s->nhcounts == s->hcounts_cap) {
+                s->hcounts_cap = s->hcounts_cap ? 2 * s->hcounts_cap : 16;
+                s->hcounts = xreallocarray(s->hcounts, s->hcounts_cap, sizeof(*s->hcounts));
+        }
+        h = &s->hcounts[s->nhcounts++];
+        snprintf(h->hour, sizeof(h->hour), "%.13s", t);
+        h->server_id = server_id;
+        h->mailing_id = xstrdup(mailing_id);
+        h->kind = kind;
+        h->n = n;
+}
+
+/* What a message row counts in health_counts: the times of its first open,
+ * its first click, and its async bounce (as the async_bounces view: Failed
+ * after Sent by event time, not Suppressed, with an id); "" for none. */
+static void
+health_marks(const struct corr_key *k, const struct corr_msg *m, const char *marks[3])
+{
+        bool async = (k->message_id || k->mailing_id) && m->t[CT_SENT][0] && m->t[CT_FAILED][0] &&
+                     strcmp(m->t[CT_FAILED], m->t[CT_SENT]) > 0 &&
+                     !(m->failure_type && strcmp(m->failure_type, "Suppressed") == 0);
+
+        marks[0] = m->t[CT_OPENED];
+        marks[1] = m->t[CT_CLICKED];
+        marks[2] = async ? m->t[CT_FAILED] : "";
+}
+
+/* corr_apply, and what it moved in health_counts: a message's first open
+ * or click, or its async bounce, may come or move to another hour (events
+ * arrive in any order). */
+static void
+apply(struct store *s, const struct corr_key *k, struct corr_msg *m, const struct event *ev, const char *received_at)
+{
+        static const char *const kinds[3] = { "opens", "clicks", "async_bounces" };
+        char was[3][TIME_ISO_LEN];
+        const char *marks[3], *mailing = m->mailing_id ? m->mailing_id : "";
+        bool same_group;
+        int i;
+
+        if (ev->is_test) {
+                corr_apply(m, ev, received_at);
+                return;
+        }
+        health_marks(k, m, marks);
+        for (i = 0; i < 3; i++)
+                snprintf(was[i], sizeof(was[i]), "%s", marks[i]);
+        corr_apply(m, ev, received_at);
+        health_marks(k, m, marks);
+        same_group = strcmp(mailing, m->mailing_id ? m->mailing_id : "") == 0;
+        for (i = 0; i < 3; i++) {
+                if (same_group && strcmp(was[i], marks[i]) == 0)
+                        continue;
+                if (was[i][0])
+                        health_add(s, was[i], k->server_id, mailing, kinds[i], -1);
+                if (marks[i][0])
+                        health_add(s, marks[i], k->server_id, m->mailing_id, kinds[i], 1);
+        }
+}
+
+/* store_pg's corr_apply (the same, with the store as arg). */
+static void
+apply_pg(void *arg, const struct corr_key *k, struct corr_msg *m, const struct event *ev, const char *received_at)
+{
+        apply(arg, k, m, ev, received_at);
+}
 
 /* Read a messages row (columns from first on) into m; the strings stay
  * valid until st is reset. */
@@ -95,7 +180,7 @@ message_create(struct store *s, const struct event *ev, const struct corr_key *k
         int64_t id = 0;
         int rc;
 
-        corr_apply(m, ev, received_at);
+        apply(s, k, m, ev, received_at);
         db_bind_int(st, 1, k->server_id);
         db_bind_text(st, 2, k->message_id);
         db_bind_text(st, 3, k->address);
@@ -108,24 +193,31 @@ message_create(struct store *s, const struct event *ev, const struct corr_key *k
 }
 
 static int
-message_update(struct store *s, const struct event *ev, struct corr_msg *m, int64_t id, const char *received_at)
+message_update(struct store *s, const struct event *ev, const struct corr_key *k, struct corr_msg *m, int64_t id,
+               const char *received_at)
 {
         struct db_stmt *st = s->st[ST_MSG_UPDATE];
-
         int i;
 
-        corr_apply(m, ev, received_at);
+        apply(s, k, m, ev, received_at);
         i = msg_bind(st, 1, m);
         db_bind_int(st, i++, ev->is_test);
         db_bind_int(st, i, id);
         return db_run(st) < 0 ? -1 : 0;
 }
 
-/* Count a stored event into event_counts at the end of the transaction. */
+/* Count a stored event into event_counts and health_counts at the end of
+ * the transaction. */
 static void
-count_event(struct store *s, const struct event *ev)
+count_event(struct store *s, const struct event *ev, const char *received_at)
 {
+        const char *kind = ev->is_test ? NULL : health_event_kind(ev);
         size_t i;
+
+        if (kind)
+                health_add(s, ev->occurred_at[0] ? ev->occurred_at : received_at,
+                           ev->has_num[EVN_SERVER_ID] ? ev->num[EVN_SERVER_ID] : 0, ev->str[EVS_MAILING_ID], kind,
+                           1);
 
         if (!ev->occurred_at[0])
                 return;
@@ -152,6 +244,19 @@ count_cmp(const void *a, const void *b)
         return c ? c : strcmp(x->type, y->type);
 }
 
+static int
+hcount_cmp(const void *a, const void *b)
+{
+        const struct hcount *x = a, *y = b;
+        int c = strcmp(x->hour, y->hour);
+
+        if (c == 0)
+                c = (x->server_id > y->server_id) - (x->server_id < y->server_id);
+        if (c == 0)
+                c = strcmp(x->mailing_id, y->mailing_id);
+        return c ? c : strcmp(x->kind, y->kind);
+}
+
 static void
 counts_clear(struct store *s)
 {
@@ -160,6 +265,26 @@ counts_clear(struct store *s)
         for (i = 0; i < s->ncounts; i++)
                 free(s->counts[i].type);
         s->ncounts = 0;
+        for (i = 0; i < s->nhcounts; i++)
+                free(s->hcounts[i].mailing_id);
+        s->nhcounts = 0;
+}
+
+/* PostgreSQL: one statement, its columns as arrays, sent to be answered
+ * with the COMMIT, in its round trip (db_send copies the values). */
+static int
+send_arrays(struct db_stmt *st, struct buf *a, int n)
+{
+        int i, r;
+
+        for (i = 0; i < n; i++) {
+                store_pg_arr_end(&a[i]);
+                db_bind_text(st, i + 1, a[i].data);
+        }
+        r = db_send(st) < 0 ? -1 : 0;
+        for (i = 0; i < n; i++)
+                buf_done(&a[i]);
+        return r;
 }
 
 /* Write the transaction's counts, in key order: two instances that count
@@ -168,29 +293,44 @@ counts_clear(struct store *s)
 static int
 counts_flush(struct store *s)
 {
-        struct db_stmt *st = s->st[ST_COUNT_ADD];
-        size_t i;
+        struct db_stmt *st = s->st[ST_COUNT_ADD], *hs = s->st[ST_HEALTH_ADD];
+        size_t i, k;
         int r = 0;
 
         if (s->ncounts > 1)
                 qsort(s->counts, s->ncounts, sizeof(*s->counts), count_cmp);
-        if (pg(s) && s->ncounts > 0) {
-                /* One statement: three arrays, in key order. */
-                struct buf a[3] = { 0 };
+        /* Moves that cancelled out (a first open moved within its hour) write nothing. */
+        for (i = k = 0; i < s->nhcounts; i++)
+                if (s->hcounts[i].n != 0)
+                        s->hcounts[k++] = s->hcounts[i];
+                else
+                        free(s->hcounts[i].mailing_id);
+        s->nhcounts = k;
+        if (s->nhcounts > 1)
+                qsort(s->hcounts, s->nhcounts, sizeof(*s->hcounts), hcount_cmp);
+        if (pg(s)) {
+                struct buf a[5] = { 0 };
 
                 for (i = 0; i < s->ncounts; i++) {
                         store_pg_arr_text(&a[0], s->counts[i].hour);
                         store_pg_arr_text(&a[1], s->counts[i].type);
                         store_pg_arr_int(&a[2], true, s->counts[i].n);
                 }
-                for (i = 0; i < 3; i++) {
-                        store_pg_arr_end(&a[i]);
-                        db_bind_text(st, (int) i + 1, a[i].data);
+                if (s->ncounts > 0)
+                        r = send_arrays(st, a, 3);
+                memset(a, 0, sizeof(a));
+                for (i = 0; i < s->nhcounts; i++) {
+                        store_pg_arr_text(&a[0], s->hcounts[i].hour);
+                        store_pg_arr_int(&a[1], true, s->hcounts[i].server_id);
+                        store_pg_arr_text(&a[2], s->hcounts[i].mailing_id);
+                        store_pg_arr_text(&a[3], s->hcounts[i].kind);
+                        store_pg_arr_int(&a[4], true, s->hcounts[i].n);
                 }
-                /* With the COMMIT, in its round trip (db_send copies the values). */
-                r = db_send(st) < 0 ? -1 : 0;
-                for (i = 0; i < 3; i++)
-                        buf_done(&a[i]);
+                if (r == 0 && s->nhcounts > 0)
+                        r = send_arrays(hs, a, 5);
+                else
+                        for (i = 0; i < 5; i++)
+                                buf_done(&a[i]);
                 counts_clear(s);
                 return r;
         }
@@ -199,6 +339,14 @@ counts_flush(struct store *s)
                 db_bind_text(st, 2, s->counts[i].type);
                 db_bind_int(st, 3, s->counts[i].n);
                 r = db_run(st) < 0 ? -1 : 0;
+        }
+        for (i = 0; i < s->nhcounts && r == 0; i++) {
+                db_bind_text(hs, 1, s->hcounts[i].hour);
+                db_bind_int(hs, 2, s->hcounts[i].server_id);
+                db_bind_text(hs, 3, s->hcounts[i].mailing_id);
+                db_bind_text(hs, 4, s->hcounts[i].kind);
+                db_bind_int(hs, 5, s->hcounts[i].n);
+                r = db_run(hs) < 0 ? -1 : 0;
         }
         counts_clear(s);
         return r;
@@ -315,8 +463,8 @@ store_mail(struct store *s, const struct store_job *job, const struct event *ev)
         if ((n = db_run(st)) < 0)
                 goto out;
         if (n == 1)
-                count_event(s, ev);
-        if (n == 1 && id > 0 && !created && message_update(s, ev, &m, id, job->received_at) < 0)
+                count_event(s, ev, job->received_at);
+        if (n == 1 && id > 0 && !created && message_update(s, ev, &k, &m, id, job->received_at) < 0)
                 n = -1;
         if (n == 0 && created) {
                 /* A redelivery of an event whose message retention removed. */
@@ -367,7 +515,7 @@ message_link(struct store *s, const struct event *ev, int64_t event_id, const ch
                 return -1;
         if (id == 0)
                 id = message_create(s, ev, &k, &m, received_at);
-        else if (message_update(s, ev, &m, id, received_at) < 0)
+        else if (message_update(s, ev, &k, &m, id, received_at) < 0)
                 id = -1;
         db_reset(find);
         if (id <= 0)
@@ -415,6 +563,8 @@ store_rows_rebuild(struct store *s, char **reterr)
                 n++;
         }
         db_finalize(st);
+        if (rc == 0 && counts_flush(s) < 0)
+                rc = -1;
         if (rc == 0) {
                 if (n)
                         log_full(LOG_NOTICE, LOG_MID_STORE, NULL, "%s: message states filled from %llu events",
@@ -505,7 +655,7 @@ bulk_done(void *arg, struct store_job *job, struct event *ev, bool stored)
         if (stored) {
                 job->stored++;
                 ev->outcome = 1 + METRIC_STORED;
-                count_event(arg, ev);
+                count_event(arg, ev, job->received_at);
         } else {
                 job->duplicates++;
                 ev->outcome = 1 + METRIC_DUPLICATE;
@@ -523,7 +673,7 @@ store_rows_clear(struct store *s)
 int
 store_rows_flush(struct store *s)
 {
-        if (s->bulk && store_pg_flush(s->bulk, bulk_done, s) < 0)
+        if (s->bulk && store_pg_flush(s->bulk, apply_pg, bulk_done, s) < 0)
                 return -1;
         return counts_flush(s);
 }
@@ -555,7 +705,8 @@ store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t 
             uint64_t *ret_quarantine)
 {
         struct db_stmt *ev = s->st[ST_PRUNE_EVENTS], *msg = s->st[ST_PRUNE_MESSAGES], *cnt = s->st[ST_PRUNE_COUNTS];
-        struct db_stmt *qu = s->st[ST_PRUNE_QUARANTINE];
+        struct db_stmt *qu = s->st[ST_PRUNE_QUARANTINE], *hev = s->st[ST_PRUNE_HEALTH_EVENTS];
+        struct db_stmt *hmsg = s->st[ST_PRUNE_HEALTH_MESSAGES];
         int64_t next = 0;
         bool wrapped = true;
         int ne, nm, nq, locked;
@@ -576,9 +727,15 @@ store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t 
         db_bind_int(msg, 3, s->prune_cursor);
         db_bind_text(qu, 1, before);
         db_bind_int(qu, 2, PRUNE_BATCH);
-        if (db_run(cnt) < 0 || (ne = db_run(ev)) < 0 || (ne > 0 && db_run(s->st[ST_PRUNE_ZERO]) < 0) ||
-            prune_cursor(s, &next, &wrapped) < 0 || (nm = db_run(msg)) < 0 || (nq = db_run(qu)) < 0 ||
-            db_commit(s->db) < 0) {
+        db_bind_text(hev, 1, before);
+        db_bind_int(hev, 2, PRUNE_BATCH);
+        db_bind_text(hmsg, 1, before);
+        db_bind_int(hmsg, 2, PRUNE_BATCH);
+        db_bind_int(hmsg, 3, s->prune_cursor);
+        if (db_run(cnt) < 0 || db_run(hev) < 0 || (ne = db_run(ev)) < 0 ||
+            (ne > 0 && db_run(s->st[ST_PRUNE_ZERO]) < 0) || prune_cursor(s, &next, &wrapped) < 0 ||
+            db_run(hmsg) < 0 || (nm = db_run(msg)) < 0 || ((ne > 0 || nm > 0) && db_run(s->st[ST_PRUNE_HEALTH_ZERO]) < 0) ||
+            (nq = db_run(qu)) < 0 || db_commit(s->db) < 0) {
                 store_rows_rollback(s);
                 return -EIO;
         }

@@ -128,6 +128,22 @@ assert_counts(void)
         assert_rows("SELECT hour, type, events FROM event_counts WHERE events > 0 ORDER BY 1, 2", want);
         ck_assert_int_gt(strlen(want), 0);
         free(want);
+        /* health_counts, kept event by event in any order, equals what
+         * the events and messages left hold, counted afresh. */
+        want = rows("SELECT h, s, g, k, count(*) FROM ("
+                    " SELECT substr(coalesce(occurred_at, received_at), 1, 13) AS h, coalesce(server_id, 0) AS s,"
+                    "  coalesce(mailing_id, '') AS g, CASE type WHEN 'Sent' THEN 'sent' WHEN 'Deferred' THEN 'deferred'"
+                    "  WHEN 'Complaint' THEN 'complaints' WHEN 'Unsubscribe' THEN 'unsubscribes' WHEN 'Failed' THEN"
+                    "  'failed_' || lower(failure_type) END AS k FROM events WHERE is_test = 0"
+                    " UNION ALL SELECT substr(opened_at, 1, 13), server_id, coalesce(mailing_id, ''), 'opens'"
+                    "  FROM messages WHERE opened_at IS NOT NULL AND is_test = 0"
+                    " UNION ALL SELECT substr(clicked_at, 1, 13), server_id, coalesce(mailing_id, ''), 'clicks'"
+                    "  FROM messages WHERE clicked_at IS NOT NULL AND is_test = 0"
+                    " UNION ALL SELECT substr(failed_at, 1, 13), server_id, coalesce(mailing_id, ''), 'async_bounces'"
+                    "  FROM async_bounces) WHERE k IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4");
+        assert_rows("SELECT hour, server_id, mailing_id, kind, n FROM health_counts WHERE n <> 0 ORDER BY 1, 2, 3, 4",
+                    want);
+        free(want);
 }
 
 #define BOUNCES "SELECT server_id, message_id, mailing_id, address, sent_at, failed_at, delay_seconds, " \
@@ -332,6 +348,31 @@ START_TEST(test_any_order_same_row)
         free(first);
         ck_assert_int_eq(query("SELECT count(*) FROM async_bounces"), ROUNDS);
         assert_counts();
+        /* Every round's message: one first open, one first click, one
+         * async bounce, each in its hour whatever the order. */
+        assert_rows("SELECT hour, kind, n FROM health_counts WHERE kind IN ('opens', 'clicks', 'async_bounces') "
+                    "ORDER BY 1, 2",
+                    "2025-03-04T12|clicks|40\n2025-03-04T12|opens|40\n2025-03-05T11|async_bounces|40\n");
+}
+END_TEST
+
+/* A message's first open moves to an earlier hour when an earlier Open
+ * arrives later; a Sent after the Failed makes the bounce async; a
+ * suppressed failure never is one. */
+START_TEST(test_health_moves)
+{
+        post_free(ev("Tracking", "2025-03-04T12:10:00Z", "40111", "h1", "M", "a@example.com", "\"TrackingType\":1"));
+        assert_rows("SELECT hour, kind, n FROM health_counts", "2025-03-04T12|opens|1\n");
+        post_free(ev("Tracking", "2025-03-04T10:10:00Z", "40111", "h1", "M", "a@example.com", "\"TrackingType\":1"));
+        assert_rows("SELECT hour, kind, n FROM health_counts WHERE n <> 0", "2025-03-04T10|opens|1\n");
+        post_free(FAILED("h2", "M", "b@example.com", "2025-03-06T09:00:00Z", "Permanent"));
+        post_free(FAILED("h3", "M", "c@example.com", "2025-03-06T09:00:00Z", "Suppressed"));
+        post_free(SENT("h2", "M", "b@example.com", "2025-03-04T08:15:41Z"));
+        post_free(SENT("h3", "M", "c@example.com", "2025-03-04T08:15:41Z"));
+        assert_rows("SELECT hour, kind, n FROM health_counts WHERE n <> 0 ORDER BY 1, 2",
+                    "2025-03-04T08|sent|2\n2025-03-04T10|opens|1\n2025-03-06T09|async_bounces|1\n"
+                    "2025-03-06T09|failed_permanent|1\n2025-03-06T09|failed_suppressed|1\n");
+        assert_counts();
 }
 END_TEST
 
@@ -529,6 +570,7 @@ main(void)
         tcase_add_test(tc, test_same_address_two_messages);
         tcase_add_test(tc, test_address_case);
         tcase_add_test(tc, test_any_order_same_row);
+        tcase_add_test(tc, test_health_moves);
         tcase_add_test(tc, test_suppressions_view);
         tcase_add_test(tc, test_prune);
         tcase_add_test(tc, test_retention_in_writer);

@@ -865,7 +865,7 @@ assert_same_table(const char *db, const char *table, const char *key)
 
 static const struct { const char *name, *key; } migrate_tables[] = {
         { "events", "id" }, { "messages", "id" }, { "event_counts", "hour, type" }, { "quarantine", "id" },
-        { "webhook_status", "endpoint" },
+        { "webhook_status", "endpoint" }, { "health_counts", "hour, server_id, mailing_id, kind" },
 };
 
 /* slhookctl -d db migrate --to dsn -f csv: its csv line for table, e.g.
@@ -1022,7 +1022,7 @@ START_TEST(test_migrate)
         }
         free(out);
         fprintf(stderr, "check_pg: migrate: %lld events, killed -9 after %lld and run again: every row of the "
-                "5 tables equal, %zu slhookctl answers equal; a third run copied nothing\n", events, after,
+                "6 tables equal, %zu slhookctl answers equal; a third run copied nothing\n", events, after,
                 ARRAY_SIZE(cmds));
 
         /* The source goes on: a message of the sample bounces later. */

@@ -174,6 +174,16 @@ CREATE TABLE forward_cursors (
     last_error_at   text    COLLATE "C"
 );
 
+-- Sending health per subaccount (see sql/schema.sql).
+CREATE TABLE health_counts (
+    hour            text    COLLATE "C" NOT NULL,
+    server_id       bigint  NOT NULL,
+    mailing_id      text    COLLATE "C" NOT NULL,
+    kind            text    COLLATE "C" NOT NULL,
+    n               bigint  NOT NULL,
+    PRIMARY KEY (hour, server_id, mailing_id, kind)
+);
+
 -- The schema version: SQLite keeps it in PRAGMA user_version.
 CREATE TABLE slhookd_schema (version integer NOT NULL);
-INSERT INTO slhookd_schema (version) VALUES (7);
+INSERT INTO slhookd_schema (version) VALUES (8);
