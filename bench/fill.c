@@ -120,12 +120,12 @@ event_json(struct buf *b, int type, const char *label, unsigned long m, unsigned
 
         time_format_iso(t, when);
         counts[type]++;
-        buf_printf(b, "{\"Type\":\"%s\",\"DateTime\":\"%s\",\"ServerId\":40111,\"SubaccountId\":%u,"
+        buf_printf(b, "{\"Type\":\"%s\",\"DateTime\":\"%s\",\"ServerId\":%lu,\"SubaccountId\":%u,"
                    "\"IpPoolId\":7,\"Address\":\"user%u@example-%u.com\",\"MailingId\":\"MAILING-%03lu\","
                    "\"MessageId\":\"%s-%lu-r1\",",
                    type == T_SENT ? "Delivered" : type >= T_OPEN && type != T_COMPLAINT ? "Tracking"
                                                                                        : type_names[type],
-                   when, 40111 + (a % 5), a, a % 97, m / 2000, label, m);
+                   when, 40101 + m % 50, 40111 + (a % 5), a, a % 97, m / 2000, label, m);
         switch (type) {
         case T_QUEUED:
                 buf_puts(b, "\"FromAddress\":\"orders@shop.example.com\",\"Subject\":\"Your order has shipped\","

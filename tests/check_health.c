@@ -237,14 +237,18 @@ END_TEST
 static void
 chromium(const char *url, const char *dom, const char *console, const char *png)
 {
-        char *profile = file_in("chromium-profile");
-        char *cmd = xasprintf("timeout 60 chromium --headless --no-sandbox --disable-gpu --no-first-run "
-                              "--user-data-dir='%s' --enable-logging=stderr --v=0 --window-size=1280,1600 %s%s%s "
-                              "'%s' > '%s' 2> '%s'",
-                              profile, png ? "--screenshot='" : "--dump-dom", png ? png : "", png ? "'" : "", url,
-                              png ? "/dev/null" : dom, console);
-        int r = system(cmd);
+        char *profile, *cmd;
+        int r;
 
+        if (system("command -v chromium > /dev/null") != 0)
+                ck_abort_msg("chromium is not installed (apt-get install chromium; the README's test command does)");
+        profile = file_in("chromium-profile");
+        cmd = xasprintf("timeout 60 chromium --headless --no-sandbox --disable-gpu --no-first-run "
+                        "--user-data-dir='%s' --enable-logging=stderr --v=0 --window-size=1280,1600 %s%s%s "
+                        "'%s' > '%s' 2> '%s'",
+                        profile, png ? "--screenshot='" : "--dump-dom", png ? png : "", png ? "'" : "", url,
+                        png ? "/dev/null" : dom, console);
+        r = system(cmd);
         ck_assert_msg(WIFEXITED(r) && WEXITSTATUS(r) == 0, "chromium failed (%d): see %s", r, console);
         free(cmd);
         free(profile);
