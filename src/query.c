@@ -597,7 +597,8 @@ query_health(struct query *q, const struct query_args *a, struct out *o, bool *m
         };
         static const bool brief_rate[HR_COUNT] = { [HR_BOUNCE] = true, [HR_COMPLAINT] = true };
         const struct health_conf defaults = HEALTH_CONF_DEFAULT, *c = a->health ? a->health : &defaults;
-        struct out_col cols[2 + HK_COUNT + HR_COUNT + 1];
+        /* The table keeps the columns until it is written: not on the stack. */
+        static struct out_col cols[2 + HK_COUNT + HR_COUNT + 1];
         char since[TIME_ISO_LEN], until[TIME_ISO_LEN], num[1 + HK_COUNT + HR_COUNT][32], flags[128];
         const char *vals[N(cols)];
         bool isnum[N(cols)];

@@ -174,6 +174,13 @@ START_TEST(test_health_sqlite)
                               strstr(c.out, "\"deferred\":1") && strstr(c.out, "\"flags\":\"\""),
                       "%s", c.out);
         ctl_done(&c);
+        /* The table (it is written at the end, from the columns kept). */
+        c = ctl("-c '%s' health", d.conf);
+        ASSERT_OK(c);
+        ck_assert_msg(strncmp(c.out, "server_id", 9) == 0 && strstr(c.out, "40112") != NULL &&
+                              strstr(c.out, "40112") < strstr(c.out, "40111"),
+                      "%s", c.out);
+        ctl_done(&c);
         c = ctl("-c '%s' health --by hour", d.conf);
         ck_assert_int_eq(c.status, 2);
         ck_assert_msg(strstr(c.err, "slhookctl: --by: 'hour' is not one of server, mailing"), "%s", c.err);

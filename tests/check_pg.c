@@ -692,6 +692,8 @@ START_TEST(test_ctl_same)
                 "bounces", "bounces --async", "bounces --async -f json", "timeline --message-id m-3",
                 "timeline --address rcpt5@EXAMPLE.com", "stats", "stats --by hour", "stats --since 2026-03-01T10:00:30Z",
                 "suppressions", "suppressions -f json", "events --limit 3", "status",
+                "health --since 2000-01-01 -f csv", "health --since 2026-03-01T10:00:30Z --until 2026-03-02 -f json",
+                "health --since 2000-01-01 --by mailing",
         };
         static const char *const files[] = {
                 "delivered.json", "failed.json", "deferred.json", "complaint.json", "click.json", "open.json",
@@ -945,7 +947,7 @@ START_TEST(test_migrate)
         };
         const char *cmds[] = {
                 "events", "events --type failed --limit 20", NULL, "bounces", "bounces --async", NULL,
-                "stats", "stats --by hour", "suppressions", "quarantine", "status",
+                "stats", "stats --by hour", "suppressions", "quarantine", "status", "health --since 2000-01-01",
         };
         char *cmd, *out, *line, *uri = pg_uri(), *db, *address, *message;
         long long events, src_max, after;
