@@ -73,14 +73,15 @@ rate_of() { "$top/bench/fill" "$DB" rate "$RATE_EVENTS" | sed -n 's/.* = \([0-9]
 for r in $(seq "$ROUNDS"); do
         rate_of >> alone
         # The page rendered back to back (at most 10,000 times) while the writer runs.
+        touch go
         (n=0; while [ -f go ] && [ $n -lt 10000 ]; do curl -sf -o /dev/null "$page"; n=$((n + 1)); done
          echo $n > n) &
-        touch go
+        loop=$!
         t0=$(date +%s%N)
         rate_of >> beside
         t1=$(date +%s%N)
         rm -f go
-        wait
+        wait $loop
         awk -v n="$(cat n)" -v t=$(( (t1 - t0) / 1000000 )) 'BEGIN { printf "%.1f\n", n * 1000 / t }' >> renders
 done
 a=$(median < alone)
