@@ -123,7 +123,7 @@ chart(struct buf *b, struct db *db, int64_t from_us, int64_t to_us)
         enum { W = 1120, H = 240, L = 48, R = 12, T = 10, B = 28 };
         char from[TIME_ISO_LEN], to[TIME_ISO_LEN];
         size_t hours = (size_t) ((to_us - from_us) / 3600000000LL) + 1, i, k;
-        int64_t *n, top = 0;
+        int64_t *n, top = 0, base;
         bool present[N_SERIES] = { false };
         struct db_stmt *st;
         int rc, shown = 0;
@@ -139,6 +139,7 @@ chart(struct buf *b, struct db *db, int64_t from_us, int64_t to_us)
                 return -1;
         }
         from[13] = to[13] = '\0';
+        base = hour_us(from);   /* the chart's first hour, once */
         db_bind_text(st, 1, from);
         db_bind_text(st, 2, to);
         while ((rc = db_step(st)) > 0) {
@@ -147,7 +148,7 @@ chart(struct buf *b, struct db *db, int64_t from_us, int64_t to_us)
 
                 if (hour == NULL || type == NULL)
                         continue;
-                h = (hour_us(hour) - hour_us(from)) / 3600000000LL;
+                h = (hour_us(hour) - base) / 3600000000LL;
                 for (k = 0; k < N_SERIES && strcmp(series[k].type, type) != 0; k++)
                         ;
                 if (k == N_SERIES || h < 0 || (size_t) h >= hours)
@@ -174,7 +175,7 @@ chart(struct buf *b, struct db *db, int64_t from_us, int64_t to_us)
         /* A label at each midnight. */
         for (i = 0; i < hours; i++) {
                 char t[TIME_ISO_LEN];
-                int64_t us = hour_us(from) + (int64_t) i * 3600000000LL;
+                int64_t us = base + (int64_t) i * 3600000000LL;
 
                 time_format_iso(us, t);
                 if (strncmp(t + 11, "00", 2) == 0 && (hours <= 24 * 14 || (us / 86400000000LL) % 7 == 0))
