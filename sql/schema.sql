@@ -204,4 +204,22 @@ CREATE TABLE health_counts (
     PRIMARY KEY (hour, server_id, mailing_id, kind)
 ) WITHOUT ROWID;
 
-PRAGMA user_version = 8;
+-- health_counts summed over MailingId, a column per kind: what whole hours
+-- by subaccount are read from (a week is 168 rows a subaccount).
+CREATE TABLE health_hours (
+    hour                TEXT    NOT NULL,
+    server_id           INTEGER NOT NULL,
+    sent                INTEGER NOT NULL DEFAULT 0,
+    failed_permanent    INTEGER NOT NULL DEFAULT 0,
+    failed_temporary    INTEGER NOT NULL DEFAULT 0,
+    failed_suppressed   INTEGER NOT NULL DEFAULT 0,
+    async_bounces       INTEGER NOT NULL DEFAULT 0,
+    deferred            INTEGER NOT NULL DEFAULT 0,
+    complaints          INTEGER NOT NULL DEFAULT 0,
+    unsubscribes        INTEGER NOT NULL DEFAULT 0,
+    opens               INTEGER NOT NULL DEFAULT 0,
+    clicks              INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (hour, server_id)
+) WITHOUT ROWID;
+
+PRAGMA user_version = 9;

@@ -24,30 +24,41 @@ const char *const health_flags[HF_COUNT] = {
         "complaint_rate_warn", "complaint_rate_max", "bounce_rate_max",
 };
 
-const char *
+int
 health_event_kind(const struct event *ev)
 {
         const char *t = ev->type, *f = ev->str[EVS_FAILURE_TYPE];
 
         if (t == NULL)
-                return NULL;
+                return -1;
         if (strcmp(t, "Sent") == 0)
-                return health_kinds[HK_SENT];
+                return HK_SENT;
         if (strcmp(t, "Deferred") == 0)
-                return health_kinds[HK_DEFERRED];
+                return HK_DEFERRED;
         if (strcmp(t, "Complaint") == 0)
-                return health_kinds[HK_COMPLAINTS];
+                return HK_COMPLAINTS;
         if (strcmp(t, "Unsubscribe") == 0)
-                return health_kinds[HK_UNSUBSCRIBES];
+                return HK_UNSUBSCRIBES;
         if (strcmp(t, "Failed") != 0 || f == NULL)
-                return NULL;
+                return -1;
         if (strcmp(f, "Permanent") == 0)
-                return health_kinds[HK_FAILED_PERMANENT];
+                return HK_FAILED_PERMANENT;
         if (strcmp(f, "Temporary") == 0)
-                return health_kinds[HK_FAILED_TEMPORARY];
+                return HK_FAILED_TEMPORARY;
         if (strcmp(f, "Suppressed") == 0)
-                return health_kinds[HK_FAILED_SUPPRESSED];
-        return NULL;
+                return HK_FAILED_SUPPRESSED;
+        return -1;
+}
+
+int
+health_kind_of(const char *name)
+{
+        int k;
+
+        for (k = 0; name && k < HK_COUNT; k++)
+                if (strcmp(name, health_kinds[k]) == 0)
+                        return k;
+        return -1;
 }
 
 const char *
@@ -68,23 +79,59 @@ health_flag_names(unsigned flags, char *buf, size_t size)
 struct gather {
         struct health_report *r;
         bool by_mailing;
+        size_t *slot;           /* open addressing: index + 1 into r->rows, 0 free */
+        size_t nslots;          /* a power of two, more than twice r->n */
 };
 
+static size_t
+group_hash(int64_t server_id, const char *mailing_id)
+{
+        uint64_t h = (uint64_t) server_id * 0x9e3779b97f4a7c15u;
+
+        for (; mailing_id && *mailing_id; mailing_id++)
+                h = (h ^ (unsigned char) *mailing_id) * 0x100000001b3u;
+        return (size_t) (h ^ (h >> 29));
+}
+
+static void
+slots_grow(struct gather *g)
+{
+        size_t i, j;
+
+        free(g->slot);
+        g->nslots = g->nslots ? 2 * g->nslots : 64;
+        g->slot = xcalloc(g->nslots, sizeof(*g->slot));
+        for (i = 0; i < g->r->n; i++) {
+                const struct health_row *w = &g->r->rows[i];
+
+                for (j = group_hash(w->server_id, w->mailing_id); g->slot[j & (g->nslots - 1)]; j++)
+                        ;
+                g->slot[j & (g->nslots - 1)] = i + 1;
+        }
+}
+
+/* The row of (server_id, mailing_id), made when new. */
 static struct health_row *
 row_of(struct gather *g, int64_t server_id, const char *mailing_id)
 {
         struct health_report *r = g->r;
-        size_t i;
+        size_t j;
 
         if (!g->by_mailing)
                 mailing_id = NULL;
-        for (i = r->n; i > 0; i--) {
-                struct health_row *w = &r->rows[i - 1];
+        if (2 * (r->n + 1) > g->nslots)
+                slots_grow(g);
+        for (j = group_hash(server_id, mailing_id);; j++) {
+                size_t k = g->slot[j & (g->nslots - 1)];
+                struct health_row *w;
 
-                if (w->server_id == server_id &&
-                    (mailing_id == NULL || strcmp(w->mailing_id, mailing_id) == 0))
+                if (k == 0)
+                        break;
+                w = &r->rows[k - 1];
+                if (w->server_id == server_id && (mailing_id == NULL || strcmp(w->mailing_id, mailing_id) == 0))
                         return w;
         }
+        g->slot[j & (g->nslots - 1)] = r->n + 1;
         r->rows = xreallocarray(r->rows, r->n + 1, sizeof(*r->rows));
         memset(&r->rows[r->n], 0, sizeof(r->rows[0]));
         r->rows[r->n].server_id = server_id;
@@ -107,9 +154,7 @@ gather_sql(struct db *db, struct gather *g, const char *sql, const char *from, c
         while ((rc = db_step(st)) > 0) {
                 const char *kind = db_text(st, 2), *mailing = db_text(st, 1);
 
-                for (k = 0; kind && k < HK_COUNT && strcmp(kind, health_kinds[k]) != 0; k++)
-                        ;
-                if (kind && k < HK_COUNT)
+                if ((k = health_kind_of(kind)) >= 0)
                         row_of(g, db_int(st, 0), mailing ? mailing : "")->n[k] += db_int(st, 3);
         }
         db_finalize(st);
@@ -118,7 +163,34 @@ gather_sql(struct db *db, struct gather *g, const char *sql, const char *from, c
 
 #define SERVER_FILTER(col) " AND (CAST(?3 AS bigint) < 0 OR " col " = CAST(?3 AS bigint))"
 
-/* Whole hours: the writer's counts. */
+/* Whole hours by subaccount: health_hours, a column per kind. */
+static const char whole_servers_sql[] =
+        "SELECT server_id, sum(sent), sum(failed_permanent), sum(failed_temporary), sum(failed_suppressed), "
+        "sum(async_bounces), sum(deferred), sum(complaints), sum(unsubscribes), sum(opens), sum(clicks) "
+        "FROM health_hours WHERE hour >= ?1 AND hour < ?2" SERVER_FILTER("server_id") " GROUP BY server_id";
+
+static int
+gather_servers(struct db *db, struct gather *g, const char *from, const char *to, int64_t server_id)
+{
+        struct db_stmt *st;
+        int rc, k;
+
+        if (db_prepare(db, whole_servers_sql, 0, &st) < 0)
+                return -EIO;
+        db_bind_text(st, 1, from);
+        db_bind_text(st, 2, to);
+        db_bind_int(st, 3, server_id);
+        while ((rc = db_step(st)) > 0) {
+                struct health_row *w = row_of(g, db_int(st, 0), NULL);
+
+                for (k = 0; k < HK_COUNT; k++)
+                        w->n[k] += db_int(st, 1 + k);
+        }
+        db_finalize(st);
+        return rc < 0 ? -EIO : 0;
+}
+
+/* Whole hours by mailing: the writer's counts. */
 static const char whole_sql[] =
         "SELECT server_id, mailing_id, kind, sum(n) FROM health_counts WHERE hour >= ?1 AND hour < ?2"
         SERVER_FILTER("server_id") " GROUP BY server_id, mailing_id, kind";
@@ -241,7 +313,9 @@ health_report(struct db *db, const char *since, const char *until, bool by_maili
                 r = gather_cut(db, &g, strcmp(edge, since) > 0 ? edge : since, until, server_id);
         }
         if (r == 0 && strcmp(hs, he) < 0)
-                r = gather_sql(db, &g, whole_sql, hs, he, server_id);
+                r = by_mailing ? gather_sql(db, &g, whole_sql, hs, he, server_id)
+                               : gather_servers(db, &g, hs, he, server_id);
+        free(g.slot);
         if (r < 0) {
                 char *err = xstrdup(db_errmsg(db));
 

@@ -4,7 +4,8 @@
  *
  * The figures come from health_counts (schema 8), which the writer keeps per
  * (hour of event time, ServerId, MailingId, kind) in the transaction that
- * stores each event; only the parts of the range's first and last hour that
+ * stores each event, and health_hours (schema 9), the same summed per (hour,
+ * ServerId), which is what a report by subaccount reads; only the parts of the range's first and last hour that
  * the range cuts are counted from events and messages, so the cost follows
  * the number of subaccounts and hours, not the traffic. Test events are
  * never counted.
@@ -41,8 +42,26 @@ extern const char *const health_kinds[HK_COUNT];
         "'Permanent' THEN 'failed_permanent' WHEN 'Temporary' THEN 'failed_temporary' WHEN 'Suppressed' " \
         "THEN 'failed_suppressed' END END"
 
-/* The same for a parsed event: a static name, or NULL (not counted). */
-const char *health_event_kind(const struct event *ev);
+/* health_hours' columns of counts, in enum order, and an upsert's SET of them. */
+#define HEALTH_HOURS_COLUMNS                                                                            \
+        "sent, failed_permanent, failed_temporary, failed_suppressed, async_bounces, deferred, "          \
+        "complaints, unsubscribes, opens, clicks"
+#define HEALTH_HOURS_ADD                                                                                \
+        "sent = health_hours.sent + excluded.sent, "                                                      \
+        "failed_permanent = health_hours.failed_permanent + excluded.failed_permanent, "                  \
+        "failed_temporary = health_hours.failed_temporary + excluded.failed_temporary, "                  \
+        "failed_suppressed = health_hours.failed_suppressed + excluded.failed_suppressed, "               \
+        "async_bounces = health_hours.async_bounces + excluded.async_bounces, "                           \
+        "deferred = health_hours.deferred + excluded.deferred, "                                          \
+        "complaints = health_hours.complaints + excluded.complaints, "                                    \
+        "unsubscribes = health_hours.unsubscribes + excluded.unsubscribes, "                              \
+        "opens = health_hours.opens + excluded.opens, clicks = health_hours.clicks + excluded.clicks"
+
+/* The same for a parsed event: an enum health_kind, or -1 (not counted). */
+int health_event_kind(const struct event *ev);
+
+/* The kind named name, or -1. */
+int health_kind_of(const char *name);
 
 enum health_rate { HR_BOUNCE, HR_COMPLAINT, HR_UNSUBSCRIBE, HR_OPEN, HR_CLICK, HR_COUNT };
 extern const char *const health_rates[HR_COUNT];       /* bounce_rate, ... */

@@ -33,6 +33,7 @@ static const struct table {
         { "quarantine", "id", true },
         { "webhook_status", "endpoint", false },
         { "health_counts", "hour, server_id, mailing_id, kind", false },
+        { "health_hours", "hour, server_id", false },
 };
 
 struct run {

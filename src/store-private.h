@@ -30,6 +30,7 @@ enum {
         ST_EVENT_MESSAGE, ST_COUNT_ADD, ST_PRUNE_COUNTS, ST_PRUNE_ZERO, ST_PRUNE_EVENTS, ST_PRUNE_MESSAGES,
         ST_PRUNE_CURSOR, ST_PRUNE_QUARANTINE, ST_EVENT_SEEN, ST_QUARANTINE_SEEN, ST_DATA_VERSION,
         ST_HEALTH_ADD, ST_PRUNE_HEALTH_EVENTS, ST_PRUNE_HEALTH_MESSAGES, ST_PRUNE_HEALTH_ZERO,
+        ST_HOURS_ADD, ST_PRUNE_HOURS_ZERO,
         ST_COUNT
 };
 
@@ -46,12 +47,13 @@ struct count {
         int64_t n;
 };
 
-/* What a transaction adds to (or takes from) health_counts. */
+/* What a transaction adds to (or takes from) health_counts (and, summed
+ * over mailings, health_hours). */
 struct hcount {
         char hour[14];
         int64_t server_id;
         char *mailing_id;       /* a copy; "" for none */
-        const char *kind;       /* static */
+        int kind;               /* enum health_kind */
         int64_t n;
 };
 

@@ -225,21 +225,18 @@ prepare(struct store *s, char **reterr)
                 [ST_HEALTH_ADD] = "INSERT INTO health_counts (hour, server_id, mailing_id, kind, n) "
                                   "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (hour, server_id, mailing_id, kind) "
                                   "DO UPDATE SET n = health_counts.n + excluded.n",
-                /* The batch of ST_PRUNE_EVENTS and the messages of
-                 * ST_PRUNE_MESSAGES, taken off health_counts first. */
+                /* What the batch of ST_PRUNE_EVENTS and the messages of
+                 * ST_PRUNE_MESSAGES count in health_counts (hour, server,
+                 * mailing, kind, n), read before they go and taken off. */
                 [ST_PRUNE_HEALTH_EVENTS] =
-                        "UPDATE health_counts SET n = n - d.c FROM "
-                        "(SELECT substr(coalesce(occurred_at, received_at), 1, 13) AS h, coalesce(server_id, 0) AS s, "
-                        "        coalesce(mailing_id, '') AS g, " HEALTH_KIND_SQL " AS k, count(*) AS c FROM events "
+                        "SELECT substr(coalesce(occurred_at, received_at), 1, 13) AS h, coalesce(server_id, 0) AS s, "
+                        "       coalesce(mailing_id, '') AS g, " HEALTH_KIND_SQL " AS k, count(*) AS c FROM events "
                         " WHERE id IN (SELECT id FROM events WHERE received_at < ?1 ORDER BY received_at, id LIMIT ?2) "
-                        " AND is_test = 0 GROUP BY h, s, g, k) AS d "
-                        "WHERE health_counts.hour = d.h AND health_counts.server_id = d.s "
-                        "AND health_counts.mailing_id = d.g AND health_counts.kind = d.k",
+                        " AND is_test = 0 GROUP BY h, s, g, k",
                 [ST_PRUNE_HEALTH_MESSAGES] =
                         "WITH m AS (SELECT * FROM messages WHERE id IN (SELECT id FROM messages WHERE id > ?3 "
                         "           ORDER BY id LIMIT ?2) AND updated_at < ?1 AND is_test = 0) "
-                        "UPDATE health_counts SET n = n - d.c FROM "
-                        "(SELECT h, s, g, k, count(*) AS c FROM ("
+                        "SELECT h, s, g, k, count(*) AS c FROM ("
                         "  SELECT substr(opened_at, 1, 13) AS h, server_id AS s, coalesce(mailing_id, '') AS g, "
                         "         'opens' AS k FROM m WHERE opened_at IS NOT NULL "
                         "  UNION ALL SELECT substr(clicked_at, 1, 13), server_id, coalesce(mailing_id, ''), 'clicks' "
@@ -248,10 +245,15 @@ prepare(struct store *s, char **reterr)
                         "         'async_bounces' FROM m WHERE failed_at > sent_at "
                         "         AND coalesce(failure_type, '') <> 'Suppressed' "
                         "         AND (message_id IS NOT NULL OR mailing_id IS NOT NULL)) AS x "
-                        " GROUP BY h, s, g, k) AS d "
-                        "WHERE health_counts.hour = d.h AND health_counts.server_id = d.s "
-                        "AND health_counts.mailing_id = d.g AND health_counts.kind = d.k",
+                        " GROUP BY h, s, g, k",
                 [ST_PRUNE_HEALTH_ZERO] = "DELETE FROM health_counts WHERE n <= 0",
+                [ST_HOURS_ADD] = "INSERT INTO health_hours (hour, server_id, " HEALTH_HOURS_COLUMNS ") "
+                                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+                                 "ON CONFLICT (hour, server_id) DO UPDATE SET " HEALTH_HOURS_ADD,
+                [ST_PRUNE_HOURS_ZERO] = "DELETE FROM health_hours WHERE sent = 0 AND failed_permanent = 0 "
+                                        "AND failed_temporary = 0 AND failed_suppressed = 0 AND async_bounces = 0 "
+                                        "AND deferred = 0 AND complaints = 0 AND unsubscribes = 0 AND opens = 0 "
+                                        "AND clicks = 0",
         };
         int i, r = 0;
 
@@ -268,6 +270,14 @@ prepare(struct store *s, char **reterr)
                                      "CAST(?3 AS text[]), CAST(?4 AS text[]), CAST(?5 AS bigint[])) "
                                      "ON CONFLICT (hour, server_id, mailing_id, kind) "
                                      "DO UPDATE SET n = health_counts.n + excluded.n";
+        if (pg(s))
+                sql[ST_HOURS_ADD] = "INSERT INTO health_hours (hour, server_id, " HEALTH_HOURS_COLUMNS ") "
+                                    "SELECT * FROM unnest(CAST(?1 AS text[]), CAST(?2 AS bigint[]), "
+                                    "CAST(?3 AS bigint[]), CAST(?4 AS bigint[]), CAST(?5 AS bigint[]), "
+                                    "CAST(?6 AS bigint[]), CAST(?7 AS bigint[]), CAST(?8 AS bigint[]), "
+                                    "CAST(?9 AS bigint[]), CAST(?10 AS bigint[]), CAST(?11 AS bigint[]), "
+                                    "CAST(?12 AS bigint[])) "
+                                    "ON CONFLICT (hour, server_id) DO UPDATE SET " HEALTH_HOURS_ADD;
         for (i = ST_MSG_BY_MESSAGE; i <= ST_MSG_UPDATE; i++)
                 sql[i] = dyn[i] = msg_sql(i, pg(s));
         for (i = 0; i < ST_COUNT; i++)

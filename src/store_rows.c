@@ -19,7 +19,7 @@
 /* Add n to health_counts at (hour of t, server, mailing, kind) at the end
  * of the transaction. */
 static void
-health_add(struct store *s, const char *t, int64_t server_id, const char *mailing_id, const char *kind, int64_t n)
+health_add(struct store *s, const char *t, int64_t server_id, const char *mailing_id, int kind, int64_t n)
 {
         struct hcount *h;
         size_t i;
@@ -67,7 +67,7 @@ health_marks(const struct corr_key *k, const struct corr_msg *m, const char *mar
 static void
 apply(struct store *s, const struct corr_key *k, struct corr_msg *m, const struct event *ev, const char *received_at)
 {
-        static const char *const kinds[3] = { "opens", "clicks", "async_bounces" };
+        static const int kinds[3] = { HK_OPENS, HK_CLICKS, HK_ASYNC_BOUNCES };
         char was[3][TIME_ISO_LEN];
         const char *marks[3], *mailing = m->mailing_id ? m->mailing_id : "";
         bool same_group;
@@ -211,10 +211,10 @@ message_update(struct store *s, const struct event *ev, const struct corr_key *k
 static void
 count_event(struct store *s, const struct event *ev, const char *received_at)
 {
-        const char *kind = ev->is_test ? NULL : health_event_kind(ev);
+        int kind = ev->is_test ? -1 : health_event_kind(ev);
         size_t i;
 
-        if (kind)
+        if (kind >= 0)
                 health_add(s, ev->occurred_at[0] ? ev->occurred_at : received_at,
                            ev->has_num[EVN_SERVER_ID] ? ev->num[EVN_SERVER_ID] : 0, ev->str[EVS_MAILING_ID], kind,
                            1);
@@ -254,7 +254,7 @@ hcount_cmp(const void *a, const void *b)
                 c = (x->server_id > y->server_id) - (x->server_id < y->server_id);
         if (c == 0)
                 c = strcmp(x->mailing_id, y->mailing_id);
-        return c ? c : strcmp(x->kind, y->kind);
+        return c ? c : x->kind - y->kind;
 }
 
 static void
@@ -287,15 +287,34 @@ send_arrays(struct db_stmt *st, struct buf *a, int n)
         return r;
 }
 
+/* The next (hour, ServerId) of the sorted hcounts from *i on: its kinds
+ * summed over mailings into d; false past the end. */
+static bool
+hours_next(const struct store *s, size_t *i, const struct hcount **first, int64_t d[HK_COUNT])
+{
+        const struct hcount *h;
+
+        if (*i >= s->nhcounts)
+                return false;
+        *first = h = &s->hcounts[*i];
+        memset(d, 0, HK_COUNT * sizeof(d[0]));
+        for (; *i < s->nhcounts && s->hcounts[*i].server_id == h->server_id &&
+               strcmp(s->hcounts[*i].hour, h->hour) == 0; ++*i)
+                d[s->hcounts[*i].kind] += s->hcounts[*i].n;
+        return true;
+}
+
 /* Write the transaction's counts, in key order: two instances that count
  * the same hours lock their rows in the same order, and only while they
- * commit. */
+ * commit. health_hours gets the sums over mailings of health_counts'. */
 static int
 counts_flush(struct store *s)
 {
-        struct db_stmt *st = s->st[ST_COUNT_ADD], *hs = s->st[ST_HEALTH_ADD];
+        struct db_stmt *st = s->st[ST_COUNT_ADD], *hs = s->st[ST_HEALTH_ADD], *hh = s->st[ST_HOURS_ADD];
+        const struct hcount *h;
+        int64_t d[HK_COUNT];
         size_t i, k;
-        int r = 0;
+        int j, r = 0;
 
         if (s->ncounts > 1)
                 qsort(s->counts, s->ncounts, sizeof(*s->counts), count_cmp);
@@ -309,7 +328,7 @@ counts_flush(struct store *s)
         if (s->nhcounts > 1)
                 qsort(s->hcounts, s->nhcounts, sizeof(*s->hcounts), hcount_cmp);
         if (pg(s)) {
-                struct buf a[5] = { 0 };
+                struct buf a[2 + HK_COUNT] = { 0 };
 
                 for (i = 0; i < s->ncounts; i++) {
                         store_pg_arr_text(&a[0], s->counts[i].hour);
@@ -323,7 +342,7 @@ counts_flush(struct store *s)
                         store_pg_arr_text(&a[0], s->hcounts[i].hour);
                         store_pg_arr_int(&a[1], true, s->hcounts[i].server_id);
                         store_pg_arr_text(&a[2], s->hcounts[i].mailing_id);
-                        store_pg_arr_text(&a[3], s->hcounts[i].kind);
+                        store_pg_arr_text(&a[3], health_kinds[s->hcounts[i].kind]);
                         store_pg_arr_int(&a[4], true, s->hcounts[i].n);
                 }
                 if (r == 0 && s->nhcounts > 0)
@@ -331,6 +350,18 @@ counts_flush(struct store *s)
                 else
                         for (i = 0; i < 5; i++)
                                 buf_done(&a[i]);
+                memset(a, 0, sizeof(a));
+                for (i = 0; hours_next(s, &i, &h, d);) {
+                        store_pg_arr_text(&a[0], h->hour);
+                        store_pg_arr_int(&a[1], true, h->server_id);
+                        for (j = 0; j < HK_COUNT; j++)
+                                store_pg_arr_int(&a[2 + j], true, d[j]);
+                }
+                if (r == 0 && s->nhcounts > 0)
+                        r = send_arrays(hh, a, 2 + HK_COUNT);
+                else
+                        for (j = 0; j < 2 + HK_COUNT; j++)
+                                buf_done(&a[j]);
                 counts_clear(s);
                 return r;
         }
@@ -344,9 +375,16 @@ counts_flush(struct store *s)
                 db_bind_text(hs, 1, s->hcounts[i].hour);
                 db_bind_int(hs, 2, s->hcounts[i].server_id);
                 db_bind_text(hs, 3, s->hcounts[i].mailing_id);
-                db_bind_text(hs, 4, s->hcounts[i].kind);
+                db_bind_text(hs, 4, health_kinds[s->hcounts[i].kind]);
                 db_bind_int(hs, 5, s->hcounts[i].n);
                 r = db_run(hs) < 0 ? -1 : 0;
+        }
+        for (i = 0; r == 0 && hours_next(s, &i, &h, d);) {
+                db_bind_text(hh, 1, h->hour);
+                db_bind_int(hh, 2, h->server_id);
+                for (j = 0; j < HK_COUNT; j++)
+                        db_bind_int(hh, 3 + j, d[j]);
+                r = db_run(hh) < 0 ? -1 : 0;
         }
         counts_clear(s);
         return r;
@@ -696,6 +734,20 @@ prune_cursor(struct store *s, int64_t *next, bool *wrapped)
         return rc > 0 ? 0 : -1;
 }
 
+/* Take what st's rows (hour, server, mailing, kind, n) count off the
+ * health counts, at counts_flush(). */
+static int
+health_take(struct store *s, struct db_stmt *st)
+{
+        int rc, k;
+
+        while ((rc = db_step(st)) > 0)
+                if ((k = health_kind_of(db_text(st, 3))) >= 0)
+                        health_add(s, db_text(st, 0), db_int(st, 1), db_text(st, 2), k, -db_int(st, 4));
+        db_reset(st);
+        return rc < 0 ? -1 : 0;
+}
+
 /* One retention step: up to PRUNE_BATCH events received before `before`,
  * and the messages with no event received since among the next PRUNE_BATCH
  * of the walk over messages, in one transaction. One instance at a time:
@@ -732,10 +784,13 @@ store_prune(struct store *s, const char *before, uint64_t *ret_events, uint64_t 
         db_bind_text(hmsg, 1, before);
         db_bind_int(hmsg, 2, PRUNE_BATCH);
         db_bind_int(hmsg, 3, s->prune_cursor);
-        if (db_run(cnt) < 0 || db_run(hev) < 0 || (ne = db_run(ev)) < 0 ||
+        if (db_run(cnt) < 0 || health_take(s, hev) < 0 || (ne = db_run(ev)) < 0 ||
             (ne > 0 && db_run(s->st[ST_PRUNE_ZERO]) < 0) || prune_cursor(s, &next, &wrapped) < 0 ||
-            db_run(hmsg) < 0 || (nm = db_run(msg)) < 0 || ((ne > 0 || nm > 0) && db_run(s->st[ST_PRUNE_HEALTH_ZERO]) < 0) ||
+            health_take(s, hmsg) < 0 || (nm = db_run(msg)) < 0 || counts_flush(s) < 0 || db_sync(s->db) < 0 ||
+            ((ne > 0 || nm > 0) && (db_run(s->st[ST_PRUNE_HEALTH_ZERO]) < 0 ||
+                                    db_run(s->st[ST_PRUNE_HOURS_ZERO]) < 0)) ||
             (nq = db_run(qu)) < 0 || db_commit(s->db) < 0) {
+                counts_clear(s);
                 store_rows_rollback(s);
                 return -EIO;
         }

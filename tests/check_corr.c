@@ -118,7 +118,31 @@ assert_rows(const char *sql, const char *want)
         free(got);
 }
 
-/* event_counts agrees with events, hour by hour. */
+/* What health_counts holds, counted afresh from the events and messages
+ * left: rows (h, s, g, k), one per event or message counted. */
+#define HEALTH_FRESH                                                                                            \
+        "(SELECT substr(coalesce(occurred_at, received_at), 1, 13) AS h, coalesce(server_id, 0) AS s,"         \
+        "  coalesce(mailing_id, '') AS g, CASE type WHEN 'Sent' THEN 'sent' WHEN 'Deferred' THEN 'deferred'"   \
+        "  WHEN 'Complaint' THEN 'complaints' WHEN 'Unsubscribe' THEN 'unsubscribes' WHEN 'Failed' THEN"        \
+        "  'failed_' || lower(failure_type) END AS k FROM events WHERE is_test = 0"                             \
+        " UNION ALL SELECT substr(opened_at, 1, 13), server_id, coalesce(mailing_id, ''), 'opens'"              \
+        "  FROM messages WHERE opened_at IS NOT NULL AND is_test = 0"                                           \
+        " UNION ALL SELECT substr(clicked_at, 1, 13), server_id, coalesce(mailing_id, ''), 'clicks'"            \
+        "  FROM messages WHERE clicked_at IS NOT NULL AND is_test = 0"                                          \
+        " UNION ALL SELECT substr(failed_at, 1, 13), server_id, coalesce(mailing_id, ''), 'async_bounces'"      \
+        "  FROM async_bounces) WHERE k IS NOT NULL"
+
+/* health_hours as rows (hour, server_id, kind, n). */
+#define HOURS_KIND(k) "SELECT hour, server_id, '" k "' AS kind, " k " AS n FROM health_hours"
+#define HOURS_KINDS                                                                                             \
+        HOURS_KIND("sent") " UNION ALL " HOURS_KIND("failed_permanent") " UNION ALL "                           \
+        HOURS_KIND("failed_temporary") " UNION ALL " HOURS_KIND("failed_suppressed") " UNION ALL "              \
+        HOURS_KIND("async_bounces") " UNION ALL " HOURS_KIND("deferred") " UNION ALL "                          \
+        HOURS_KIND("complaints") " UNION ALL " HOURS_KIND("unsubscribes") " UNION ALL "                         \
+        HOURS_KIND("opens") " UNION ALL " HOURS_KIND("clicks")
+
+/* event_counts agrees with events, hour by hour; health_counts and
+ * health_hours with the events and messages. */
 static void
 assert_counts(void)
 {
@@ -130,19 +154,13 @@ assert_counts(void)
         free(want);
         /* health_counts, kept event by event in any order, equals what
          * the events and messages left hold, counted afresh. */
-        want = rows("SELECT h, s, g, k, count(*) FROM ("
-                    " SELECT substr(coalesce(occurred_at, received_at), 1, 13) AS h, coalesce(server_id, 0) AS s,"
-                    "  coalesce(mailing_id, '') AS g, CASE type WHEN 'Sent' THEN 'sent' WHEN 'Deferred' THEN 'deferred'"
-                    "  WHEN 'Complaint' THEN 'complaints' WHEN 'Unsubscribe' THEN 'unsubscribes' WHEN 'Failed' THEN"
-                    "  'failed_' || lower(failure_type) END AS k FROM events WHERE is_test = 0"
-                    " UNION ALL SELECT substr(opened_at, 1, 13), server_id, coalesce(mailing_id, ''), 'opens'"
-                    "  FROM messages WHERE opened_at IS NOT NULL AND is_test = 0"
-                    " UNION ALL SELECT substr(clicked_at, 1, 13), server_id, coalesce(mailing_id, ''), 'clicks'"
-                    "  FROM messages WHERE clicked_at IS NOT NULL AND is_test = 0"
-                    " UNION ALL SELECT substr(failed_at, 1, 13), server_id, coalesce(mailing_id, ''), 'async_bounces'"
-                    "  FROM async_bounces) WHERE k IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4");
+        want = rows("SELECT h, s, g, k, count(*) FROM " HEALTH_FRESH " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4");
         assert_rows("SELECT hour, server_id, mailing_id, kind, n FROM health_counts WHERE n <> 0 ORDER BY 1, 2, 3, 4",
                     want);
+        free(want);
+        /* health_hours, the same summed over mailings. */
+        want = rows("SELECT h, s, k, count(*) FROM " HEALTH_FRESH " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3");
+        assert_rows("SELECT * FROM (" HOURS_KINDS ") WHERE n <> 0 ORDER BY 1, 2, 3", want);
         free(want);
 }
 

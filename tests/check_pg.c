@@ -868,6 +868,7 @@ assert_same_table(const char *db, const char *table, const char *key)
 static const struct { const char *name, *key; } migrate_tables[] = {
         { "events", "id" }, { "messages", "id" }, { "event_counts", "hour, type" }, { "quarantine", "id" },
         { "webhook_status", "endpoint" }, { "health_counts", "hour, server_id, mailing_id, kind" },
+        { "health_hours", "hour, server_id" },
 };
 
 /* slhookctl -d db migrate --to dsn -f csv: its csv line for table, e.g.

@@ -201,7 +201,7 @@ START_TEST(test_migrate_rebuild)
         cmd = xasprintf("sqlite3 '%s' \"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000) "
                         "INSERT INTO events (received_at, endpoint, type, wire_type, occurred_at, raw, digest) "
                         "SELECT 'r', 'main', 'Sent', 'Delivered', printf('2025-03-04T08:%%02d:00.000000Z', i %% 60), "
-                        "'{}', printf('%%016x', i) FROM n; DELETE FROM events WHERE id = 7; DROP TABLE forward_cursors; DROP TABLE health_counts; PRAGMA user_version = 5;\"",
+                        "'{}', printf('%%016x', i) FROM n; DELETE FROM events WHERE id = 7; DROP TABLE forward_cursors; DROP TABLE health_counts; DROP TABLE health_hours; PRAGMA user_version = 5;\"",
                         path);
         ck_assert_int_eq(system(cmd), 0);
         free(cmd);
@@ -217,6 +217,10 @@ START_TEST(test_migrate_rebuild)
         ck_assert_int_eq(t_query(path, "SELECT n FROM health_counts WHERE hour = '2025-03-04T08' AND server_id = 0 "
                                        "AND mailing_id = '' AND kind = 'sent'"), 29999);
         ck_assert_int_eq(t_query(path, "SELECT count(*) FROM health_counts"), 1);
+        /* Schema 9 summed them per (hour, ServerId). */
+        ck_assert_int_eq(t_query(path, "SELECT sent FROM health_hours WHERE hour = '2025-03-04T08' AND server_id = 0 "
+                                       "AND failed_permanent + opens = 0"), 29999);
+        ck_assert_int_eq(t_query(path, "SELECT count(*) FROM health_hours"), 1);
         ck_assert_int_eq(t_query(path, "SELECT max(id) FROM events"), 30000);
         ck_assert_int_eq(t_query(path, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check <> 'ok'"), 0);
         /* The digest is still unique. */
@@ -244,7 +248,7 @@ START_TEST(test_migrate_test_messages)
                         "(2, 7, 'm2', 'b@example.com', 0, 'Sent', 'x', 'x', 'x', 1); "
                         "INSERT INTO events (received_at, endpoint, type, wire_type, is_test, raw, digest, message) VALUES "
                         "('x', 'main', 'Sent', 'Sent', 0, '{}', 'd1', 1), ('x', 'main', 'Failed', 'Failed', 1, '{}', 'd2', 1), "
-                        "('x', 'main', 'Sent', 'Sent', 0, '{}', 'd3', 2); DROP TABLE forward_cursors; DROP TABLE health_counts; PRAGMA user_version = 3;\"", path);
+                        "('x', 'main', 'Sent', 'Sent', 0, '{}', 'd3', 2); DROP TABLE forward_cursors; DROP TABLE health_counts; DROP TABLE health_hours; PRAGMA user_version = 3;\"", path);
         ck_assert_int_eq(system(cmd), 0);
         free(cmd);
         ck_assert_msg(store_open(T_SQLITE(path, true), &old, &err) == 0, "%s", err);

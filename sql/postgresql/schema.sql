@@ -184,6 +184,23 @@ CREATE TABLE health_counts (
     PRIMARY KEY (hour, server_id, mailing_id, kind)
 );
 
+-- health_counts by (hour, ServerId) (see sql/schema.sql).
+CREATE TABLE health_hours (
+    hour                text    COLLATE "C" NOT NULL,
+    server_id           bigint  NOT NULL,
+    sent                bigint  NOT NULL DEFAULT 0,
+    failed_permanent    bigint  NOT NULL DEFAULT 0,
+    failed_temporary    bigint  NOT NULL DEFAULT 0,
+    failed_suppressed   bigint  NOT NULL DEFAULT 0,
+    async_bounces       bigint  NOT NULL DEFAULT 0,
+    deferred            bigint  NOT NULL DEFAULT 0,
+    complaints          bigint  NOT NULL DEFAULT 0,
+    unsubscribes        bigint  NOT NULL DEFAULT 0,
+    opens               bigint  NOT NULL DEFAULT 0,
+    clicks              bigint  NOT NULL DEFAULT 0,
+    PRIMARY KEY (hour, server_id)
+);
+
 -- The schema version: SQLite keeps it in PRAGMA user_version.
 CREATE TABLE slhookd_schema (version integer NOT NULL);
-INSERT INTO slhookd_schema (version) VALUES (8);
+INSERT INTO slhookd_schema (version) VALUES (9);
