@@ -79,6 +79,7 @@ health_flag_names(unsigned flags, char *buf, size_t size)
 struct gather {
         struct health_report *r;
         bool by_mailing;
+        int sign;               /* what a count adds: 1, or -1 to take it off */
         size_t *slot;           /* open addressing: index + 1 into r->rows, 0 free */
         size_t nslots;          /* a power of two, more than twice r->n */
 };
@@ -155,7 +156,7 @@ gather_sql(struct db *db, struct gather *g, const char *sql, const char *from, c
                 const char *kind = db_text(st, 2), *mailing = db_text(st, 1);
 
                 if ((k = health_kind_of(kind)) >= 0)
-                        row_of(g, db_int(st, 0), mailing ? mailing : "")->n[k] += db_int(st, 3);
+                        row_of(g, db_int(st, 0), mailing ? mailing : "")->n[k] += g->sign * db_int(st, 3);
         }
         db_finalize(st);
         return rc < 0 ? -EIO : 0;
@@ -184,16 +185,17 @@ gather_servers(struct db *db, struct gather *g, const char *from, const char *to
                 struct health_row *w = row_of(g, db_int(st, 0), NULL);
 
                 for (k = 0; k < HK_COUNT; k++)
-                        w->n[k] += db_int(st, 1 + k);
+                        w->n[k] += g->sign * db_int(st, 1 + k);
         }
         db_finalize(st);
         return rc < 0 ? -EIO : 0;
 }
 
-/* Whole hours by mailing: the writer's counts. */
+/* Whole hours by mailing: the writer's counts, summed by gather_sql (its hash
+ * does it in half the time of a GROUP BY's sort). */
 static const char whole_sql[] =
-        "SELECT server_id, mailing_id, kind, sum(n) FROM health_counts WHERE hour >= ?1 AND hour < ?2"
-        SERVER_FILTER("server_id") " GROUP BY server_id, mailing_id, kind";
+        "SELECT server_id, mailing_id, kind, n FROM health_counts WHERE hour >= ?1 AND hour < ?2"
+        SERVER_FILTER("server_id");
 
 /* The part of an hour the range cuts: its events through the (type,
  * occurred_at) index (received_at for those without a DateTime), and the
@@ -219,8 +221,9 @@ static const char cut_messages_sql[] =
         "         AND (m.message_id IS NOT NULL OR m.mailing_id IS NOT NULL)))"
         " GROUP BY 1, 2, 3";
 
+/* [from, to) of one hour counted from its events and messages. */
 static int
-gather_cut(struct db *db, struct gather *g, const char *from, const char *to, int64_t server_id)
+gather_part(struct db *db, struct gather *g, const char *from, const char *to, int64_t server_id)
 {
         if (strcmp(from, to) >= 0)
                 return 0;
@@ -228,6 +231,61 @@ gather_cut(struct db *db, struct gather *g, const char *from, const char *to, in
             gather_sql(db, g, cut_messages_sql, from, to, server_id) < 0)
                 return -EIO;
         return 0;
+}
+
+/* How many events of [from, to) gather_part would read: the (type,
+ * occurred_at) index alone, no row. */
+static int
+part_size(struct db *db, const char *from, const char *to, int64_t *n)
+{
+        static const char sql[] = "SELECT count(*) FROM events WHERE type IN ('Sent', 'Failed', 'Deferred', "
+                                  "'Complaint', 'Unsubscribe', 'Open', 'Click') AND occurred_at >= ?1 AND occurred_at < ?2";
+        struct db_stmt *st;
+        int rc;
+
+        *n = 0;
+        if (strcmp(from, to) >= 0)
+                return 0;
+        if (db_prepare(db, sql, 0, &st) < 0)
+                return -EIO;
+        db_bind_text(st, 1, from);
+        db_bind_text(st, 2, to);
+        if ((rc = db_step(st)) > 0)
+                *n = db_int(st, 0);
+        db_finalize(st);
+        return rc < 0 ? -EIO : 0;
+}
+
+/* The part [from, to) of one hour that the range cuts: counted from its
+ * events, or, when the rest of the hour holds fewer, as the hour's counts
+ * less the rest counted from its events. The range that ends now cuts the
+ * current hour, where the rest (the events dated after now) is next to
+ * nothing however busy the hour. */
+static int
+gather_cut(struct db *db, struct gather *g, const char *from, const char *to, int64_t server_id)
+{
+        char hour[14], start[TIME_ISO_LEN], end[TIME_ISO_LEN], next[14];
+        int64_t in, before, after;
+        int r;
+
+        event_hour_of(from, hour);
+        snprintf(start, sizeof(start), "%s:00:00.000000Z", hour);
+        event_next_hour(hour, end);
+        if (part_size(db, from, to, &in) < 0 || part_size(db, start, from, &before) < 0 ||
+            part_size(db, to, end, &after) < 0)
+                return -EIO;
+        if (in <= before + after)
+                return gather_part(db, g, from, to, server_id);
+        snprintf(next, sizeof(next), "%.13s", end);
+        r = g->by_mailing ? gather_sql(db, g, whole_sql, hour, next, server_id)
+                          : gather_servers(db, g, hour, next, server_id);
+        g->sign = -1;
+        if (r == 0)
+                r = gather_part(db, g, start, from, server_id);
+        if (r == 0)
+                r = gather_part(db, g, to, end, server_id);
+        g->sign = 1;
+        return r;
 }
 
 /* ---- rates, flags, order ---- */
@@ -291,7 +349,7 @@ int
 health_report(struct db *db, const char *since, const char *until, bool by_mailing, int64_t server_id,
               const struct health_conf *c, struct health_report *ret)
 {
-        struct gather g = { .r = ret, .by_mailing = by_mailing };
+        struct gather g = { .r = ret, .by_mailing = by_mailing, .sign = 1 };
         char hs[14], he[14], edge[TIME_ISO_LEN], cut_end[TIME_ISO_LEN];
         size_t i, k;
         int r = 0;

@@ -128,7 +128,9 @@ assert_story(void)
         args = xasprintf("--since %s --until %s --server-id 40111", s, u);
         assert_ctl(args, HEADER "40111,8,1,1,0,0,1,0,0,1,0,0.1,0,0,0.125,0,\n");
         free(args);
-        /* A first open at 1:05 is counted there, not at a later open. */
+        /* A first open at 1:05 is counted there, not at a later open.
+         * [1:30, 2:00) holds two events and [1:00, 1:30) one: this cut is
+         * counted as hour 1 less [1:00, 1:30), the others directly. */
         free(s);
         s = at(90);
         args = xasprintf("--since %s --server-id 40111", s);
