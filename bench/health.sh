@@ -7,8 +7,9 @@
 #   2. GET /dashboard from a slhookd on the same database: the page, and the
 #      page with a search; median of 7;
 #   3. the writer's ingest rate (bench/fill rate: $RATE_EVENTS new events,
-#      synchronous=FULL) with nothing else, and with /dashboard rendered
-#      over and over beside it; $ROUNDS interleaved rounds, medians.
+#      synchronous=FULL) with nothing else, with /dashboard fetched once a
+#      second, and with it rendered back to back beside it; $ROUNDS
+#      interleaved rounds, medians.
 #
 #   bench/health.sh [DB]      (default /tmp/slhookd-bench/10m.db, filled by
 #                              bench/queries.sh on first use)
@@ -70,8 +71,16 @@ rate_of() { "$top/bench/fill" "$DB" rate "$RATE_EVENTS" | sed -n 's/.* = \([0-9]
 : > alone
 : > beside
 : > renders
+: > paced
 for r in $(seq "$ROUNDS"); do
         rate_of >> alone
+        # The page once a second (a browser left open and reloaded: at most 600).
+        touch go
+        (n=0; while [ -f go ] && [ $n -lt 600 ]; do curl -sf -o /dev/null "$page"; n=$((n + 1)); sleep 1; done) &
+        loop=$!
+        rate_of >> paced
+        rm -f go
+        wait $loop
         # The page rendered back to back (at most 10,000 times) while the writer runs.
         touch go
         (n=0; while [ -f go ] && [ $n -lt 10000 ]; do curl -sf -o /dev/null "$page"; n=$((n + 1)); done
@@ -86,10 +95,14 @@ for r in $(seq "$ROUNDS"); do
 done
 a=$(median < alone)
 b=$(median < beside)
+p=$(median < paced)
 echo
 printf 'ingest alone                  %8s events/s   (rounds: %s)\n' "$a" "$(tr '\n' ' ' < alone)"
+printf 'ingest, /dashboard every 1 s  %8s events/s   (rounds: %s)\n' "$p" "$(tr '\n' ' ' < paced)"
 printf 'ingest beside /dashboard      %8s events/s   (rounds: %s; pages/s: %s)\n' "$b" "$(tr '\n' ' ' < beside)" \
         "$(tr '\n' ' ' < renders)"
-printf 'ratio                         %8s\n' "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }')"
+printf 'ratio, every 1 s / back to back %6s / %s\n' "$(awk -v a="$a" -v b="$p" 'BEGIN { printf "%.2f", b / a }')" \
+        "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }')"
 echo "ingest,alone,$a" >> "$CSV"
 echo "ingest,beside_dashboard,$b" >> "$CSV"
+echo "ingest,dashboard_every_second,$p" >> "$CSV"

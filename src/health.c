@@ -233,13 +233,14 @@ gather_part(struct db *db, struct gather *g, const char *from, const char *to, i
         return 0;
 }
 
-/* How many events of [from, to) gather_part would read: the (type,
- * occurred_at) index alone, no row. */
+/* How many events of [from, to) gather_part would read, up to limit: the
+ * (type, occurred_at) index alone, no row. */
 static int
-part_size(struct db *db, const char *from, const char *to, int64_t *n)
+part_size(struct db *db, const char *from, const char *to, int64_t limit, int64_t *n)
 {
-        static const char sql[] = "SELECT count(*) FROM events WHERE type IN ('Sent', 'Failed', 'Deferred', "
-                                  "'Complaint', 'Unsubscribe', 'Open', 'Click') AND occurred_at >= ?1 AND occurred_at < ?2";
+        static const char sql[] = "SELECT count(*) FROM (SELECT 1 FROM events WHERE type IN ('Sent', 'Failed', "
+                                  "'Deferred', 'Complaint', 'Unsubscribe', 'Open', 'Click') AND occurred_at >= ?1 "
+                                  "AND occurred_at < ?2 LIMIT CAST(?3 AS bigint)) AS p";
         struct db_stmt *st;
         int rc;
 
@@ -250,6 +251,7 @@ part_size(struct db *db, const char *from, const char *to, int64_t *n)
                 return -EIO;
         db_bind_text(st, 1, from);
         db_bind_text(st, 2, to);
+        db_bind_int(st, 3, limit);
         if ((rc = db_step(st)) > 0)
                 *n = db_int(st, 0);
         db_finalize(st);
@@ -271,8 +273,9 @@ gather_cut(struct db *db, struct gather *g, const char *from, const char *to, in
         event_hour_of(from, hour);
         snprintf(start, sizeof(start), "%s:00:00.000000Z", hour);
         event_next_hour(hour, end);
-        if (part_size(db, from, to, &in) < 0 || part_size(db, start, from, &before) < 0 ||
-            part_size(db, to, end, &after) < 0)
+        /* The rest first: the part is counted only as far as it matters. */
+        if (part_size(db, start, from, INT64_MAX, &before) < 0 || part_size(db, to, end, INT64_MAX, &after) < 0 ||
+            part_size(db, from, to, before + after + 1, &in) < 0)
                 return -EIO;
         if (in <= before + after)
                 return gather_part(db, g, from, to, server_id);
