@@ -682,6 +682,64 @@ ctl(const char *conf, const char *args)
         return out;
 }
 
+/* health_hours as rows (hour, server_id, kind, n), n not 0. */
+#define HOURS_ROWS                                                                                              \
+        "SELECT hour, server_id, k, v FROM health_hours, LATERAL (VALUES ('sent', sent), "                      \
+        "('failed_permanent', failed_permanent), ('failed_temporary', failed_temporary), "                     \
+        "('failed_suppressed', failed_suppressed), ('async_bounces', async_bounces), ('deferred', deferred), "  \
+        "('complaints', complaints), ('unsubscribes', unsubscribes), ('opens', opens), ('clicks', clicks)) "    \
+        "AS u(k, v) WHERE v <> 0"
+#define COUNTS_ROWS "SELECT hour, server_id, kind, sum(n) FROM health_counts GROUP BY 1, 2, 3 HAVING sum(n) <> 0"
+
+/* Retention on PostgreSQL takes what it deletes off event_counts,
+ * health_counts and health_hours in the transaction that deletes it, and
+ * drops the rows it empties. */
+START_TEST(test_prune_counts)
+{
+        char when[TIME_ISO_LEN], *args, *out;
+        int64_t t;
+        unsigned i;
+
+        start_pg();
+        for (i = 0; i < 10; i++)
+                post_mail("Delivered", i, (int) i * 60);
+        for (i = 0; i < 3; i++)
+                post_mail("Failed", i, 3000 + (int) i);
+        /* Received before `when`: those; after it: the rest. m-5's Failed
+         * keeps its message, and so its async bounce. */
+        t = time_now_us();
+        time_format_iso(t, when);
+        while (time_now_us() <= t)
+                ;
+        for (i = 20; i < 25; i++)
+                post_mail("Delivered", i, 1200 + (int) i);
+        post_mail("Failed", 5, 3500);
+        ck_assert_int_eq(pq("SELECT sum(sent) FROM health_hours"), 15);
+        ck_assert_int_eq(pq("SELECT sum(failed_permanent) FROM health_hours"), 4);
+        args = xasprintf("prune --before %s", when);
+        free(ctl(d.conf, args));
+        free(args);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events"), 6);
+        ck_assert_int_eq(pq("SELECT sum(n) FROM health_counts WHERE kind = 'sent'"), 5);
+        ck_assert_int_eq(pq("SELECT sum(n) FROM health_counts WHERE kind = 'failed_permanent'"), 1);
+        ck_assert_int_eq(pq("SELECT count(*) FROM health_counts WHERE n <= 0"), 0);
+        ck_assert_int_eq(pq("SELECT sum(sent) FROM health_hours"), 5);
+        ck_assert_int_eq(pq("SELECT sum(failed_permanent) FROM health_hours"), 1);
+        ck_assert_int_eq(pq("SELECT sum(async_bounces) FROM health_hours"), 1);
+        ck_assert_int_eq(pq("SELECT count(*) FROM health_hours WHERE sent + failed_permanent + async_bounces = 0"), 0);
+        ck_assert_int_eq(pq("SELECT count(*) FROM (" HOURS_ROWS " EXCEPT " COUNTS_ROWS ") AS x"), 0);
+        ck_assert_int_eq(pq("SELECT count(*) FROM (" COUNTS_ROWS " EXCEPT " HOURS_ROWS ") AS x"), 0);
+        ck_assert_int_eq(pq("SELECT sum(events) FROM event_counts"), 6);
+        out = ctl(d.conf, "-f csv health --since 2026-03-01 --until 2026-03-02");
+        ck_assert_str_eq(out, "server_id,sent,failed_permanent,failed_temporary,failed_suppressed,async_bounces,"
+                              "deferred,complaints,unsubscribes,opens,clicks,bounce_rate,complaint_rate,"
+                              "unsubscribe_rate,open_rate,click_rate,flags\n"
+                              "7,5,1,0,0,1,0,0,0,0,0,0.1666666667,0,0,0,0,\n");
+        free(out);
+        ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
 /* The same events into a SQLite daemon and a PostgreSQL one: every
  * slhookctl question gets the same answer, byte for byte. */
 START_TEST(test_ctl_same)
@@ -1310,6 +1368,7 @@ main(void)
         tcase_add_test(tc, test_message_race);
         tcase_add_test(tc, test_two_instances);
         tcase_add_test(tc, test_ctl_same);
+        tcase_add_test(tc, test_prune_counts);
         tcase_add_test(tc, test_kill_one);
         tcase_add_test(tc, test_db_restart);
         tcase_add_test(tc, test_migrate);
