@@ -5,10 +5,11 @@
  * The figures come from health_counts (schema 8), which the writer keeps per
  * (hour of event time, ServerId, MailingId, kind) in the transaction that
  * stores each event, and health_hours (schema 9), the same summed per (hour,
- * ServerId), which is what a report by subaccount reads; only the parts of the range's first and last hour that
- * the range cuts are counted from events and messages, so the cost follows
- * the number of subaccounts and hours, not the traffic. Test events are
- * never counted.
+ * ServerId), which a report by subaccount reads. The parts of the range's
+ * first and last hour that the range cuts are counted from events and
+ * messages (or as the hour less the rest of it, when the rest holds fewer
+ * events), so the cost follows the number of subaccounts and hours, not the
+ * traffic. Test events are never counted.
  *
  * Definitions (DESIGN.md section 10): sent, failed_*, deferred, complaints,
  * unsubscribes count events; opens and clicks count messages (at their first
