@@ -270,6 +270,35 @@ START_TEST(test_writer_behind)
 }
 END_TEST
 
+/* Fill the writer's queue for good while the test holds the write lock.
+ * The writer takes its batch out of the queue once and then waits in BEGIN
+ * (statement_timeout), so a writer that took it only after the waiters
+ * had filled the queue left it empty, and the next request would wait for
+ * the lock instead of being refused. Probes (1.5 s each at most: a queued
+ * one waits) until the writer is seen holding a batch (more requests
+ * pending than the queue of 4 holds) and a probe is refused. */
+static void
+queue_full(unsigned port)
+{
+        CURL *h = client();
+        char id[32];
+        long status = 0, depth = 0;
+        int i;
+
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 1500L);
+        for (i = 0; i < 200; i++) {
+                snprintf(id, sizeof(id), "probe-%d", i);
+                status = post_id(h, id, 0, NULL);
+                if (status == 503 && (depth = gauge(port, "\nslhookd_queue_depth ")) > 4)
+                        break;
+                if (status == 503)
+                        usleep(10 * 1000);
+        }
+        ck_assert_msg(status == 503 && depth > 4, "the queue is not full behind a waiting writer: %ld, %ld pending",
+                      status, depth);
+        curl_easy_cleanup(h);
+}
+
 /* With the writer behind (its queue full), a request is answered 503 +
  * Retry-After even while its body is still on the way: the answer comes
  * after the body (which is dropped, never held), so the sender reads the
@@ -285,7 +314,7 @@ START_TEST(test_busy_slow_body)
         sqlite3 *lock;
         CURL *h;
         bool ra;
-        int n503, n200;
+        int n503, n200, i;
 
         daemon_start("max_connections_per_ip = 0", sections);
         expect_event("warm-up", 200);
@@ -294,6 +323,7 @@ START_TEST(test_busy_slow_body)
         w = waiters_start("held");
         waiters_ready(w, port, NULL);
         ck_assert_msg(atomic_load(&w->done) > 0, "the queue of 4 took all %d requests", WAITERS);
+        queue_full(port);
 
         /* 48 KB at 16 KB/s: the body takes 3 s to send. */
         h = client();
@@ -315,6 +345,10 @@ START_TEST(test_busy_slow_body)
         sqlite3_close(lock);
         waiters_answers(w, 30, &n503, &n200);
         ck_assert_int_eq(n503 + n200, WAITERS);
+        /* The probes the queue held are written too. */
+        for (i = 0; i < 1000 && gauge(port, "\nslhookd_queue_depth ") != 0; i++)
+                usleep(10 * 1000);
+        ck_assert_int_eq(gauge(port, "\nslhookd_queue_depth "), 0);
         ck_assert_int_eq(post_id(h, "slow", PAD, NULL), 200);
         ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'slow'"), 1);
         ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id LIKE 'held-%'"), n200);
