@@ -992,13 +992,27 @@ START_TEST(test_forwarded_for_ignored)
 }
 END_TEST
 
-/* GET http://127.0.0.1:port/path: the status, the body in *body. */
+/* line is in *text, the /metrics page, fetched again for up to 2 s while it
+ * is not (a request is counted as it completes, after its answer went
+ * out); else the test fails naming the line and what /metrics has of it
+ * (the whole page is too long for check's message). */
 static void
-assert_metric(const char *text, const char *line)
+assert_metric(unsigned port, char **text, const char *line)
 {
-        char *want = xasprintf("\n%s\n", line);
+        char *want = xasprintf("\n%s\n", line), name[128];
+        const char *family;
+        int i;
 
-        ck_assert_msg(strstr(text, want) != NULL, "no line '%s' in:\n%s", line, text);
+        for (i = 0; i < 200 && strstr(*text, want) == NULL; i++) {
+                usleep(10 * 1000);
+                free(*text);
+                ck_assert_int_eq(get_plain(port, "/metrics", text), 200);
+        }
+        if (strstr(*text, want) == NULL) {
+                snprintf(name, sizeof(name), "\n%.*s", (int) strcspn(line, "{ "), line);
+                family = strstr(*text, name);
+                ck_abort_msg("no line '%s' in /metrics; it has: %.300s", line, family ? family + 1 : "(none)");
+        }
         free(want);
 }
 
@@ -1028,24 +1042,24 @@ START_TEST(test_metrics_and_health)
                 curl_easy_cleanup(h);
         }
         ck_assert_int_eq(get_plain(port, "/metrics", &text), 200);
-        assert_metric(text, "slhookd_events_total{endpoint=\"main\",type=\"Sent\",outcome=\"stored\"} 1");
-        assert_metric(text, "slhookd_events_total{endpoint=\"main\",type=\"Sent\",outcome=\"duplicate\"} 1");
-        assert_metric(text, "slhookd_events_total{endpoint=\"main\",type=\"other\",outcome=\"quarantined\"} 1");
-        assert_metric(text, "slhookd_rejected_total{reason=\"unauthorized\"} 1");
-        assert_metric(text, "slhookd_rejected_total{reason=\"bad_request\"} 1");
-        assert_metric(text, "slhookd_rejected_total{reason=\"method_not_allowed\"} 1");
-        assert_metric(text, "slhookd_rejected_total{reason=\"allow_list\"} 0");
-        assert_metric(text, "slhookd_request_duration_seconds_count 6");
-        assert_metric(text, "slhookd_commits_total 3");
-        assert_metric(text, "slhookd_commit_duration_seconds_count 3");
-        assert_metric(text, "slhookd_queue_depth 0");
-        assert_metric(text, "slhookd_storage_failing 0");
+        assert_metric(port, &text, "slhookd_events_total{endpoint=\"main\",type=\"Sent\",outcome=\"stored\"} 1");
+        assert_metric(port, &text, "slhookd_events_total{endpoint=\"main\",type=\"Sent\",outcome=\"duplicate\"} 1");
+        assert_metric(port, &text, "slhookd_events_total{endpoint=\"main\",type=\"other\",outcome=\"quarantined\"} 1");
+        assert_metric(port, &text, "slhookd_rejected_total{reason=\"unauthorized\"} 1");
+        assert_metric(port, &text, "slhookd_rejected_total{reason=\"bad_request\"} 1");
+        assert_metric(port, &text, "slhookd_rejected_total{reason=\"method_not_allowed\"} 1");
+        assert_metric(port, &text, "slhookd_rejected_total{reason=\"allow_list\"} 0");
+        assert_metric(port, &text, "slhookd_request_duration_seconds_count 6");
+        assert_metric(port, &text, "slhookd_commits_total 3");
+        assert_metric(port, &text, "slhookd_commit_duration_seconds_count 3");
+        assert_metric(port, &text, "slhookd_queue_depth 0");
+        assert_metric(port, &text, "slhookd_storage_failing 0");
         ck_assert_ptr_nonnull(strstr(text, "\nslhookd_database_bytes "));
         ck_assert(strstr(text, "\nslhookd_database_bytes 0\n") == NULL);
         /* What alerts are written on. */
-        assert_metric(text, "slhookd_build_info{version=\"" PACKAGE_VERSION "\"} 1");
-        assert_metric(text, "slhookd_queue_capacity 4096");
-        assert_metric(text, "slhookd_config_last_reload_successful 1");
+        assert_metric(port, &text, "slhookd_build_info{version=\"" PACKAGE_VERSION "\"} 1");
+        assert_metric(port, &text, "slhookd_queue_capacity 4096");
+        assert_metric(port, &text, "slhookd_config_last_reload_successful 1");
         {
                 long long now = (long long) time(NULL), v;
                 const char *p;
@@ -1082,7 +1096,7 @@ START_TEST(test_metrics_and_health)
         ck_assert_int_eq(get_plain(port, "/healthz", &text), 200);
         free(text);
         ck_assert_int_eq(get_plain(port, "/metrics", &text), 200);
-        assert_metric(text, "slhookd_rejected_total{reason=\"unavailable\"} 1");
+        assert_metric(port, &text, "slhookd_rejected_total{reason=\"unavailable\"} 1");
         free(text);
         /* GET / links both. */
         ck_assert_int_eq(get_plain(port, "/", &text), 200);
