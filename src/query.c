@@ -332,17 +332,21 @@ query_events(struct query *q, const struct query_args *a, struct out *o, bool *m
  * end of the run of ids after the cursor that has no gap: a missing id
  * belongs to a transaction still running (or to one rolled back). Such a
  * gap is passed only once every transaction that may fill it has ended:
- * those running when the gap was seen (the snapshot's, and those given an
- * id since its xmax, which this session's own new xid bounds; slhookd's
- * writers take their xid before any event id: db_pg.c). */
+ * those of this database running when the gap was seen (slhookd's writers
+ * take their xid before any event id: db_pg.c, so one that holds an id
+ * shows its xid in pg_stat_activity). */
 static int
 follow_horizon(struct query *q, struct query_follow *f, int64_t *horizon, char **reterr)
 {
+        /* The xids running in this database now (pg_stat_activity's are
+         * 32 bits: widened against this session's own), not the whole
+         * cluster's: a long transaction of another database must not hold
+         * the events back. */
         static const char gap_sql[] =
-                "SELECT array(SELECT x FROM pg_snapshot_xip(t.s) AS x UNION ALL "
-                "SELECT (pg_snapshot_xmax(t.s)::text::bigint + g)::text::xid8 FROM generate_series(0, "
-                "least(t.x::text::bigint - pg_snapshot_xmax(t.s)::text::bigint, 10000) - 1) AS g)::text "
-                "FROM (SELECT pg_current_snapshot() AS s, pg_current_xact_id() AS x) AS t";
+                "SELECT coalesce(array_agg((t.x::text::bigint - ((t.x::text::bigint - "
+                "a.backend_xid::text::bigint) & 4294967295))::text::xid8), '{}')::text "
+                "FROM (SELECT pg_current_xact_id() AS x) AS t, pg_stat_activity AS a "
+                "WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid()";
         struct db_stmt *st = NULL;
         char c[24];
         int64_t next, id;

@@ -1320,7 +1320,8 @@ ids_after(int after)
  * running may commit, and passes the gap a rolled-back one left. */
 START_TEST(test_follow_gaps)
 {
-        PGconn *open2, *open4;
+        PGconn *open2, *open4, *other;
+        PGresult *r;
         char *ids;
 
         start_pg();
@@ -1342,6 +1343,17 @@ START_TEST(test_follow_gaps)
         free(ids);
         ck_assert_str_eq(ids = ids_after(1), "2 3 5");
         free(ids);
+        /* A transaction running in another database of the cluster cannot
+         * fill a gap here: it holds nothing back. */
+        other = pg_connect(cluster);
+        r = PQexec(other, "BEGIN; SELECT pg_current_xact_id()");
+        ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+        PQclear(r);
+        end_tx(open_insert("gap-6"), "ROLLBACK");      /* id 6 */
+        post_mail("Queued", 3, 3);                      /* id 7 */
+        ck_assert_str_eq(ids = ids_after(5), "7");
+        free(ids);
+        end_tx(other, "ROLLBACK");
         ck_assert_int_eq(daemon_stop(), 0);
 }
 END_TEST
