@@ -140,18 +140,30 @@ row_of(struct gather *g, int64_t server_id, const char *mailing_id)
         return &r->rows[r->n++];
 }
 
+/* sql prepared and bound: ?1 from, ?2 to, ?3 server_id (-1: every one);
+ * NULL on error. */
+static struct db_stmt *
+range_stmt(struct db *db, const char *sql, const char *from, const char *to, int64_t server_id)
+{
+        struct db_stmt *st;
+
+        if (db_prepare(db, sql, 0, &st) < 0)
+                return NULL;
+        db_bind_text(st, 1, from);
+        db_bind_text(st, 2, to);
+        db_bind_int(st, 3, server_id);
+        return st;
+}
+
 /* Run sql (rows: server_id, mailing_id, kind, count) over [from, to). */
 static int
 gather_sql(struct db *db, struct gather *g, const char *sql, const char *from, const char *to, int64_t server_id)
 {
-        struct db_stmt *st;
+        struct db_stmt *st = range_stmt(db, sql, from, to, server_id);
         int rc, k;
 
-        if (db_prepare(db, sql, 0, &st) < 0)
+        if (st == NULL)
                 return -EIO;
-        db_bind_text(st, 1, from);
-        db_bind_text(st, 2, to);
-        db_bind_int(st, 3, server_id);
         while ((rc = db_step(st)) > 0) {
                 const char *kind = db_text(st, 2), *mailing = db_text(st, 1);
 
@@ -173,14 +185,11 @@ static const char whole_servers_sql[] =
 static int
 gather_servers(struct db *db, struct gather *g, const char *from, const char *to, int64_t server_id)
 {
-        struct db_stmt *st;
+        struct db_stmt *st = range_stmt(db, whole_servers_sql, from, to, server_id);
         int rc, k;
 
-        if (db_prepare(db, whole_servers_sql, 0, &st) < 0)
+        if (st == NULL)
                 return -EIO;
-        db_bind_text(st, 1, from);
-        db_bind_text(st, 2, to);
-        db_bind_int(st, 3, server_id);
         while ((rc = db_step(st)) > 0) {
                 struct health_row *w = row_of(g, db_int(st, 0), NULL);
 

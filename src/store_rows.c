@@ -287,6 +287,19 @@ send_arrays(struct db_stmt *st, struct buf *a, int n)
         return r;
 }
 
+/* send_arrays() when send, else only free the arrays. */
+static int
+send_or_drop(struct db_stmt *st, struct buf *a, int n, bool send)
+{
+        int i;
+
+        if (send)
+                return send_arrays(st, a, n);
+        for (i = 0; i < n; i++)
+                buf_done(&a[i]);
+        return 0;
+}
+
 /* The next (hour, ServerId) of the sorted hcounts from *i on: its kinds
  * summed over mailings into d; false past the end. */
 static bool
@@ -335,8 +348,7 @@ counts_flush(struct store *s)
                         store_pg_arr_text(&a[1], s->counts[i].type);
                         store_pg_arr_int(&a[2], true, s->counts[i].n);
                 }
-                if (s->ncounts > 0)
-                        r = send_arrays(st, a, 3);
+                r = send_or_drop(st, a, 3, s->ncounts > 0);
                 memset(a, 0, sizeof(a));
                 for (i = 0; i < s->nhcounts; i++) {
                         store_pg_arr_text(&a[0], s->hcounts[i].hour);
@@ -345,11 +357,8 @@ counts_flush(struct store *s)
                         store_pg_arr_text(&a[3], health_kinds[s->hcounts[i].kind]);
                         store_pg_arr_int(&a[4], true, s->hcounts[i].n);
                 }
-                if (r == 0 && s->nhcounts > 0)
-                        r = send_arrays(hs, a, 5);
-                else
-                        for (i = 0; i < 5; i++)
-                                buf_done(&a[i]);
+                if (send_or_drop(hs, a, 5, r == 0 && s->nhcounts > 0) < 0)
+                        r = -1;
                 memset(a, 0, sizeof(a));
                 for (i = 0; hours_next(s, &i, &h, d);) {
                         store_pg_arr_text(&a[0], h->hour);
@@ -357,11 +366,8 @@ counts_flush(struct store *s)
                         for (j = 0; j < HK_COUNT; j++)
                                 store_pg_arr_int(&a[2 + j], true, d[j]);
                 }
-                if (r == 0 && s->nhcounts > 0)
-                        r = send_arrays(hh, a, 2 + HK_COUNT);
-                else
-                        for (j = 0; j < 2 + HK_COUNT; j++)
-                                buf_done(&a[j]);
+                if (send_or_drop(hh, a, 2 + HK_COUNT, r == 0 && s->nhcounts > 0) < 0)
+                        r = -1;
                 counts_clear(s);
                 return r;
         }
