@@ -24,15 +24,16 @@
 #include "corr.h"
 #include "store_pg.h"
 
-enum { SP_SEEN, SP_BY_MESSAGE, SP_BY_MAILING, SP_BY_ADDRESS, SP_IDS, SP_MSG_INSERT, SP_MSG_UPDATE, SP_COUNT };
+enum { SP_SEEN, SP_BY_MESSAGE, SP_BY_MAILING, SP_BY_ADDRESS, SP_IDS, SP_COUNT };
 
-/* Events inserted by one statement at most; a statement is prepared for
- * each number of rows up to it, when first needed. */
-#define EVENT_ROWS 64
+/* Rows (events, or messages) written by one statement at most; a
+ * statement is prepared for each number of rows up to it, when first
+ * needed. */
+#define MAX_ROWS 64
 
-#define MSG_NCOLS (2 + CT_COUNT + CC_COUNT + 3)
+#define MSG_NCOLS (5 + 2 + CT_COUNT + CC_COUNT + 3)
 #define EVENT_NCOLS (12 + EVS_COUNT + EVN_COUNT)
-#define NARR (5 + MSG_NCOLS)
+#define NARR 3
 
 /* One message row the transaction writes. */
 struct msg {
@@ -57,7 +58,8 @@ struct item {
 struct store_pg {
         struct db *db;
         struct db_stmt *st[SP_COUNT];
-        struct db_stmt *events[EVENT_ROWS + 1];        /* [n]: the insert of n rows, or NULL */
+        struct db_stmt *events[MAX_ROWS + 1];  /* [n]: the insert of n rows, or NULL */
+        struct db_stmt *messages[MAX_ROWS + 1];        /* [n]: the write of n rows, or NULL */
         struct item *items;
         size_t n, cap;
         struct msg *msgs;
@@ -151,22 +153,6 @@ msg_columns(struct buf *b, const char *prefix, const char *suffix)
                    suffix);
 }
 
-/* "CAST(?N AS type[]), ..." for the message columns from parameter *n on. */
-static void
-msg_arrays(struct buf *b, int *n)
-{
-        size_t i;
-
-        buf_printf(b, "CAST(?%d AS text[]), CAST(?%d AS text[])", *n, *n + 1);
-        *n += 2;
-        for (i = 0; i < CT_COUNT; i++)
-                buf_printf(b, ", CAST(?%d AS text[])", (*n)++);
-        for (i = 0; i < CC_COUNT; i++)
-                buf_printf(b, ", CAST(?%d AS bigint[])", (*n)++);
-        buf_printf(b, ", CAST(?%d AS text[]), CAST(?%d AS bigint[]), CAST(?%d AS text[])", *n, *n + 1, *n + 2);
-        *n += 3;
-}
-
 static char *
 find_sql(int which)
 {
@@ -203,42 +189,40 @@ find_sql(int which)
         return b.data;
 }
 
-static char *
-insert_msg_sql(void)
+/* "(?, ?, ...), ..." for n rows of ncols parameters. */
+static void
+values_rows(struct buf *b, size_t n, size_t ncols)
 {
-        struct buf b = { 0 };
-        int n = 6;
+        size_t i, k;
 
-        /* Ids taken in advance (SP_IDS), so that the events can name them
-         * in the same round trip; no ON CONFLICT: a key another instance
-         * inserted meanwhile is a unique violation, and the transaction
-         * runs again (db_pg counts it a conflict). */
-        buf_puts(&b, "INSERT INTO messages (id, server_id, message_id, address, is_test, ");
-        msg_columns(&b, "", "");
-        buf_puts(&b, ") SELECT * FROM unnest(CAST(?1 AS bigint[]), CAST(?2 AS bigint[]), CAST(?3 AS text[]), "
-                 "CAST(?4 AS text[]), CAST(?5 AS integer[]), ");
-        msg_arrays(&b, &n);
-        buf_puts(&b, ")");
-        return b.data;
+        for (k = 0; k < n; k++) {
+                buf_puts(b, k ? ", (?" : "(?");
+                for (i = 1; i < ncols; i++)
+                        buf_puts(b, ", ?");
+                buf_puts(b, ")");
+        }
 }
 
-/* The messages found are written back as an insert of their id that
- * conflicts: ON CONFLICT finds each row through the primary key, where an
- * UPDATE ... FROM unnest could be planned as a hash join over the whole
- * table (see find_sql). */
+/* The messages an event of the transaction touched, n rows, new or found
+ * alike: a new one has an id taken in advance (SP_IDS) and is inserted; a
+ * found one conflicts on its id and is written back, found through the
+ * primary key (an UPDATE ... FROM a list could be planned as a hash join
+ * over the whole table: see find_sql). A key another instance inserted
+ * meanwhile conflicts on the other unique indexes, which ON CONFLICT (id)
+ * does not arbitrate: a unique violation, and the transaction runs again
+ * (db_pg counts it a conflict). A multi-row VALUES: unnest over the 23
+ * column arrays cost three times as much in the server. */
 static char *
-update_msg_sql(void)
+write_msg_sql(size_t n)
 {
         struct buf b = { 0 };
         size_t i;
-        int n = 6;
 
         buf_puts(&b, "INSERT INTO messages AS m (id, server_id, message_id, address, is_test, ");
         msg_columns(&b, "", "");
-        buf_puts(&b, ") SELECT * FROM unnest(CAST(?1 AS bigint[]), CAST(?2 AS bigint[]), CAST(?3 AS text[]), "
-                 "CAST(?4 AS text[]), CAST(?5 AS integer[]), ");
-        msg_arrays(&b, &n);
-        buf_puts(&b, ") ON CONFLICT (id) DO UPDATE SET mailing_id = excluded.mailing_id, state = excluded.state");
+        buf_puts(&b, ") VALUES ");
+        values_rows(&b, n, MSG_NCOLS);
+        buf_puts(&b, " ON CONFLICT (id) DO UPDATE SET mailing_id = excluded.mailing_id, state = excluded.state");
         for (i = 0; i < CT_COUNT; i++)
                 buf_printf(&b, ", %s = excluded.%s", corr_time_columns[i], corr_time_columns[i]);
         for (i = 0; i < CC_COUNT; i++)
@@ -257,7 +241,7 @@ static char *
 insert_event_sql(size_t n)
 {
         struct buf b = { 0 };
-        size_t i, k;
+        size_t i;
 
         buf_puts(&b, "INSERT INTO events (received_at, endpoint, type, wire_type, occurred_at, meta, tags, is_test, "
                  "peer, raw, digest, message");
@@ -266,12 +250,7 @@ insert_event_sql(size_t n)
         for (i = 0; i < EVN_COUNT; i++)
                 buf_printf(&b, ", %s", event_num_fields[i].column);
         buf_puts(&b, ") VALUES ");
-        for (k = 0; k < n; k++) {
-                buf_puts(&b, k ? ", (?" : "(?");
-                for (i = 1; i < EVENT_NCOLS; i++)
-                        buf_puts(&b, ", ?");
-                buf_puts(&b, ")");
-        }
+        values_rows(&b, n, EVENT_NCOLS);
         /* In row order: ids follow the order the events came in. No ON
          * CONFLICT (digest): an event another instance stored since the
          * duplicate check is a unique violation, and the transaction runs
@@ -292,8 +271,6 @@ store_pg_open(struct db *db, struct store_pg **ret)
                 [SP_BY_ADDRESS] = find_sql(SP_BY_ADDRESS),
                 [SP_IDS] = xstrdup("SELECT nextval(pg_get_serial_sequence('messages', 'id')) "
                                    "FROM generate_series(1, CAST(?1 AS integer))"),
-                [SP_MSG_INSERT] = insert_msg_sql(),
-                [SP_MSG_UPDATE] = update_msg_sql(),
         };
         int i, r = 0;
 
@@ -333,8 +310,10 @@ store_pg_close(struct store_pg *p)
                 return;
         for (i = 0; i < SP_COUNT; i++)
                 db_finalize(p->st[i]);
-        for (i = 0; i <= EVENT_ROWS; i++)
+        for (i = 0; i <= MAX_ROWS; i++) {
                 db_finalize(p->events[i]);
+                db_finalize(p->messages[i]);
+        }
         for (i = 0; i < NARR; i++)
                 buf_done(&p->arr[i]);
         msgs_clear(p);
@@ -605,70 +584,80 @@ read_finds(struct store_pg *p)
         return rc < 0 ? -1 : 0;
 }
 
-/* The message columns of x, to arrays from a on. */
-static void
-msg_to_arrays(struct store_pg *p, int a, const struct msg *x)
+/* stmts[n], prepared from make(n) when first needed. */
+static struct db_stmt *
+rows_stmt(struct store_pg *p, struct db_stmt **stmts, size_t n, char *(*make)(size_t))
+{
+        if (stmts[n] == NULL) {
+                char *sql = make(n);
+
+                db_prepare(p->db, sql, 0, &stmts[n]);
+                free(sql);
+        }
+        return stmts[n];
+}
+
+/* Bind message x's row from parameter a on; the next one after it. */
+static int
+bind_msg(struct db_stmt *st, int a, const struct msg *x)
 {
         const struct corr_msg *m = &x->m;
         int j;
 
-        store_pg_arr_text(&p->arr[a++], m->mailing_id);
-        store_pg_arr_text(&p->arr[a++], m->state);
+        db_bind_int(st, a++, x->id);
+        db_bind_int(st, a++, x->k.server_id);
+        db_bind_text(st, a++, x->k.message_id);
+        db_bind_text(st, a++, x->k.address);
+        db_bind_int(st, a++, x->is_test);
+        db_bind_text(st, a++, m->mailing_id);
+        db_bind_text(st, a++, m->state);
         for (j = 0; j < CT_COUNT; j++)
-                store_pg_arr_text(&p->arr[a++], m->t[j][0] ? m->t[j] : NULL);
+                db_bind_text(st, a++, m->t[j][0] ? m->t[j] : NULL);
         for (j = 0; j < CC_COUNT; j++)
-                store_pg_arr_int(&p->arr[a++], true, m->n[j]);
-        store_pg_arr_text(&p->arr[a++], m->failure_type);
-        store_pg_arr_int(&p->arr[a++], m->has_failure_code, m->failure_code);
-        store_pg_arr_text(&p->arr[a++], m->reason);
+                db_bind_int(st, a++, m->n[j]);
+        db_bind_text(st, a++, m->failure_type);
+        db_bind_opt_int(st, a++, m->has_failure_code, m->failure_code);
+        db_bind_text(st, a++, m->reason);
+        return a;
 }
 
-/* Round 2: the messages a new event touched, either those that existed
- * (found: written back by primary key) or the new ones (inserted with the
- * ids taken for them); both statements take the same columns. */
+/* Round 2: the messages a new event touched, found or new, in key order,
+ * MAX_ROWS a statement. */
 static int
-send_messages(struct store_pg *p, bool found)
+send_messages(struct store_pg *p)
 {
-        struct db_stmt *st = p->st[found ? SP_MSG_UPDATE : SP_MSG_INSERT];
-        size_t i, n = 0;
+        const struct msg *v[MAX_ROWS];
+        size_t i, k, n = 0;
 
-        arrs_reset(p);
-        for (i = 0; i < p->nmsgs; i++) {
-                const struct msg *x = &p->msgs[i];
+        for (i = 0; i <= p->nmsgs; i++) {
+                if (n == MAX_ROWS || (i == p->nmsgs && n > 0)) {
+                        struct db_stmt *st = rows_stmt(p, p->messages, n, write_msg_sql);
+                        int a = 1;
 
-                if (x->found != found || !x->touched)
-                        continue;
-                store_pg_arr_int(&p->arr[0], true, x->id);
-                store_pg_arr_int(&p->arr[1], true, x->k.server_id);
-                store_pg_arr_text(&p->arr[2], x->k.message_id);
-                store_pg_arr_text(&p->arr[3], x->k.address);
-                store_pg_arr_int(&p->arr[4], true, x->is_test);
-                msg_to_arrays(p, 5, x);
-                n++;
+                        if (st == NULL)
+                                return -1;
+                        for (k = 0; k < n; k++)
+                                a = bind_msg(st, a, v[k]);
+                        if (db_send(st) < 0)
+                                return -1;
+                        n = 0;
+                }
+                if (i < p->nmsgs && p->msgs[i].touched)
+                        v[n++] = &p->msgs[i];
         }
-        if (n == 0)
-                return 0;
-        arrs_bind(p, st, 5 + MSG_NCOLS);
-        return db_send(st);
+        return 0;
 }
 
 /* Round 2: queue the insert of n events (items v[0..n)). */
 static int
 send_event_rows(struct store_pg *p, struct item *const *v, size_t n)
 {
-        struct db_stmt *st = p->events[n];
+        struct db_stmt *st = rows_stmt(p, p->events, n, insert_event_sql);
         size_t k;
         int a = 1, c;
 
-        if (st == NULL) {
-                char *sql = insert_event_sql(n);
-                int r = db_prepare(p->db, sql, 0, &p->events[n]);
-
-                free(sql);
-                if (r < 0)
-                        return -1;
-                st = p->events[n];
-        }
+        if (st == NULL)
+                return -1;
         for (k = 0; k < n; k++) {
                 const struct item *it = v[k];
                 const struct event *ev = it->ev;
@@ -693,15 +682,15 @@ send_event_rows(struct store_pg *p, struct item *const *v, size_t n)
         return db_send(st);
 }
 
-/* Round 2: the new events, EVENT_ROWS a statement. */
+/* Round 2: the new events, MAX_ROWS a statement. */
 static int
 send_events(struct store_pg *p)
 {
-        struct item *v[EVENT_ROWS];
+        struct item *v[MAX_ROWS];
         size_t i, n = 0;
 
         for (i = 0; i <= p->n; i++) {
-                if (n == EVENT_ROWS || (i == p->n && n > 0)) {
+                if (n == MAX_ROWS || (i == p->n && n > 0)) {
                         if (send_event_rows(p, v, n) < 0)
                                 return -1;
                         n = 0;
@@ -737,7 +726,7 @@ store_pg_flush(struct store_pg *p, store_pg_apply_fn apply,
                 it->msg->touched = true;
         }
         /* Round 2, queued: its answers come with the COMMIT's. */
-        if (send_messages(p, false) < 0 || send_events(p) < 0 || send_messages(p, true) < 0)
+        if (send_messages(p) < 0 || send_events(p) < 0)
                 return -1;
         for (i = 0; i < p->n; i++)
                 done(arg, p->items[i].job, p->items[i].ev, !p->items[i].dup);
