@@ -6,10 +6,10 @@
  *      address alone) that it has, each locking in key order, the kinds
  *      always in that order, so that two instances take their locks in one
  *      order and cannot deadlock; and an id for each key, in advance;
- *   2. queued, answered with the COMMIT: the new messages inserted, already
- *      brought up to date; the events inserted, linked to their messages;
- *      the messages found in 1 written back (by primary key); the store's
- *      hourly counts.
+ *   2. queued, answered with the COMMIT: the messages the events touched,
+ *      brought up to date, in one statement (the new ones inserted, those
+ *      found in 1 written back by primary key); the events inserted,
+ *      linked to their messages; the store's hourly counts.
  * Another instance that creates one of the new messages, or stores one of
  * the events, between 1 and 2 makes an insert fail on a unique index: that
  * is a conflict, and the store runs the transaction again, which then
