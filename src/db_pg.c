@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,11 @@
 #include "util.h"
 
 #define MAX_PARAMS 65535          /* the protocol's: a 16-bit count */
+
+/* How much longer than timeout_ms an answer may take: the server's own
+ * statement_timeout and lock_timeout answer first, unless it cannot (a
+ * COMMIT waiting for a synchronous standby, a server that stopped). */
+#define ANSWER_GRACE_MS 1000
 
 /* What a pipeline waits for, in order. */
 struct pending {
@@ -28,6 +34,7 @@ struct pg {
         bool readonly;
         bool piped;                     /* in pipeline mode */
         bool lost;                      /* the pipeline was left half-read: connect again */
+        bool timed_out;                 /* lost: no answer in time (that is the failure to report) */
         struct pending *q;
         size_t nq, qcap;
         unsigned timeout_ms;            /* lock_timeout and statement_timeout, 0: none */
@@ -62,6 +69,8 @@ fail(struct pg *p, const PGresult *res)
         const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
         const char *msg = res ? PQresultErrorMessage(res) : "";
 
+        if (p->timed_out)
+                return;                 /* what follows fails for that reason */
         if (!msg[0])
                 msg = PQerrorMessage(p->conn);
         if (!msg[0])
@@ -80,11 +89,70 @@ fail(struct pg *p, const PGresult *res)
         p->base.timeout = state && (strcmp(state, "55P03") == 0 || strcmp(state, "57014") == 0);
 }
 
+/* Wait, at most timeout_ms and the grace, until the next result can be
+ * read without blocking. When the time runs out the connection is given
+ * up (the next db_begin() connects again) and the failure recorded: a
+ * timeout, so the requests get 503 at once; false. A COMMIT cut short this
+ * way may still be stored: the event's redelivery is then a duplicate. */
+static bool
+ready(struct pg *p)
+{
+        int64_t end;
+
+        if (p->timed_out)
+                return false;
+        if (p->timeout_ms == 0)
+                return true;
+        end = time_mono_us() + ((int64_t) p->timeout_ms + ANSWER_GRACE_MS) * 1000;
+        while (PQisBusy(p->conn)) {
+                struct pollfd pfd = { .fd = PQsocket(p->conn), .events = POLLIN };
+                int64_t left = end - time_mono_us();
+
+                if (left <= 0) {
+                        db_fail(&p->base, "no answer from the database in %u ms", p->timeout_ms + ANSWER_GRACE_MS);
+                        p->base.conflict = false;
+                        p->base.broken = p->base.timeout = true;
+                        p->lost = p->timed_out = true;
+                        return false;
+                }
+                if (poll(&pfd, 1, (int) ((left + 999) / 1000)) < 0 && errno != EINTR)
+                        return true;    /* PQgetResult() reports it */
+                if (!PQconsumeInput(p->conn))
+                        return true;
+        }
+        return true;
+}
+
+/* PQexec() for a command already sent (sent: the PQsend call's answer),
+ * its wait bounded by ready(): the last result, or the first error; NULL
+ * when it could not be sent or no answer came in time. */
+static PGresult *
+answer(struct pg *p, int sent)
+{
+        PGresult *res, *last = NULL;
+
+        if (!sent)
+                return NULL;
+        while (ready(p) && (res = PQgetResult(p->conn)) != NULL) {
+                if (last && PQresultStatus(last) == PGRES_FATAL_ERROR) {
+                        PQclear(res);
+                        continue;
+                }
+                PQclear(last);
+                last = res;
+        }
+        if (p->timed_out) {
+                PQclear(last);
+                return NULL;
+        }
+        return last;
+}
+
 /* Run one command; true when it succeeded. */
 static bool
 command(struct pg *p, const char *sql)
 {
-        PGresult *res = PQexec(p->conn, sql);
+        PGresult *res = answer(p, PQsendQuery(p->conn, sql));
         ExecStatusType t = PQresultStatus(res);
         bool ok = t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK;
 
@@ -154,7 +222,7 @@ pg_begin(struct db *d)
         struct pg *p = P(d);
 
         if (PQstatus(p->conn) != CONNECTION_OK || p->lost) {
-                p->lost = p->piped = false;
+                p->lost = p->piped = p->timed_out = false;
                 PQreset(p->conn);
                 if (PQstatus(p->conn) != CONNECTION_OK) {
                         fail(p, NULL);
@@ -188,7 +256,7 @@ pg_commit(struct db *d)
                 queue(p, NULL, false);
                 return pg_sync(d);
         }
-        res = PQexec(p->conn, "COMMIT");
+        res = answer(p, PQsendQuery(p->conn, "COMMIT"));
         int r = 0;
 
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -217,6 +285,8 @@ pg_rollback(struct db *d)
                 pg_sync(d);
                 memcpy(d->err, err, sizeof(err));
         }
+        if (p->lost)
+                return;                 /* the server ends it with the connection */
         t = PQtransactionStatus(p->conn);
         if (t == PQTRANS_INTRANS || t == PQTRANS_INERROR)
                 PQclear(PQexec(p->conn, "ROLLBACK"));
@@ -232,7 +302,7 @@ advisory(struct pg *p, const char *sql, int64_t key)
         int r;
 
         snprintf(k, sizeof(k), "%" PRId64, key);
-        res = PQexecParams(p->conn, sql, 1, NULL, v, NULL, NULL, 0);
+        res = answer(p, PQsendQueryParams(p->conn, sql, 1, NULL, v, NULL, NULL, 0));
         if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
                 fail(p, res);
                 r = -EIO;
@@ -259,7 +329,7 @@ static int
 pg_schema_version(struct db *d)
 {
         struct pg *p = P(d);
-        PGresult *res = PQexec(p->conn, "SELECT to_regclass('slhookd_schema') IS NOT NULL");
+        PGresult *res = answer(p, PQsendQuery(p->conn, "SELECT to_regclass('slhookd_schema') IS NOT NULL"));
         int v = -EIO;
 
         if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
@@ -272,7 +342,7 @@ pg_schema_version(struct db *d)
                 return 0;
         }
         PQclear(res);
-        res = PQexec(p->conn, "SELECT coalesce(max(version), 0) FROM slhookd_schema");
+        res = answer(p, PQsendQuery(p->conn, "SELECT coalesce(max(version), 0) FROM slhookd_schema"));
         if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
                 v = atoi(PQgetvalue(res, 0, 0));
         else
@@ -344,7 +414,7 @@ drain(struct pg *p, struct pg_stmt *s)
         PGresult *res;
 
         if (s->active)
-                while ((res = PQgetResult(p->conn)) != NULL)
+                while (ready(p) && (res = PQgetResult(p->conn)) != NULL)
                         PQclear(res);
         s->active = false;
 }
@@ -436,8 +506,12 @@ step_stream(struct pg *p, struct pg_stmt *s)
                 PQsetSingleRowMode(p->conn);
         }
         PQclear(s->res);
-        s->res = PQgetResult(p->conn);
+        s->res = ready(p) ? PQgetResult(p->conn) : NULL;
         s->row = 0;
+        if (p->timed_out) {
+                s->active = false;
+                return -EIO;
+        }
         t = PQresultStatus(s->res);
         if (s->res && t == PGRES_SINGLE_TUPLE)
                 return 1;
@@ -464,7 +538,7 @@ pg_step(struct db_stmt *st)
                 return step_stream(p, s);
         if (s->res == NULL) {
                 if (s->gen != p->gen) {
-                        PGresult *res = PQprepare(p->conn, s->name, s->sql, s->nparams, NULL);
+                        PGresult *res = answer(p, PQsendPrepare(p->conn, s->name, s->sql, s->nparams, NULL));
 
                         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
                                 fail(p, res);
@@ -474,7 +548,7 @@ pg_step(struct db_stmt *st)
                         PQclear(res);
                         s->gen = p->gen;
                 }
-                s->res = PQexecPrepared(p->conn, s->name, s->nparams, s->values, NULL, NULL, 0);
+                s->res = answer(p, PQsendQueryPrepared(p->conn, s->name, s->nparams, s->values, NULL, NULL, 0));
                 t = PQresultStatus(s->res);
                 if (t != PGRES_TUPLES_OK && t != PGRES_COMMAND_OK) {
                         fail(p, s->res);
@@ -606,25 +680,34 @@ pg_sync(struct db *d)
 
                 if (e->s)
                         e->s->queued = false;
-                if (failed && PQstatus(p->conn) != CONNECTION_OK)
+                if ((failed && PQstatus(p->conn) != CONNECTION_OK) || p->timed_out)
                         continue;
+                if (!ready(p)) {
+                        failed = true;
+                        continue;
+                }
                 res = PQgetResult(p->conn);
                 if (!collect(p, e, res, failed))
                         failed = true;
                 else if (e->s == NULL)
                         committed = true;
                 /* Each command's results end with a NULL. */
-                while (res != NULL && (res = PQgetResult(p->conn)) != NULL)
+                while (res != NULL && ready(p) && (res = PQgetResult(p->conn)) != NULL)
                         PQclear(res);
         }
         p->nq = 0;
         /* The sync's own result, then out of pipeline mode. */
-        while (PQstatus(p->conn) == CONNECTION_OK && (res = PQgetResult(p->conn)) != NULL) {
+        while (PQstatus(p->conn) == CONNECTION_OK && ready(p) && (res = PQgetResult(p->conn)) != NULL) {
                 ExecStatusType t = PQresultStatus(res);
 
                 PQclear(res);
                 if (t == PGRES_PIPELINE_SYNC)
                         break;
+        }
+        if (p->timed_out) {
+                /* Left half-read: the next db_begin() connects again. */
+                p->piped = false;
+                return committed ? 0 : -EIO;
         }
         if (PQstatus(p->conn) != CONNECTION_OK || !PQexitPipelineMode(p->conn)) {
                 p->lost = true;         /* the next db_begin() connects again */

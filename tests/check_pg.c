@@ -3,6 +3,7 @@
  * that cluster, or in a build without libpq, the suite reports SKIP. */
 #include "config.h"
 
+#include <signal.h>
 #include <sys/wait.h>
 
 #include "daemon.h"
@@ -469,6 +470,68 @@ START_TEST(test_lock_timeout)
         post_mail("Delivered", 3, 3);
         ck_assert_int_eq(pq("SELECT count(*) FROM events"), 2);
         ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
+/* Signal sig to the daemon's own sessions of the test database. */
+static unsigned
+signal_sessions(int sig)
+{
+        PGconn *c = pg_connect(dsn);
+        PGresult *r = PQexec(c, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                "AND application_name = 'slhookd' AND pid <> pg_backend_pid()");
+        int i, n = PQntuples(r);
+
+        ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+        for (i = 0; i < n; i++)
+                ck_assert_int_eq(kill((pid_t) atoi(PQgetvalue(r, i, 0)), sig), 0);
+        PQclear(r);
+        PQfinish(c);
+        return (unsigned) n;
+}
+
+/* A server that stops answering (its backend stopped: as a COMMIT that
+ * waits for a synchronous standby that never confirms, or a disk that
+ * hangs) holds a request no longer than statement_timeout and a second:
+ * 503 + Retry-After, and the daemon works again once it answers. */
+START_TEST(test_db_silent)
+{
+        char *body = mail_event("Delivered", 2, 2);
+        CURL *h;
+        struct resp rp;
+        bool retry_after;
+        unsigned stopped;
+        int64_t t0;
+        long status;
+        double waited;
+
+        d.store = xasprintf("%sstatement_timeout = 1\n", store_lines);
+        daemon_start("", "");
+        post_mail("Delivered", 1, 1);
+        stopped = signal_sessions(SIGSTOP);
+        t0 = time_mono_us();
+        h = client();
+        rp = request(h, "POST", "/socketlabs/events", body, strlen(body), "application/json");
+        waited = (double) (time_mono_us() - t0) / 1e6;
+        status = rp.status;
+        retry_after = t_contains(rp.headers.data, rp.headers.len, "Retry-After: ");
+        resp_done(&rp);
+        curl_easy_cleanup(h);
+        /* Before any assertion: a stopped backend would hold the cluster's shutdown. */
+        ck_assert_uint_eq(signal_sessions(SIGCONT), stopped);
+        fprintf(stderr, "check_pg: a post while the database's %u sessions of the daemon were stopped: %ld after "
+                "%.1f s\n", stopped, status, waited);
+        ck_assert_uint_ge(stopped, 1);
+        ck_assert_msg(status == 503 && retry_after, "status %ld after %.1f s (Retry-After: %d)", status, waited,
+                      retry_after);
+        ck_assert_msg(waited < 5, "503 after %.1f s", waited);
+        ck_assert_msg(log_has("no answer from the database in 2000 ms"), "the timeout was not logged");
+        still_running();
+        post_ok(body);
+        post_mail("Delivered", 3, 3);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events"), 3);
+        ck_assert_int_eq(daemon_stop(), 0);
+        free(body);
 }
 END_TEST
 
@@ -1374,6 +1437,7 @@ main(void)
         tcase_set_timeout(tc, 300);
         tcase_add_test(tc, test_schema_version);
         tcase_add_test(tc, test_lock_timeout);
+        tcase_add_test(tc, test_db_silent);
         tcase_add_test(tc, test_hup_behind_lock);
         tcase_add_test(tc, test_upgrade);
         tcase_add_test(tc, test_batch);
