@@ -288,15 +288,15 @@ daemon_spawn(const char *server_extra, const char *sections_extra, bool wait_rea
         ck_abort_msg("slhookd did not get ready in 10 s");
 }
 
-/* SIGTERM and the exit status. Anything but a clean exit prints the end of
- * the daemon's log, which the fixture deletes: the cause stays on record. */
+/* The exit status of the daemon, once it ends (after a signal the caller
+ * sent). Anything but a clean exit prints the end of the daemon's log,
+ * which the fixture deletes: the cause stays on record. */
 static inline int
-daemon_stop(void)
+daemon_reap(void)
 {
         int status = -1;
 
         if (d.pid > 0) {
-                kill(d.pid, SIGTERM);
                 ck_assert_int_eq(waitpid(d.pid, &status, 0), d.pid);
                 d.pid = 0;
                 if (status != 0) {
@@ -313,6 +313,15 @@ daemon_stop(void)
                 }
         }
         return status;
+}
+
+/* SIGTERM and the exit status (daemon_reap). */
+static inline int
+daemon_stop(void)
+{
+        if (d.pid > 0)
+                kill(d.pid, SIGTERM);
+        return daemon_reap();
 }
 
 static inline void
