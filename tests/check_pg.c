@@ -27,6 +27,7 @@ extern const char store_pg_schema_sql[];
 
 static const char *cluster;     /* SLHOOKD_TEST_PG */
 static char *dsn;               /* this test's own database */
+static char *dbname;            /* its name */
 static char *store_lines;       /* [store] lines for a daemon on it */
 
 /* ---- the database ---- */
@@ -42,7 +43,8 @@ static void
 pg_setup(void)
 {
         setup();
-        free(pg_test_db(cluster, &dsn, &store_lines));
+        free(dbname);
+        dbname = pg_test_db(cluster, &dsn, &store_lines);
 }
 
 static void
@@ -356,22 +358,22 @@ START_TEST(test_kill_one)
 }
 END_TEST
 
-/* Run pg_ctl (as the cluster's owner) with args. */
+/* The test's database out of reach (its sessions ended, new ones
+ * refused) or back: as a server that stopped, for the daemon, without
+ * stopping the cluster the other tests run on at the same time. */
 static void
-pg_ctl(const char *args)
+db_reachable(bool on)
 {
-        const char *ctl = getenv("SLHOOKD_TEST_PG_CTL"), *owner = getenv("SLHOOKD_TEST_PG_OWNER");
-        char *cmd;
+        char *sql = on ? xasprintf("ALTER DATABASE \"%s\" ALLOW_CONNECTIONS true", dbname)
+                       : xasprintf("ALTER DATABASE \"%s\" ALLOW_CONNECTIONS false; SELECT pg_terminate_backend(pid) "
+                                   "FROM pg_stat_activity WHERE datname = '%s'", dbname, dbname);
 
-        ck_assert_ptr_nonnull(ctl);
-        cmd = getuid() == 0 ? xasprintf("runuser -u %s -- %s %s >/dev/null", owner, ctl, args)
-                            : xasprintf("%s %s >/dev/null", ctl, args);
-        ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
-        free(cmd);
+        pg_exec(cluster, sql);
+        free(sql);
 }
 
-/* The database stopped under load: 503s (never a 200 for an event not
- * stored), then, once it is back, 200s again on the same daemon. */
+/* The database out of reach under load: 503s (never a 200 for an event
+ * not stored), then, once it is back, 200s again on the same daemon. */
 START_TEST(test_db_restart)
 {
         enum { N = 100000 };
@@ -387,7 +389,7 @@ START_TEST(test_db_restart)
         poster_start(&p, d.port, ev, N, &stop);
         for (tries = 0; tries < 2000 && p.posted < 200; tries++)
                 usleep(5000);
-        pg_ctl("-m fast -w stop");
+        db_reachable(false);
         at_stop = p.posted;
         /* Until the poster has seen 503s (bounded). */
         for (tries = 0; tries < 2000; tries++) {
@@ -397,7 +399,7 @@ START_TEST(test_db_restart)
                         break;
                 usleep(5000);
         }
-        pg_ctl("-w start");
+        db_reachable(true);
         at_start = p.posted;
         for (tries = 0; tries < 4000; tries++) {
                 for (i = at_start, after = 0; i < p.posted; i++)
@@ -417,7 +419,7 @@ START_TEST(test_db_restart)
         still_running();
         ck_assert(log_has("storage failed, answering 503"));
         ck_assert(log_has("storage works again"));
-        fprintf(stderr, "check_pg: database stopped under load: %u answered 503 while down, %u 200 after it "
+        fprintf(stderr, "check_pg: database out of reach under load: %u answered 503 while down, %u 200 after it "
                 "came back; %u acknowledged, all stored once\n", n503, after, acked);
         ck_assert_int_eq(daemon_stop(), 0);
         for (i = 0; i < N; i++)
@@ -1313,14 +1315,14 @@ START_TEST(test_self_test_db_lost)
         start_pg_api(f, 0, 10);
         wait_log("self-test passed: webhook 1001");
         calls = api_calls(f);
-        pg_ctl("-m fast -w stop");
+        db_reachable(false);
         /* The next run, 10 s after the first. */
         for (i = 0; i < 400 && !log_has("self-test postponed") && !log_has("self-test failed"); i++)
                 usleep(50 * 1000);
         ck_assert_msg(log_has("self-test postponed: the database is not reachable"), "no run postponed in 20 s "
                       "without the database (%s)", log_has("self-test failed") ? "it ran and failed" : "no run");
         ck_assert_uint_eq(api_calls(f), calls);
-        pg_ctl("-w start");
+        db_reachable(true);
         /* The retry, 5 s later: the last pass is older than 9 s by then. */
         for (i = 0; i < 600 && log_count("self-test passed") < 2; i++)
                 usleep(50 * 1000);
