@@ -798,9 +798,7 @@ START_TEST(test_reload)
         secret = file_in("secret");
         t_write(secret, T_SECRET "\nbrand-new-secret\n");
         ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
-        for (i = 0; i < 1000 && !log_has("\"message\":\"reloaded "); i++)
-                usleep(10 * 1000);
-        ck_assert_msg(log_has("\"message\":\"reloaded "), "no reload logged");
+        wait_log("\"message\":\"reloaded ", 10);
         ck_assert(await_notification(nfd, "RELOADING=1", NULL));
         ck_assert(await_notification(nfd, "READY=1", NULL));
         ck_assert(served_with(newcert, "brand-new-secret"));
@@ -812,9 +810,7 @@ START_TEST(test_reload)
         /* A broken certificate: refused, the running one stays. */
         t_write(cert, "not a certificate\n");
         ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
-        for (i = 0; i < 1000 && !log_has("reload refused"); i++)
-                usleep(10 * 1000);
-        ck_assert(log_has("reload refused"));
+        wait_log("reload refused", 10);
         ck_assert(await_notification(nfd, "STATUS=reload refused", NULL));
         ck_assert(served_with(newcert, T_SECRET));
         before = p.ok;
@@ -876,10 +872,8 @@ START_TEST(test_systemd_socket_activate)
         ASSERT_STATUS(r, 200);
         resp_done(&r);
         /* The listener may answer before the main thread has logged "ready"
-         * (distcheck in CI): bounded, 5 s. */
-        for (i = 0; i < 500 && !log_has("ready: https://(socket):"); i++)
-                usleep(10 * 1000);
-        ck_assert(log_has("ready: https://(socket):"));
+         * (distcheck in CI). */
+        wait_log("ready: https://(socket):", 5);
         ck_assert_int_eq(q("SELECT count(*) FROM events"), 1);
         expect_file("delivered.json", 200);
         status = daemon_stop();         /* prints the log's end when not 0 */

@@ -1212,17 +1212,6 @@ start_pg_api(struct fake_api *f, unsigned port, unsigned interval)
         start_pg_api_on(store_lines, f, port, interval, 4);
 }
 
-/* Wait (bounded, 20 s) until the daemon in d has logged needle. */
-static void
-wait_log(const char *needle)
-{
-        unsigned i;
-
-        for (i = 0; i < 400 && !log_has(needle); i++)
-                usleep(50 * 1000);
-        ck_assert_msg(log_has(needle), "no '%s' in %s after 20 s", needle, d.log);
-}
-
 #define PASSED "SELECT count(*) FROM webhook_status WHERE last_test_result = 'passed'"
 
 /* Three instances on one database behind one URL (a's). b registers and
@@ -1251,7 +1240,7 @@ START_TEST(test_self_test_once)
         ck_assert_int_eq(pq(HELD), 1);
         start_pg_api(f, a.port, 3600);
         c = d;
-        wait_log("self-test left to the other instances: another instance is running it");
+        wait_log("self-test left to the other instances: another instance is running it", 20);
         n = fake_api_counts(f);
         ck_assert_int_eq(n.hung, 1);            /* b's call only */
         fake_api_mode(f, FAKE_OK);
@@ -1261,7 +1250,7 @@ START_TEST(test_self_test_once)
                 usleep(50 * 1000);
         ck_assert_int_eq(pq(PASSED), 1);
         d = b;
-        wait_log("self-test passed: webhook 1001");
+        wait_log("self-test passed: webhook 1001", 20);
         n = fake_api_counts(f);
         ck_assert_int_eq(n.creates, 1);
         ck_assert_int_eq(n.tests, 1);
@@ -1273,7 +1262,7 @@ START_TEST(test_self_test_once)
         ck_assert_int_eq(log_count("self-test passed"), 0);
         /* A fourth instance, started now, finds it passed a moment ago. */
         start_pg_api(f, a.port, 3600);
-        wait_log("self-test left to the other instances: it passed at ");
+        wait_log("self-test left to the other instances: it passed at ", 20);
         ck_assert_int_eq(fake_api_counts(f).tests, 1);
         ck_assert_int_eq(daemon_stop(), 0);
         teardown();
@@ -1313,7 +1302,7 @@ START_TEST(test_self_test_db_lost)
 
         ck_assert_ptr_nonnull(f);
         start_pg_api(f, 0, 10);
-        wait_log("self-test passed: webhook 1001");
+        wait_log("self-test passed: webhook 1001", 20);
         calls = api_calls(f);
         db_reachable(false);
         /* The next run, 10 s after the first. */

@@ -125,6 +125,18 @@ log_has(const char *needle)
         return log_count(needle) > 0;
 }
 
+/* Wait (bounded: seconds) until the daemon in d has logged needle; else
+ * the test fails naming it. */
+static inline void
+wait_log(const char *needle, unsigned seconds)
+{
+        unsigned i;
+
+        for (i = 0; i < seconds * 100 && !log_has(needle); i++)
+                usleep(10 * 1000);
+        ck_assert_msg(log_has(needle), "no '%s' in %s after %u s", needle, d.log, seconds);
+}
+
 /* A port nothing listens on, for a program that binds it itself. It is
  * taken below the kernel's ephemeral range, so no connect() or bind() to port
  * 0 anywhere on the machine can take it between this check and that bind. */
