@@ -680,9 +680,9 @@ pg_sync(struct db *d)
 
                 if (e->s)
                         e->s->queued = false;
-                if ((failed && PQstatus(p->conn) != CONNECTION_OK) || p->timed_out)
+                if (failed && PQstatus(p->conn) != CONNECTION_OK)
                         continue;
-                if (!ready(p)) {
+                if (!ready(p)) {                /* false at once once timed out */
                         failed = true;
                         continue;
                 }
