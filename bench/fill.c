@@ -311,6 +311,7 @@ main(int argc, char **argv)
                 fprintf(stderr, "usage: fill DB fill EVENTS MESSAGES DAYS\n       fill DB rate EVENTS [IN_FLIGHT]\n");
                 return 2;
         }
+        malloc_keep();          /* as slhookd's main does */
         log_setup(LOG_FORMAT_TEXT, LOG_WARNING);
         if (store_open(&(struct db_conf) { .backend = DB_SQLITE, .path = argv[1], .synchronous_full = !is_fill }, &s, &err) < 0 || store_start(s, 4096, 0) < 0) {
                 fprintf(stderr, "fill: %s\n", err ? err : "cannot start the writer");

@@ -503,6 +503,7 @@ main(int argc, char **argv)
         size_t i;
         int r, fd, sig, status = EXIT_FAILURE;  /* at a fatal start-up error */
 
+        malloc_keep();
         r = parse_args(argc, argv);
         if (r <= 0)
                 return r == 0 ? EXIT_SUCCESS : EX_USAGE;
