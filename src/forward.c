@@ -167,6 +167,48 @@ cursor_read(struct dest *d, int64_t *cursor, int64_t *rewound)
         return rc;
 }
 
+/* A destination's cursor, unless it has one: after the newest event. */
+#define CURSOR_NEW_SQL "INSERT INTO forward_cursors (forward, cursor, created_at, updated_at) " \
+        "SELECT ?1, coalesce(max(id), 0), ?2, ?2 FROM events WHERE true ON CONFLICT (forward) DO NOTHING"
+
+/* The cursors of the destinations that have none, made now: forward_start
+ * runs before the listener starts (and at a reload), so a new destination
+ * starts after the newest event stored when the configuration naming it
+ * was taken, however late its thread gets to the database (on PostgreSQL
+ * it waits while another instance holds its lock). Should this fail, each
+ * thread makes its own when it connects. */
+static void
+cursors_new(struct forwarder *fw)
+{
+        struct db_conf wc = fw->db;
+        struct db *db = NULL;
+        struct db_stmt *ins = NULL;
+        char *err = NULL, now[TIME_ISO_LEN];
+        size_t i;
+        int r = -EIO;
+
+        wc.synchronous_full = false;
+        if (db_open(&wc, 0, &db, &err) == 0 && db_prepare(db, CURSOR_NEW_SQL, 0, &ins) == 0 && db_begin(db) == 0) {
+                now_iso(now);
+                for (i = 0, r = 0; i < fw->n && r == 0; i++) {
+                        db_bind_text(ins, 1, fw->d[i].c->name);
+                        db_bind_text(ins, 2, now);
+                        r = db_run(ins) < 0 ? -EIO : 0;
+                }
+                if (r == 0)
+                        r = db_commit(db);
+                if (r < 0)
+                        db_rollback(db);
+        }
+        if (r < 0)
+                log_full(LOG_WARNING, LOG_MID_FORWARD, NULL, "forwarding: cannot write the new destinations' cursors "
+                         "now (%s); each starts after the newest event when its thread connects",
+                         err ? err : db ? db_errmsg(db) : "no database");
+        free(err);
+        db_finalize(ins);
+        db_close(db);
+}
+
 static int
 connect_dest(struct dest *d)
 {
@@ -197,9 +239,7 @@ connect_dest(struct dest *d)
                        "WHERE forward = ?1 AND rewound = CAST(?6 AS bigint)", 0, &d->put) < 0 ||
             db_prepare(d->db, "UPDATE forward_cursors SET last_error = ?2, last_error_at = ?3 WHERE forward = ?1", 0,
                        &d->err) < 0 ||
-            db_prepare(d->db, "INSERT INTO forward_cursors (forward, cursor, created_at, updated_at) "
-                       "SELECT ?1, coalesce(max(id), 0), ?2, ?2 FROM events WHERE true ON CONFLICT (forward) DO NOTHING", 0,
-                       &ins) < 0)
+            db_prepare(d->db, CURSOR_NEW_SQL, 0, &ins) < 0)
                 goto fail;
         now_iso(now);
         db_bind_text(ins, 1, d->c->name);
@@ -548,11 +588,14 @@ forward_start(const struct cfg *cfg, const struct db_conf *db, struct forwarder 
         fw->n = cfg->n_forwards;
         fw->d = xcalloc(fw->n, sizeof(*fw->d));
         for (i = 0; i < fw->n; i++) {
+                fw->d[i].fw = fw;
+                fw->d[i].c = &cfg->forwards[i];
+        }
+        cursors_new(fw);
+        for (i = 0; i < fw->n; i++) {
                 struct dest *d = &fw->d[i];
-                const struct cfg_forward *c = &cfg->forwards[i];
+                const struct cfg_forward *c = d->c;
 
-                d->fw = fw;
-                d->c = c;
                 d->args = (struct query_args) { .types = c->types, .n_types = c->n_types,
                                                 .endpoints = c->endpoints, .n_endpoints = c->n_endpoints,
                                                 .server_ids = c->server_ids, .n_server_ids = c->n_server_ids,

@@ -569,22 +569,27 @@ main(int argc, char **argv)
         freezero(dbpw, dbpw ? strlen(dbpw) : 0);
         if (r < 0 || store_start(store, cfg->queue_size, cfg->retention_days) < 0)
                 goto fatal;
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+                err = xstrdup("cannot initialise libcurl");
+                goto fatal;
+        }
+        /* Before the listener: a destination's cursor starts after the
+         * newest event stored now, so every event acknowledged from the
+         * first request on is forwarded. */
+        if (forward_start(cfg, &fw_db, &fw, &err) < 0)
+                goto fatal;
         fd = activated_socket(&err);
         if (fd < -1 || (fd == -1 && err))
                 goto fatal;
         if (http_start(cfg, tls, store, fd, &http, &err) < 0)
                 goto fatal;
         tls = tls_free(tls);    /* the listener has its own copy; wipe ours */
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-                err = xstrdup("cannot initialise libcurl");
-                goto fatal;
-        }
         if (cfg->api && (r = mgmt_start(cfg, http, store, &mgmt, &err)) < 0) {
                 if (r == -EINVAL)
                         status = EX_CONFIG;     /* the API key cannot be read */
                 goto fatal;
         }
-        if (forward_start(cfg, &fw_db, &fw, &err) < 0 || watch_start(&cfg->health, &fw_db, &watch, &err) < 0)
+        if (watch_start(&cfg->health, &fw_db, &watch, &err) < 0)
                 goto fatal;
         /* Without metrics the receiver still does its job: say so, go on. */
         if (cfg->metrics && metrics_start(cfg->metrics_listen, cfg->backend == DB_SQLITE ? cfg->database : NULL, cfg->api, &metrics, &err) < 0) {

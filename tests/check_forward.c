@@ -10,6 +10,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "daemon.h"
+#include "forward.h"
 
 /* A shell command's stdout. */
 static char *
@@ -44,6 +45,9 @@ static struct receiver {
         unsigned bad_signatures, secrets_seen, not_json, stale;
         int fail_next;                  /* answer 500 to this many posts */
         unsigned delay_ms;              /* before each answer */
+        unsigned hold_after;            /* posts to /all answered; the next waits until it is 0 */
+        bool holding;                   /* a post to /all is waiting */
+        pthread_cond_t cv;
         unsigned char key[32];
         char secret_file[256];
 } rx;
@@ -117,6 +121,18 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         }
         if (rx.delay_ms)
                 usleep(rx.delay_ms * 1000);
+        pthread_mutex_lock(&rx.mu);
+        if (rx.hold_after && strcmp(url, "/all") == 0 && rx.all.posts >= rx.hold_after) {
+                struct timespec until;
+
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_sec += 20;
+                rx.holding = true;
+                pthread_cond_broadcast(&rx.cv);
+                while (rx.hold_after && pthread_cond_timedwait(&rx.cv, &rx.mu, &until) == 0)
+                        ;
+        }
+        pthread_mutex_unlock(&rx.mu);
         id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "webhook-id");
         ts = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "webhook-timestamp");
         sig = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "webhook-signature");
@@ -194,6 +210,7 @@ rx_start(void)
 
         memset(&rx, 0, sizeof(rx));
         pthread_mutex_init(&rx.mu, NULL);
+        pthread_cond_init(&rx.cv, NULL);
         gnutls_rnd(GNUTLS_RND_RANDOM, rx.key, sizeof(rx.key));
         in = (gnutls_datum_t) { rx.key, sizeof(rx.key) };
         gnutls_base64_encode2(&in, &out);
@@ -225,8 +242,13 @@ rx_start(void)
 static void
 rx_stop(void)
 {
+        pthread_mutex_lock(&rx.mu);
+        rx.hold_after = 0;
+        pthread_cond_broadcast(&rx.cv);
+        pthread_mutex_unlock(&rx.mu);
         if (rx.mhd)
                 MHD_stop_daemon(rx.mhd);
+        pthread_cond_destroy(&rx.cv);
         free(rx.all.ids);
         free(rx.bounces.ids);
         free(rx.late.ids);
@@ -422,10 +444,10 @@ START_TEST(test_forward_kill9)
         atomic_uint done = 0;
         size_t i, repeats = 0;
 
-        /* 100 ms a batch: 2 s for the 200, so the forwarding is still
-         * under way once the posts are done (under the sanitizers they
-         * took longer than 20 batches of 20 ms: nothing was left to kill). */
-        rx.delay_ms = 100;
+        /* The receiver answers 5 posts and holds the 6th: forwarding is
+         * under way at the kill however fast it went (a delay per batch
+         * was not enough under the sanitizers with the CPUs busy). */
+        rx.hold_after = 5;
         daemon_start("max_connections_per_ip = 0", fw);
         for (i = 0; i < N; i++) {
                 snprintf(id, sizeof(id), "k-%zu", i);
@@ -436,9 +458,20 @@ START_TEST(test_forward_kill9)
                 ck_assert_int_eq(status[i], 200);
                 free(bodies[i]);
         }
-        await_ids(&rx.all, 50);
+        pthread_mutex_lock(&rx.mu);
+        for (i = 0; i < 2000 && !rx.holding; i++) {
+                pthread_mutex_unlock(&rx.mu);
+                usleep(10000);
+                pthread_mutex_lock(&rx.mu);
+        }
+        ck_assert_msg(rx.holding, "no sixth post to hold in 20 s");
+        pthread_mutex_unlock(&rx.mu);
         daemon_kill();
-        ck_assert_uint_lt(received(&rx.all), N);        /* it was under way */
+        ck_assert_uint_le(received(&rx.all), 5 * BATCH);        /* it was under way */
+        pthread_mutex_lock(&rx.mu);
+        rx.hold_after = 0;                              /* the held post ends */
+        pthread_cond_broadcast(&rx.cv);
+        pthread_mutex_unlock(&rx.mu);
         daemon_rebind();
         daemon_start("max_connections_per_ip = 0", fw);
         await_ids(&rx.all, N);
@@ -706,6 +739,44 @@ START_TEST(test_forward_pg_two_instances)
         free(store_lines);
 }
 END_TEST
+
+/* A destination whose thread cannot start forwarding at once (here a
+ * session holds its lock, as another instance would) still sends every
+ * event stored after the daemon started: its cursor is made before intake
+ * begins, not when its thread gets to it. */
+START_TEST(test_forward_pg_cursor_at_start)
+{
+        char *dsn = NULL, *store_lines = NULL, *fw = forward_section("all", "/all", "");
+        char *sql = xasprintf("SELECT pg_advisory_lock(%lld)", forward_lock_key("all"));
+        static const long long want[] = { 1, 2, 3 };
+        PGconn *holder;
+        PGresult *res;
+        int j;
+
+        free(pg_test_db(getenv("SLHOOKD_TEST_PG"), &dsn, &store_lines));
+        holder = pg_connect(dsn);
+        res = PQexec(holder, sql);
+        ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+        PQclear(res);
+        d.store = store_lines;
+        daemon_start("", fw);
+        for (j = 0; j < 3; j++) {
+                char *f = xasprintf("\"Type\":\"Queued\",\"MessageId\":\"s%d\",\"Address\":\"s@example.com\"", j);
+
+                post_ok(f);
+                free(f);
+        }
+        ck_assert_uint_eq(received(&rx.all), 0);       /* the lock's holder forwards */
+        PQfinish(holder);                               /* and dies */
+        await_ids(&rx.all, 3);
+        assert_in_order(&rx.all, want, 3);
+        ck_assert_int_eq(daemon_stop(), 0);
+        free(sql);
+        free(fw);
+        free(dsn);
+        free(store_lines);
+}
+END_TEST
 #endif
 
 int
@@ -727,6 +798,8 @@ main(void)
         /* Under tests/pgtmp (make check runs there). */
         if (getenv("SLHOOKD_TEST_PG") && getenv("SLHOOKD_TEST_PG")[0])
                 tcase_add_test(tc, test_forward_pg_two_instances);
+        if (getenv("SLHOOKD_TEST_PG") && getenv("SLHOOKD_TEST_PG")[0])
+                tcase_add_test(tc, test_forward_pg_cursor_at_start);
         else
                 fprintf(stderr, "check_forward: no PostgreSQL cluster: the two-instance test is left out\n");
 #endif
