@@ -9,9 +9,10 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Allocation wrappers: abort the process with a message on out-of-memory. */
 /* Keep freed memory for the next malloc (call once, first thing in main). */
 void malloc_keep(void);
+
+/* Allocation wrappers: abort the process with a message on out-of-memory. */
 void *xmalloc(size_t n);
 void *xcalloc(size_t nmemb, size_t size);
 void *xreallocarray(void *p, size_t nmemb, size_t size);

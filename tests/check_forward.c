@@ -796,12 +796,11 @@ main(void)
         tcase_add_test(tc, test_forward_config_errors);
 #ifdef HAVE_POSTGRESQL
         /* Under tests/pgtmp (make check runs there). */
-        if (getenv("SLHOOKD_TEST_PG") && getenv("SLHOOKD_TEST_PG")[0])
+        if (getenv("SLHOOKD_TEST_PG") && getenv("SLHOOKD_TEST_PG")[0]) {
                 tcase_add_test(tc, test_forward_pg_two_instances);
-        if (getenv("SLHOOKD_TEST_PG") && getenv("SLHOOKD_TEST_PG")[0])
                 tcase_add_test(tc, test_forward_pg_cursor_at_start);
-        else
-                fprintf(stderr, "check_forward: no PostgreSQL cluster: the two-instance test is left out\n");
+        } else
+                fprintf(stderr, "check_forward: no PostgreSQL cluster: the PostgreSQL tests are left out\n");
 #endif
         return t_run(s, tc);
 }
