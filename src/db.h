@@ -24,6 +24,9 @@ struct db_conf {
         const char *password;           /* PostgreSQL: or NULL (then the DSN's, or libpq's files) */
         unsigned timeout_ms;            /* how long a statement or a lock may wait (0: the defaults:
                                          * SQLite 5 s, 2 s read only; PostgreSQL none) */
+        int64_t share_lock;             /* PostgreSQL: an advisory lock the connection holds in
+                                         * shared mode from every connect on, so that others can
+                                         * count the connections of its kind (pg_locks); 0: none */
         void (*upgrading)(void *arg);   /* store_open: called now and then while a schema upgrade
                                          * runs (SQLite), so that a caller can say it is alive */
         void *upgrading_arg;

@@ -38,6 +38,7 @@ struct pg {
         struct pending *q;
         size_t nq, qcap;
         unsigned timeout_ms;            /* lock_timeout and statement_timeout, 0: none */
+        int64_t share_lock;             /* db_conf's: taken at every connect */
         unsigned gen;                   /* connections made: statements prepared on older ones are gone */
         unsigned next_name;
 };
@@ -167,7 +168,7 @@ command(struct pg *p, const char *sql)
 static bool
 session_setup(struct pg *p)
 {
-        char timeouts[96] = "";
+        char timeouts[96] = "", share[64] = "";
 
         /* A statement that waits for another session's lock, or runs too
          * long, fails after timeout_ms: the request gets 503 and the
@@ -180,10 +181,16 @@ session_setup(struct pg *p)
          * (store_pg.c): a custom plan at each call (the default, where the
          * generic plan's estimate looks costlier, as for arrays) is only
          * planning time; a sixth of the server's CPU per event. */
-        return command(p, p->readonly ? "SET client_min_messages = warning; SET default_transaction_read_only = on"
-                                      : "SET client_min_messages = warning; SET synchronous_commit = on; "
-                                        "SET plan_cache_mode = force_generic_plan") &&
-               (!timeouts[0] || command(p, timeouts + 2));
+        if (!command(p, p->readonly ? "SET client_min_messages = warning; SET default_transaction_read_only = on"
+                                    : "SET client_min_messages = warning; SET synchronous_commit = on; "
+                                      "SET plan_cache_mode = force_generic_plan") ||
+            (timeouts[0] && !command(p, timeouts + 2)))
+                return false;
+        /* Shared: it never waits, and it goes with the session. */
+        if (!p->share_lock || p->readonly)
+                return true;
+        snprintf(share, sizeof(share), "SELECT pg_advisory_lock_shared(%" PRId64 ")", p->share_lock);
+        return command(p, share);
 }
 
 /* postgresql://USER@HOST:PORT/DB, a socket directory in brackets: never
@@ -819,6 +826,7 @@ db_pg_open(const struct db_conf *c, unsigned flags, struct db **ret, char **rete
         p->base.backend = DB_POSTGRESQL;
         p->readonly = flags & DB_READONLY;
         p->timeout_ms = c->timeout_ms;
+        p->share_lock = c->share_lock;
         if (c->password == NULL)
                 keys[7] = NULL;
         p->conn = PQconnectdbParams(keys, vals, 1);

@@ -65,6 +65,7 @@ static struct {
         atomic_bool writer_ok, listener_ok;
         atomic_uint queue_depth;
         atomic_bool storage_failing;
+        atomic_uint writers;            /* 0: not counted (SQLite) */
         _Atomic(const char *) starved;  /* accept() suspended: why (a static string) */
         atomic_llong last_stored[MAX_ENDPOINTS]; /* unix seconds of the newest event stored */
         atomic_llong cert_expiry;       /* unix seconds, 0: no certificate */
@@ -264,6 +265,12 @@ metrics_storage(bool failing)
 }
 
 void
+metrics_writers(unsigned n)
+{
+        atomic_store(&reg.writers, n);
+}
+
+void
 metrics_health(bool writer_ok, bool listener_ok)
 {
         atomic_store(&reg.writer_ok, writer_ok);
@@ -356,7 +363,7 @@ static char *
 metrics_text(struct metrics_server *m)
 {
         struct buf b = { 0 };
-        unsigned queued = atomic_load(&reg.queue_depth);
+        unsigned queued = atomic_load(&reg.queue_depth), w;
         bool failing = atomic_load(&reg.storage_failing);
         size_t e, t, o, i, n = atomic_load(&reg.n_endpoints);
 
@@ -388,6 +395,9 @@ metrics_text(struct metrics_server *m)
                    "slhookd_queue_depth %u\n", queued);
         buf_printf(&b, "# HELP slhookd_storage_failing 1 while the last transaction failed.\n"
                    "# TYPE slhookd_storage_failing gauge\nslhookd_storage_failing %d\n", failing);
+        if ((w = atomic_load(&reg.writers)) > 0)
+                buf_printf(&b, "# HELP slhookd_store_writers slhookd instances writing to this PostgreSQL database, "
+                           "this one too.\n# TYPE slhookd_store_writers gauge\nslhookd_store_writers %u\n", w);
         if (m->database)        /* SQLite's: PostgreSQL's server reports its own */
                 buf_printf(&b, "# HELP slhookd_database_bytes Size of the database file and its WAL.\n"
                            "# TYPE slhookd_database_bytes gauge\nslhookd_database_bytes %lld\n",

@@ -40,6 +40,8 @@ void metrics_summary(char *out, size_t len);
  * transaction failed (until one commits). Any thread. */
 void metrics_queue(unsigned depth);
 void metrics_storage(bool failing);
+/* Instances writing to the database, this one too (PostgreSQL). */
+void metrics_writers(unsigned n);
 
 /* Health, as the main thread's watchdog ticks see it. */
 void metrics_health(bool writer_ok, bool listener_ok);

@@ -20,6 +20,10 @@
  * doing the same work at once. */
 #define LOCK_SCHEMA     STORE_LOCK(1)
 #define LOCK_RETENTION  STORE_LOCK(2)
+/* Held in shared mode by every writer's connection: the writers on one
+ * database count each other (store_writer.c). (3 is the management
+ * thread's, mgmt.c.) */
+#define LOCK_WRITERS    STORE_LOCK(4)
 
 /* Times a transaction that lost a deadlock to another instance is tried. */
 #define CONFLICT_TRIES 8
@@ -30,7 +34,7 @@ enum {
         ST_EVENT_MESSAGE, ST_COUNT_ADD, ST_PRUNE_COUNTS, ST_PRUNE_ZERO, ST_PRUNE_EVENTS, ST_PRUNE_MESSAGES,
         ST_PRUNE_CURSOR, ST_PRUNE_QUARANTINE, ST_EVENT_SEEN, ST_QUARANTINE_SEEN, ST_DATA_VERSION,
         ST_HEALTH_ADD, ST_PRUNE_HEALTH_EVENTS, ST_PRUNE_HEALTH_MESSAGES, ST_PRUNE_HEALTH_ZERO,
-        ST_HOURS_ADD, ST_PRUNE_HOURS_ZERO,
+        ST_HOURS_ADD, ST_PRUNE_HOURS_ZERO, ST_WRITERS,
         ST_COUNT
 };
 
@@ -77,6 +81,8 @@ struct store {
         atomic_uint_fast64_t batches;   /* written, committed or not: progress */
         atomic_uint_fast64_t conflicts; /* transactions run again after a deadlock */
         atomic_bool busy;               /* writing a batch now */
+        unsigned writers;               /* PostgreSQL: instances writing to the database, this one too */
+        int64_t writers_at;             /* when to count them again (time_mono_us) */
 
         struct store_pg *bulk;          /* PostgreSQL: the mail events, set-based */
         struct msgcache *cache;         /* SQLite: message rows lately touched */

@@ -250,6 +250,10 @@ prepare(struct store *s, char **reterr)
                 [ST_HOURS_ADD] = "INSERT INTO health_hours (hour, server_id, " HEALTH_HOURS_COLUMNS ") "
                                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
                                  "ON CONFLICT (hour, server_id) DO UPDATE SET " HEALTH_HOURS_ADD,
+                /* The writers' connections, LOCK_WRITERS held shared. */
+                [ST_WRITERS] = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                               "AND mode = 'ShareLock' AND classid = ?1 AND objid = ?2 AND objsubid = 1 "
+                               "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 [ST_PRUNE_HOURS_ZERO] = "DELETE FROM health_hours WHERE sent = 0 AND failed_permanent = 0 "
                                         "AND failed_temporary = 0 AND failed_suppressed = 0 AND async_bounces = 0 "
                                         "AND deferred = 0 AND complaints = 0 AND unsubscribes = 0 AND opens = 0 "
@@ -260,6 +264,8 @@ prepare(struct store *s, char **reterr)
         sql[ST_EVENT] = dyn[ST_EVENT] = insert_event_sql();
         if (pg(s))
                 sql[ST_DATA_VERSION] = NULL;    /* SQLite's (the message cache) */
+        else
+                sql[ST_WRITERS] = NULL;         /* PostgreSQL's */
         if (pg(s))
                 sql[ST_COUNT_ADD] = "INSERT INTO event_counts (hour, type, events) "
                                     "SELECT * FROM unnest(CAST(?1 AS text[]), CAST(?2 AS text[]), CAST(?3 AS bigint[])) "
@@ -295,6 +301,7 @@ int
 store_open(const struct db_conf *c, struct store **ret, char **reterr)
 {
         struct store *s = xcalloc(1, sizeof(*s));
+        struct db_conf writer_conf;
         pthread_condattr_t ca;
         int r, from;
 
@@ -308,7 +315,11 @@ store_open(const struct db_conf *c, struct store **ret, char **reterr)
         s->conf.path = c->path ? xstrdup(c->path) : NULL;
         s->conf.dsn = c->dsn ? xstrdup(c->dsn) : NULL;
         s->conf.password = c->password ? xstrdup(c->password) : NULL;
-        if ((r = db_open(c, 0, &s->db, reterr)) < 0)
+        s->conf.share_lock = 0;         /* store_connect()'s are not writers */
+        s->writers = 1;
+        writer_conf = *c;
+        writer_conf.share_lock = LOCK_WRITERS;
+        if ((r = db_open(&writer_conf, 0, &s->db, reterr)) < 0)
                 goto fail;
         /* Migration, statements and the messages backfill: all or nothing,
          * and one instance at a time. */

@@ -272,6 +272,57 @@ START_TEST(test_two_instances)
 }
 END_TEST
 
+/* post events to x until its /metrics (on mport) counts want writers on
+ * the database, or 100 tries (~11 s: they are counted after a batch, once
+ * a second); the last count seen. */
+static long
+writers_seen(const struct daemon *x, unsigned mport, long want, unsigned first)
+{
+        struct daemon keep = d;
+        long v = -1;
+        unsigned i;
+
+        d = *x;
+        for (i = 0; i < 100 && v != want; i++) {
+                post_mail("Queued", first + i, 0);
+                if ((v = gauge(mport, "\nslhookd_store_writers ")) != want)
+                        usleep(100 * 1000);
+        }
+        d = keep;
+        return v;
+}
+
+/* Each instance counts the writers on its database (what lets a batch
+ * gather when there are several, store_writer.c): one alone, two when a
+ * second starts, one again once it stops. */
+START_TEST(test_writers_counted)
+{
+        unsigned ma = free_port(), mb;
+        char *sa = xasprintf("[metrics]\nlisten = 127.0.0.1:%u\n", ma), *sb;
+        struct daemon a, b;
+
+        d.store = store_lines;
+        daemon_start("", sa);
+        a = d;
+        ck_assert_int_eq(writers_seen(&a, ma, 1, 0), 1);
+        memset(&d, 0, sizeof(d));
+        d.store = store_lines;
+        mb = free_port();       /* once ma is taken */
+        sb = xasprintf("[metrics]\nlisten = 127.0.0.1:%u\n", mb);
+        daemon_start("", sb);
+        b = d;
+        ck_assert_int_eq(writers_seen(&b, mb, 2, 1000), 2);
+        ck_assert_int_eq(writers_seen(&a, ma, 2, 2000), 2);
+        ck_assert_int_eq(daemon_stop(), 0);
+        teardown();
+        d = a;
+        ck_assert_int_eq(writers_seen(&a, ma, 1, 3000), 1);
+        ck_assert_int_eq(daemon_stop(), 0);
+        free(sa);
+        free(sb);
+}
+END_TEST
+
 /* Each event acknowledged with 200 is in the database exactly once. */
 static void
 assert_acked_stored(struct poster *p, size_t np, unsigned *acked)
@@ -1434,6 +1485,7 @@ main(void)
         tcase_add_test(tc, test_batch);
         tcase_add_test(tc, test_message_race);
         tcase_add_test(tc, test_two_instances);
+        tcase_add_test(tc, test_writers_counted);
         tcase_add_test(tc, test_ctl_same);
         tcase_add_test(tc, test_prune_counts);
         tcase_add_test(tc, test_kill_one);

@@ -55,8 +55,10 @@ pq_at(const char *conninfo, const char *sql)
         return v;
 }
 
-/* Advisory locks held on the current database. */
+/* Advisory locks held on the current database, in exclusive mode (each
+ * writer holds one shared, to be counted: store_writer.c). */
 #define HELD "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted " \
+             "AND mode = 'ExclusiveLock' " \
              "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 
 /* A new database of its own for a test on cluster (a libpq connection
