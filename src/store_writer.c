@@ -118,13 +118,14 @@ write_batch(struct store *s, struct store_job *head)
  * lets a batch gather while requests keep arriving: until GATHER_GAP_US
  * pass without one, GATHER_MAX_US in all, or GATHER_JOBS have queued; and
  * only when the last batch, or the queue, holds more than one request
- * (one client alone would only wait). Two instances, 16 connections each:
- * batches 7.7 -> 13.5-15.4 requests, 7,769 -> 9,304 events/s. Not with one
- * writer, whose transactions follow each other with nothing to contend
- * with and the machine 40% idle: there the wait was only latency (7,815
- * events/s against 8,419), nor on SQLite, whose commit costs less than
- * the wait (13.4-14.0k -> 9.1-10.1k events/s at 32 connections).
- * bench/README.md has the figures. */
+ * (one client alone would only wait). Two instances, 16 connections each
+ * (bench/pg.sh, 6 rounds): batches 7.7 -> 14.1 requests, 7,821 -> 8,869
+ * events/s, 0.85 -> 1.04 x one instance. Not with one writer, whose
+ * transactions follow each other with nothing to contend with and the
+ * machine 40% idle: there the wait was only latency (7,815 events/s
+ * against 8,419), nor on SQLite, whose commit costs less than the wait
+ * (13.4-14.0k -> 9.1-10.1k events/s at 32 connections). bench/README.md
+ * has the figures. */
 #define GATHER_GAP_US   150
 #define GATHER_MAX_US   2000
 #define GATHER_JOBS     64
