@@ -272,7 +272,7 @@ START_TEST(test_two_instances)
 }
 END_TEST
 
-/* post events to x until its /metrics (on mport) counts want writers on
+/* Post events to x until its /metrics (on mport) counts want writers on
  * the database, or 100 tries (~11 s: they are counted after a batch, once
  * a second); the last count seen. */
 static long
