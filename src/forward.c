@@ -99,15 +99,8 @@ forward_lock_key(const char *name)
 static bool
 nap(struct forwarder *fw, unsigned ms)
 {
-        struct timespec ts;
+        struct timespec ts = time_ts(time_mono_us() + (int64_t) ms * 1000);
 
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += ms / 1000;
-        ts.tv_nsec += (long) (ms % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-        }
         pthread_mutex_lock(&fw->lock);
         while (!atomic_load(&fw->stop) && pthread_cond_timedwait(&fw->wake, &fw->lock, &ts) == 0)
                 ;

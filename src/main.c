@@ -621,8 +621,7 @@ main(int argc, char **argv)
                         wait = 100000;
                 if (wait < 0)
                         wait = 0;
-                tick.tv_sec = (time_t) (wait / 1000000);
-                tick.tv_nsec = (long) (wait % 1000000) * 1000;
+                tick = time_ts(wait);
                 sig = sigtimedwait(&sigs, NULL, &tick);
                 if (time_mono_us() >= next_check) {
                         watchdog_tick(&wd, store, http, (int64_t) watchdog_us / 2, watchdog);

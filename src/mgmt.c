@@ -132,7 +132,7 @@ record(struct mgmt *m, struct run *r)
         pthread_mutex_lock(&t->mu);
         while (!t->done && !atomic_load(&m->stop) && time_mono_us() < until) {
                 int64_t step = time_mono_us() + 50 * 1000;
-                struct timespec ts = { .tv_sec = step / 1000000, .tv_nsec = (step % 1000000) * 1000 };
+                struct timespec ts = time_ts(step);
 
                 pthread_cond_timedwait(&t->cv, &t->mu, &ts);
         }
@@ -284,7 +284,7 @@ static bool
 pause_for(struct mgmt *m, int64_t us)
 {
         int64_t until = time_mono_us() + us;
-        struct timespec ts = { .tv_sec = until / 1000000, .tv_nsec = (until % 1000000) * 1000 };
+        struct timespec ts = time_ts(until);
 
         pthread_mutex_lock(&m->lock);
         while (!atomic_load(&m->stop) && time_mono_us() < until)

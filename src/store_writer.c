@@ -141,7 +141,7 @@ gather(struct store *s)
         while (s->queued < most && !s->stopping && now < cap) {
                 unsigned q = s->queued;
                 int64_t until = now + GATHER_GAP_US < cap ? now + GATHER_GAP_US : cap;
-                struct timespec ts = { .tv_sec = until / 1000000, .tv_nsec = (until % 1000000) * 1000 };
+                struct timespec ts = time_ts(until);
 
                 while (s->queued == q && !s->stopping && now < until) {
                         pthread_cond_timedwait(&s->wake, &s->lock, &ts);
@@ -214,8 +214,7 @@ writer_main(void *arg)
                                 pthread_cond_wait(&s->wake, &s->lock);
                                 continue;
                         }
-                        ts.tv_sec = next_prune / 1000000;
-                        ts.tv_nsec = (next_prune % 1000000) * 1000;
+                        ts = time_ts(next_prune);
                         pthread_cond_timedwait(&s->wake, &s->lock, &ts);
                 }
                 if (s->head == NULL && s->stopping)
@@ -294,7 +293,7 @@ unsigned
 store_stop(struct store *s, unsigned seconds)
 {
         int64_t until = time_mono_us() + (int64_t) seconds * 1000000;
-        struct timespec ts = { .tv_sec = until / 1000000, .tv_nsec = (until % 1000000) * 1000 };
+        struct timespec ts = time_ts(until);
         unsigned left;
 
         if (s == NULL || !s->started)

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -65,6 +66,13 @@ void time_format_iso(int64_t usec, char out[TIME_ISO_LEN]);
 void time_format_local(int64_t usec, char out[TIME_LOCAL_LEN]);
 /* Monotonic clock in microseconds. */
 int64_t time_mono_us(void);
+/* us microseconds as a timespec: a span, or a deadline on the clock us is
+ * read from (pthread_cond_timedwait with CLOCK_MONOTONIC: time_mono_us). */
+static inline struct timespec
+time_ts(int64_t us)
+{
+        return (struct timespec) { .tv_sec = (time_t) (us / 1000000), .tv_nsec = (long) (us % 1000000) * 1000 };
+}
 
 /* Read a whole regular file of at most max bytes into a new NUL-terminated
  * buffer. Returns 0, or a negative errno (-EFBIG when larger than max). */
