@@ -415,10 +415,16 @@ END_TEST
 static void
 db_reachable(bool on)
 {
-        char *sql = on ? xasprintf("ALTER DATABASE \"%s\" ALLOW_CONNECTIONS true", dbname)
-                       : xasprintf("ALTER DATABASE \"%s\" ALLOW_CONNECTIONS false; SELECT pg_terminate_backend(pid) "
-                                   "FROM pg_stat_activity WHERE datname = '%s'", dbname, dbname);
+        char *sql = xasprintf("ALTER DATABASE \"%s\" ALLOW_CONNECTIONS %s", dbname, on ? "true" : "false");
 
+        /* Committed before the sessions end: in one query string both ran
+         * in one transaction, and a daemon that connected again between
+         * the sessions' end and that COMMIT kept a session, and stored on. */
+        pg_exec(cluster, sql);
+        free(sql);
+        if (on)
+                return;
+        sql = xasprintf("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s'", dbname);
         pg_exec(cluster, sql);
         free(sql);
 }
