@@ -720,6 +720,81 @@ START_TEST(test_message_race)
 }
 END_TEST
 
+/* Addresses that differ only in the case of letters beyond ASCII. citext
+ * folds case as the database's LC_CTYPE does: every letter in a UTF-8
+ * database (Debian's default), ASCII letters only in a "C" one (each test
+ * makes one of these). The store keys messages as its database does,
+ * whether the two spellings come in one request or in two, and whatever
+ * the kind of key: every event is stored, once, on one message row where
+ * the database folds the two spellings together and on two where it does
+ * not. (Before, the first Failed here was answered 503 for good: the row
+ * of "Émile" was not taken for the message of "émile", whose insert then
+ * hit the unique index.) */
+static void
+address_fold(const char *ctype)
+{
+        char *sql = xasprintf("CREATE DATABASE %s_c TEMPLATE template0 LC_CTYPE '%s'", dbname, ctype);
+        long long folds, rows;
+
+        pg_exec(cluster, sql);
+        free(sql);
+        free(dsn);
+        free(store_lines);
+        dsn = xasprintf("%s dbname=%s_c", cluster, dbname);
+        store_lines = xasprintf("backend = postgresql\ndsn = %s\n", dsn);
+        folds = pq("SELECT CAST(lower('ÉMILE') = 'émile' AS integer)");
+        ck_assert_int_eq(folds, strcmp(ctype, "C") != 0);
+        rows = folds ? 1 : 2;
+        start_pg();
+        /* One message, its events in two requests. */
+        expect("{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"2026-03-01T10:00:00Z\","
+               "\"ServerId\":7,\"MessageId\":\"f1\",\"Address\":\"Émile@x.org\"}", 200);
+        expect("{\"Type\":\"Failed\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"2026-03-01T10:05:00Z\","
+               "\"ServerId\":7,\"MessageId\":\"f1\",\"Address\":\"émile@x.org\",\"FailureType\":\"Permanent\","
+               "\"FailureCode\":5001,\"Reason\":\"gone\"}", 200);
+        /* New messages, both spellings in one request: by message
+         * id, by mailing id, by address alone. */
+        expect("[{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"2026-03-01T10:00:00Z\","
+               "\"ServerId\":7,\"MessageId\":\"f2\",\"Address\":\"Zoë@x.org\"},"
+               "{\"Type\":\"Delivered\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"2026-03-01T10:00:01Z\","
+               "\"ServerId\":7,\"MessageId\":\"f2\",\"Address\":\"ZOË@x.org\"},"
+               "{\"Type\":\"Open\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"2026-03-01T11:00:00Z\","
+               "\"ServerId\":7,\"MailingId\":\"ml\",\"Address\":\"Åsa@x.org\"},"
+               "{\"Type\":\"Open\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"2026-03-01T11:00:01Z\","
+               "\"ServerId\":7,\"MailingId\":\"ml\",\"Address\":\"åsa@x.org\"},"
+               "{\"Type\":\"Complaint\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"2026-03-01T12:00:00Z\","
+               "\"ServerId\":7,\"Address\":\"Ødegård@x.org\"},"
+               "{\"Type\":\"Complaint\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"2026-03-01T12:00:01Z\","
+               "\"ServerId\":7,\"Address\":\"ødegård@x.org\"}]", 200);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events"), 8);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events e JOIN messages m ON m.id = e.message"), 8);
+        ck_assert_int_eq(pq("SELECT sum(events) FROM messages"), 8);
+        ck_assert_int_eq(pq("SELECT count(*) FROM messages WHERE message_id = 'f1'"), rows);
+        ck_assert_int_eq(pq("SELECT count(*) FROM messages WHERE message_id = 'f1' AND state = 'Failed' "
+                            "AND sent_at IS NOT NULL AND failure_code = 5001"), folds);
+        ck_assert_int_eq(pq("SELECT count(*) FROM messages WHERE message_id = 'f2'"), rows);
+        ck_assert_int_eq(pq("SELECT count(*) FROM messages WHERE message_id = 'f2' AND state = 'Sent' "
+                            "AND queued_at IS NOT NULL AND events = 2"), folds);
+        ck_assert_int_eq(pq("SELECT count(*) FROM messages WHERE mailing_id = 'ml'"), rows);
+        ck_assert_int_eq(pq("SELECT max(open_count) FROM messages WHERE mailing_id = 'ml'"), 2 - !folds);
+        ck_assert_int_eq(pq("SELECT count(*) FROM messages WHERE mailing_id IS NULL AND message_id IS NULL"),
+                         rows);
+        ck_assert_int_eq(daemon_stop(), 0);
+        ck_assert_int_eq(pq("SELECT count(*) FROM messages"), 4 * rows);
+}
+
+START_TEST(test_address_fold)
+{
+        address_fold("C.UTF-8");
+}
+END_TEST
+
+START_TEST(test_address_fold_c)
+{
+        address_fold("C");
+}
+END_TEST
+
 /* SIGHUP while requests wait behind another session's lock (each
  * statement may wait 10 s): the reload is done at once, the daemon keeps
  * running (libmicrohttpd would abort if the replaced listener stopped with
@@ -1493,6 +1568,8 @@ main(void)
         tcase_add_test(tc, test_upgrade);
         tcase_add_test(tc, test_batch);
         tcase_add_test(tc, test_message_race);
+        tcase_add_test(tc, test_address_fold);
+        tcase_add_test(tc, test_address_fold_c);
         tcase_add_test(tc, test_two_instances);
         tcase_add_test(tc, test_writers_counted);
         tcase_add_test(tc, test_ctl_same);

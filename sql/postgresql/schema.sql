@@ -7,7 +7,9 @@
 -- Times are UTC ISO-8601 text, "YYYY-MM-DDTHH:MM:SS.ffffffZ", as in SQLite:
 -- text columns compare bytewise (COLLATE "C"), so times sort as text and
 -- every answer is the one SQLite gives. address is citext in the "C"
--- collation: case-insensitive for ASCII letters, as SQLite's NOCASE.
+-- collation, case-insensitive as citext folds case: by the database's
+-- LC_CTYPE, so ASCII letters only in a "C" database, as SQLite's NOCASE,
+-- and every letter in a UTF-8 one (the store keys messages the same way).
 CREATE EXTENSION IF NOT EXISTS citext;
 
 -- One row per distinct event (redeliveries share the digest and are stored
