@@ -364,6 +364,28 @@ store_pg_clear(struct store_pg *p)
         msgs_clear(p);
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define TOO_LONG(field) "field '" field "' is longer than " STR(STORE_PG_MAX_KEY) " bytes, more than PostgreSQL's indexes take"
+
+const char *
+store_pg_unindexable(const struct event *ev)
+{
+        static const struct { int field; const char *why; } keys[] = {
+                { EVS_MESSAGE_ID, TOO_LONG("MessageId") },
+                { EVS_MAILING_ID, TOO_LONG("MailingId") },
+                { EVS_ADDRESS, TOO_LONG("Address") },
+        };
+        size_t i;
+
+        if (strlen(ev->type) > STORE_PG_MAX_KEY)
+                return TOO_LONG("Type");
+        for (i = 0; i < ARRAY_SIZE(keys); i++)
+                if (ev->str[keys[i].field] && strlen(ev->str[keys[i].field]) > STORE_PG_MAX_KEY)
+                        return keys[i].why;
+        return NULL;
+}
+
 void
 store_pg_add(struct store_pg *p, struct store_job *job, struct event *ev)
 {

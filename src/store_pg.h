@@ -29,6 +29,14 @@ void store_pg_close(struct store_pg *p);        /* NULL-safe */
 /* Start a transaction's set (an attempt: what an earlier one added goes). */
 void store_pg_clear(struct store_pg *p);
 
+/* Why a mail event cannot be an events row here, or NULL: a Type,
+ * MessageId, MailingId or Address over STORE_PG_MAX_KEY bytes. They are
+ * indexed, and a B-tree entry holds 2,704 bytes at most (message id and
+ * address together), so PostgreSQL refused the row and the batch with it.
+ * The store quarantines such an event (SQLite stores it). */
+#define STORE_PG_MAX_KEY 1000
+const char *store_pg_unindexable(const struct event *ev);
+
 /* Add a mail event (EVENT_MAIL) of job; it is written by store_pg_flush. */
 void store_pg_add(struct store_pg *p, struct store_job *job, struct event *ev);
 

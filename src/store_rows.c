@@ -664,8 +664,14 @@ store_rows_job(struct store *s, struct store_job *job)
                         continue;
                 test |= ev->is_test;
                 if (s->bulk && ev->kind == EVENT_MAIL) {
-                        store_pg_add(s->bulk, job, ev);
-                        continue;
+                        const char *why = store_pg_unindexable(ev);
+
+                        if (why == NULL) {
+                                store_pg_add(s->bulk, job, ev);
+                                continue;
+                        }
+                        ev->kind = EVENT_QUARANTINE;
+                        ev->reason = why;
                 }
                 if ((n = store_event(s, job, ev)) < 0)
                         return -1;
@@ -818,7 +824,7 @@ replay_one(struct store *s, struct db_stmt *get, struct db_stmt *del, struct db_
         struct event_batch b;
         struct event *ev;
         char *err = NULL;
-        const char *raw = db_text(get, 4);
+        const char *raw = db_text(get, 4), *why;
         int r = 0;
 
         job.endpoint = db_text(get, 2);
@@ -831,6 +837,10 @@ replay_one(struct store *s, struct db_stmt *get, struct db_stmt *del, struct db_
                 return 0;
         }
         ev = &b.v[0];
+        if (b.n == 1 && ev->kind == EVENT_MAIL && s->bulk && (why = store_pg_unindexable(ev)) != NULL) {
+                ev->kind = EVENT_QUARANTINE;    /* kept, as the writer keeps it */
+                ev->reason = why;
+        }
         db_bind_int(del, 1, db_int(get, 0));
         db_bind_int(upd, 2, db_int(get, 0));
         if (b.n == 1 && ev->kind == EVENT_MAIL) {

@@ -22,6 +22,7 @@ main(void)
 
 #include "pg.h"
 #include "store.h"
+#include "store_pg.h"
 
 extern const char store_pg_schema_sql[];
 
@@ -882,6 +883,80 @@ ctl(const char *conf, const char *args)
         return out;
 }
 
+/* A MessageId too long for the database's indexes (3,000 bytes that do
+ * not compress), with an event beside it in one request: 200, the one
+ * stored, the other quarantined with the field named (SQLite, which has
+ * no such bound, stores it: check_barrage), and a quarantine replay keeps
+ * it there. Before, PostgreSQL refused the row, "index row size exceeds
+ * btree version 4 maximum 2704": the request, with the event beside it,
+ * was answered 503 on every retry, and a replay failed at it. */
+START_TEST(test_long_key)
+{
+        char *id = xmalloc(3001), *body, *out;
+        unsigned moved, kept;
+        uint32_t x = 12345;
+        size_t i;
+
+        for (i = 0; i < 3000; i++) {    /* letters that do not compress */
+                x = x * 1103515245 + 12345;
+                id[i] = (char) ('a' + (x >> 16) % 26);
+        }
+        id[3000] = '\0';
+        body = xasprintf("[{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"2026-03-01T10:00:00Z\","
+                         "\"ServerId\":7,\"MessageId\":\"%s\",\"Address\":\"a@x.org\"},"
+                         "{\"Type\":\"Queued\",\"SecretKey\":\"" T_SECRET "\",\"DateTime\":\"2026-03-01T10:00:00Z\","
+                         "\"ServerId\":7,\"MessageId\":\"short\",\"Address\":\"a@x.org\"}]", id);
+        start_pg();
+        expect(body, 200);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events WHERE message_id = 'short'"), 1);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events"), 1);
+        ck_assert_int_eq(pq("SELECT count(*) FROM quarantine WHERE reason LIKE '%''MessageId'' is longer than%' "
+                            "AND length(raw) > 3000"), 1);
+        ck_assert_int_eq(daemon_stop(), 0);
+        /* A replay keeps it there (it stopped at it, failing, before). */
+        out = ctl(d.conf, "quarantine replay");
+        ck_assert_msg(strchr(out, '\n') && sscanf(strchr(out, '\n'), "%u %u", &moved, &kept) == 2 && moved == 0 &&
+                      kept == 1, "replay: %s", out);
+        ck_assert_int_eq(pq("SELECT count(*) FROM quarantine"), 1);
+        ck_assert_int_eq(pq("SELECT count(*) FROM events"), 1);
+        free(out);
+        free(body);
+        free(id);
+}
+END_TEST
+
+/* Each of the four fields, at the bound and one byte over it. */
+START_TEST(test_unindexable)
+{
+        static const char *const fields[] = { "Type", "MessageId", "MailingId", "Address" };
+        char *v = xmalloc(STORE_PG_MAX_KEY + 2);
+        size_t i, len;
+
+        for (i = 0; i < ARRAY_SIZE(fields); i++)
+                for (len = STORE_PG_MAX_KEY; len <= STORE_PG_MAX_KEY + 1; len++) {
+                        char *body, *err = NULL;
+                        struct event_batch b;
+                        const char *why;
+
+                        memset(v, 'q', len);
+                        v[len] = '\0';
+                        body = i == 0 ? xasprintf("{\"Type\":\"%s\",\"SecretKey\":\"k\"}", v) :
+                               xasprintf("{\"Type\":\"Queued\",\"SecretKey\":\"k\",\"%s\":\"%s\"}", fields[i], v);
+                        ck_assert_int_eq(event_parse(body, strlen(body), false, &b, &err), 0);
+                        ck_assert_int_eq(b.v[0].kind, EVENT_MAIL);
+                        why = store_pg_unindexable(&b.v[0]);
+                        if (len > STORE_PG_MAX_KEY) {
+                                ck_assert_msg(why && strstr(why, fields[i]) && strstr(why, "longer than 1000 bytes"),
+                                              "%s of %zu bytes: %s", fields[i], len, why ? why : "(none)");
+                        } else
+                                ck_assert_msg(why == NULL, "%s of %zu bytes: %s", fields[i], len, why);
+                        event_batch_done(&b);
+                        free(body);
+                }
+        free(v);
+}
+END_TEST
+
 /* health_hours as rows (hour, server_id, kind, n), n not 0. */
 #define HOURS_ROWS                                                                                              \
         "SELECT hour, server_id, k, v FROM health_hours, LATERAL (VALUES ('sent', sent), "                      \
@@ -1568,6 +1643,8 @@ main(void)
         tcase_add_test(tc, test_upgrade);
         tcase_add_test(tc, test_batch);
         tcase_add_test(tc, test_message_race);
+        tcase_add_test(tc, test_long_key);
+        tcase_add_test(tc, test_unindexable);
         tcase_add_test(tc, test_address_fold);
         tcase_add_test(tc, test_address_fold_c);
         tcase_add_test(tc, test_two_instances);
