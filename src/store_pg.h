@@ -32,8 +32,9 @@ void store_pg_clear(struct store_pg *p);
 /* Why a mail event cannot be an events row here, or NULL: a Type,
  * MessageId, MailingId or Address over STORE_PG_MAX_KEY bytes. They are
  * indexed, and a B-tree entry holds 2,704 bytes at most (message id and
- * address together), so PostgreSQL refused the row and the batch with it.
- * The store quarantines such an event (SQLite stores it). */
+ * address together): PostgreSQL refused the row, and the request with it.
+ * The store, and a quarantine replay, quarantine such an event (SQLite
+ * stores it). */
 #define STORE_PG_MAX_KEY 1000
 const char *store_pg_unindexable(const struct event *ev);
 
