@@ -366,7 +366,8 @@ store_pg_clear(struct store_pg *p)
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
-#define TOO_LONG(field) "field '" field "' is longer than " STR(STORE_PG_MAX_KEY) " bytes, more than PostgreSQL's indexes take"
+#define TOO_LONG(field) \
+        "field '" field "' is longer than " STR(STORE_PG_MAX_KEY) " bytes, more than PostgreSQL's indexes take"
 
 const char *
 store_pg_unindexable(const struct event *ev)

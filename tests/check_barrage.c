@@ -3,7 +3,9 @@
  * connections (GnuTLS) and raw bytes on the TLS port. No answer may be a 5xx
  * other than 503, the daemon must keep running, what carries the secret and
  * is an object must be stored (as an event or in quarantine), and a valid
- * event is accepted afterwards. */
+ * event is accepted afterwards. The same again on PostgreSQL (under
+ * tests/pgtmp), where no answer may be a 503 at all: with the database up,
+ * a 503 is a row the server refuses, answered 503 on every retry. */
 #include "config.h"
 
 #include <gnutls/gnutls.h>
@@ -12,11 +14,27 @@
 
 #include "daemon.h"
 #include "event.h"
+#ifdef HAVE_POSTGRESQL
+#include "fake_api.h"
+#include "pg.h"
+#endif
 
 #define MAX_BODY (4u * 1024 * 1024)
 #define SEC "\"SecretKey\":\"" T_SECRET "\""
 
 static CURL *h;
+static char *pg_dsn;                    /* the PostgreSQL barrage's database, or NULL */
+
+/* The one value sql answers on the daemon's database. */
+static long long
+db_value(const char *sql)
+{
+#ifdef HAVE_POSTGRESQL
+        if (pg_dsn)
+                return pq_at(pg_dsn, sql);
+#endif
+        return q(sql);
+}
 static unsigned sent, by_status[600], closed;
 static uint64_t rng;
 
@@ -315,11 +333,17 @@ big_strings(void)
         free(esc);
         free(bad);
 
-        ck_assert_int_eq(q("SELECT length(subject) FROM events WHERE message_id = 'big-subject'"), 1024 * 1024);
+        ck_assert_int_eq(db_value("SELECT length(subject) FROM events WHERE message_id = 'big-subject'"), 1024 * 1024);
         /* Every NUL became U+FFFD, every bad byte too: valid text, nothing lost. */
-        ck_assert_int_eq(q("SELECT length(reason) FROM events WHERE message_id = 'big-nul'"), 256 * 1024);
-        ck_assert_int_eq(q("SELECT length(response) FROM events WHERE message_id = 'big-bad'"), 1024 * 1024);
-        ck_assert_int_eq(q("SELECT length(message_id) FROM events WHERE length(message_id) > 1000"), 1024 * 1024);
+        ck_assert_int_eq(db_value("SELECT length(reason) FROM events WHERE message_id = 'big-nul'"), 256 * 1024);
+        ck_assert_int_eq(db_value("SELECT length(response) FROM events WHERE message_id = 'big-bad'"), 1024 * 1024);
+        /* PostgreSQL cannot index it: quarantined there (store_pg_unindexable). */
+        if (pg_dsn)
+                ck_assert_int_eq(db_value("SELECT count(*) FROM quarantine "
+                                          "WHERE reason LIKE '%''MessageId'' is longer%'"), 1);
+        else
+                ck_assert_int_eq(db_value("SELECT length(message_id) FROM events WHERE length(message_id) > 1000"),
+                                 1024 * 1024);
 }
 
 static void
@@ -335,8 +359,8 @@ nul_bytes(void)
         json_case("an escaped NUL in a key", "{\"Type\":\"Sent\"," SEC ",\"Mess\\u0000ageId\":\"k\"}", 200);
         json_case("an escaped NUL in MessageId", "{\"Type\":\"Sent\"," SEC ",\"MessageId\":\"nul\\u0000id\"}", 200);
         body_case("NULs in a form", form, sizeof(form) - 1, "application/x-www-form-urlencoded", 200);
-        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'nul\xef\xbf\xbdid'"), 1);
-        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'nul\xef\xbf\xbd" "form'"), 1);
+        ck_assert_int_eq(db_value("SELECT count(*) FROM events WHERE message_id = 'nul\xef\xbf\xbdid'"), 1);
+        ck_assert_int_eq(db_value("SELECT count(*) FROM events WHERE message_id = 'nul\xef\xbf\xbd" "form'"), 1);
 }
 
 /* Every field with every wrong type and every hostile number: what carries
@@ -381,9 +405,9 @@ wrong_types(void)
                 }
         /* Times past either end of years 1-9999 (after the offset) are
          * quarantined, not stored as a different time. */
-        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE occurred_at < '0001'"), 0);
-        ck_assert_int_eq(q("SELECT (SELECT count(*) FROM events WHERE message_id LIKE 'wt-%') + "
-                           "(SELECT count(*) FROM quarantine WHERE raw LIKE '%\"wt-%')"), (int) stored);
+        ck_assert_int_eq(db_value("SELECT count(*) FROM events WHERE occurred_at < '0001'"), 0);
+        ck_assert_int_eq(db_value("SELECT (SELECT count(*) FROM events WHERE message_id LIKE 'wt-%') + "
+                                  "(SELECT count(*) FROM quarantine WHERE raw LIKE '%\"wt-%')"), (int) stored);
 }
 
 static void
@@ -403,8 +427,8 @@ case_duplicates(void)
                   "{\"Type\":\"Sent\"," SEC ",\"secretKEY\":\"wrong\",\"MessageId\":\"dup-7\"}", 401);
         json_case("Data and data", "{\"Type\":\"Sent\"," SEC ",\"MessageId\":\"dup-8\",\"Data\":{},\"data\":[]}", 200);
         /* Repeated fields are quarantined, never silently resolved. */
-        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id LIKE 'dup-%'"), 0);
-        ck_assert_int_eq(q("SELECT count(*) FROM quarantine WHERE raw LIKE '%\"dup-%'"), 4);
+        ck_assert_int_eq(db_value("SELECT count(*) FROM events WHERE message_id LIKE 'dup-%'"), 0);
+        ck_assert_int_eq(db_value("SELECT count(*) FROM quarantine WHERE raw LIKE '%\"dup-%'"), 4);
 }
 
 /* Malformed HTTP on raw TLS connections. */
@@ -462,7 +486,7 @@ bad_http(void)
                       sizeof(smuggled) - 1, smuggled);
         raw_tls_str("a request behind Content-Length and chunked", s, 400);
         free(s);
-        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'smuggled'"), 0);
+        ck_assert_int_eq(db_value("SELECT count(*) FROM events WHERE message_id = 'smuggled'"), 0);
 
         /* Chunked bodies: past max_body by 256 KiB (read to its end and
          * answered 413), by more than 1 MiB (closed: libmicrohttpd 0.9.75
@@ -542,11 +566,11 @@ phase(const char *name, void (*fn)(void))
                (long long) (time_mono_us() - t0) / 1000);
 }
 
-START_TEST(test_barrage)
+static void
+barrage(void)
 {
         char *server = xasprintf("max_body = %u\ntimeout = 1\n", MAX_BODY);
         const char *seed = getenv("BARRAGE_SEED");
-        char *integrity;
         unsigned i;
 
         signal(SIGPIPE, SIG_IGN);
@@ -570,17 +594,48 @@ START_TEST(test_barrage)
 
         still_running();
         json_case("a valid event afterwards", "{\"Type\":\"Sent\"," SEC ",\"MessageId\":\"after-barrage\"}", 200);
-        ck_assert_int_eq(q("SELECT count(*) FROM events WHERE message_id = 'after-barrage'"), 1);
-        integrity = t_rows(d.db, "PRAGMA integrity_check");
-        ck_assert_str_eq(integrity, "ok\n");
-        free(integrity);
+        ck_assert_int_eq(db_value("SELECT count(*) FROM events WHERE message_id = 'after-barrage'"), 1);
         curl_easy_cleanup(h);
-        printf("check_barrage: %u requests sent; answers:", sent);
+        printf("check_barrage: %s: %u requests sent; answers:", pg_dsn ? "PostgreSQL" : "SQLite", sent);
         for (i = 0; i < ARRAY_SIZE(by_status); i++)
                 if (by_status[i])
                         printf(" %u×%u", by_status[i], i);
         printf("; %u closed without an answer\n", closed);
         ck_assert_int_eq(daemon_stop(), 0);
+}
+
+START_TEST(test_barrage)
+{
+        char *integrity;
+
+        barrage();
+        integrity = t_rows(d.db, "PRAGMA integrity_check");
+        ck_assert_str_eq(integrity, "ok\n");
+        free(integrity);
+}
+END_TEST
+
+/* The same on PostgreSQL (skipped without a cluster): not one 503. */
+START_TEST(test_barrage_pg)
+{
+#ifdef HAVE_POSTGRESQL
+        const char *cluster = getenv("SLHOOKD_TEST_PG");
+        char *store;
+
+        if (cluster == NULL || cluster[0] == '\0') {
+                printf("check_barrage: PostgreSQL: skipped, no cluster (run the tests under tests/pgtmp)\n");
+                return;
+        }
+        free(pg_test_db(cluster, &pg_dsn, &store));
+        d.store = store;
+        barrage();
+        ck_assert_msg(by_status[503] == 0, "%u answers 503 with the database up", by_status[503]);
+        free(store);
+        free(pg_dsn);
+        pg_dsn = NULL;
+#else
+        printf("check_barrage: PostgreSQL: skipped, built without it\n");
+#endif
 }
 END_TEST
 
@@ -594,5 +649,6 @@ main(void)
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, 300);
         tcase_add_test(tc, test_barrage);
+        tcase_add_test(tc, test_barrage_pg);
         return t_run(s, tc);
 }
