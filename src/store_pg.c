@@ -38,8 +38,9 @@ enum { SP_SEEN, SP_BY_MESSAGE, SP_BY_MAILING, SP_BY_ADDRESS, SP_IDS, SP_FOLD, SP
 
 #define MSG_NCOLS (5 + 2 + CT_COUNT + CC_COUNT + 3)
 #define EVENT_NCOLS (12 + EVS_COUNT + EVN_COUNT)
-/* The columns of a found message row before its key's ordinal (find_sql). */
-#define FIND_NCOLS (5 + 2 + CT_COUNT + CC_COUNT + 3)
+/* The columns of a found message row before its key's ordinal (find_sql):
+ * its id and its state. */
+#define FIND_NCOLS (1 + 2 + CT_COUNT + CC_COUNT + 3)
 #define NARR 3
 
 /* One message row the transaction writes. */
@@ -197,7 +198,7 @@ find_sql(int which)
         buf_puts(&b, which == SP_BY_ADDRESS ? "CAST(?1 AS citext[]), CAST(?2 AS bigint[])" :
                  "CAST(?1 AS text[]), CAST(?2 AS citext[]), CAST(?3 AS bigint[])");
         buf_printf(&b, ") WITH ORDINALITY AS k(%s, i) CROSS JOIN LATERAL "
-                   "(SELECT x.id, x.server_id, x.message_id, x.mailing_id, x.address, ", keys[which]);
+                   "(SELECT x.id, ", keys[which]);
         msg_columns(&b, "x.", "");
         buf_printf(&b, " FROM messages AS x WHERE %s LIMIT 1 FOR UPDATE) AS m ORDER BY k.i", where[which]);
         return b.data;
@@ -638,7 +639,7 @@ read_finds(struct store_pg *p)
                         struct msg *x;
                         struct corr_msg *m;
                         const char *t;
-                        int c = 5, j;
+                        int c = 1, j;
 
                         if (ord < 1 || (size_t) ord > p->nkeyed[which - SP_BY_MESSAGE])
                                 continue;

@@ -620,6 +620,19 @@ fail:
         return -EIO;
 }
 
+/* On PostgreSQL, a mail event its indexes cannot take becomes a quarantined
+ * one (store_pg_unindexable), in the writer and in a replay alike. */
+static void
+quarantine_unindexable(struct store *s, struct event *ev)
+{
+        const char *why;
+
+        if (s->bulk && ev->kind == EVENT_MAIL && (why = store_pg_unindexable(ev)) != NULL) {
+                ev->kind = EVENT_QUARANTINE;
+                ev->reason = why;
+        }
+}
+
 int
 store_rows_job(struct store *s, struct store_job *job)
 {
@@ -663,15 +676,10 @@ store_rows_job(struct store *s, struct store_job *job)
                 if (ev->kind == EVENT_VALIDATION)
                         continue;
                 test |= ev->is_test;
+                quarantine_unindexable(s, ev);
                 if (s->bulk && ev->kind == EVENT_MAIL) {
-                        const char *why = store_pg_unindexable(ev);
-
-                        if (why == NULL) {
-                                store_pg_add(s->bulk, job, ev);
-                                continue;
-                        }
-                        ev->kind = EVENT_QUARANTINE;
-                        ev->reason = why;
+                        store_pg_add(s->bulk, job, ev);
+                        continue;
                 }
                 if ((n = store_event(s, job, ev)) < 0)
                         return -1;
@@ -824,7 +832,7 @@ replay_one(struct store *s, struct db_stmt *get, struct db_stmt *del, struct db_
         struct event_batch b;
         struct event *ev;
         char *err = NULL;
-        const char *raw = db_text(get, 4), *why;
+        const char *raw = db_text(get, 4);
         int r = 0;
 
         job.endpoint = db_text(get, 2);
@@ -837,10 +845,8 @@ replay_one(struct store *s, struct db_stmt *get, struct db_stmt *del, struct db_
                 return 0;
         }
         ev = &b.v[0];
-        if (b.n == 1 && ev->kind == EVENT_MAIL && s->bulk && (why = store_pg_unindexable(ev)) != NULL) {
-                ev->kind = EVENT_QUARANTINE;    /* kept, as the writer keeps it */
-                ev->reason = why;
-        }
+        if (b.n == 1)
+                quarantine_unindexable(s, ev);  /* kept, as the writer keeps it */
         db_bind_int(del, 1, db_int(get, 0));
         db_bind_int(upd, 2, db_int(get, 0));
         if (b.n == 1 && ev->kind == EVENT_MAIL) {
