@@ -172,6 +172,20 @@ free_port(void)
 
 /* The daemon's folder and its listening socket on 127.0.0.1 (so its port is
  * known before it starts); daemon_start does this when it was not done. */
+/* Print why and the end of the daemon's log (the fixture deletes the log:
+ * the cause stays on record). */
+static inline void
+log_tail(const char *why)
+{
+        size_t n = 0;
+        char *log = t_slurp(d.log, &n), *tail = log;
+
+        if (log && n > 4000 && (tail = strchr(log + n - 4000, '\n')) == NULL)
+                tail = log + n - 4000;
+        fprintf(stderr, "%s; the end of its log:\n%s\n", why, tail ? tail : "(none)");
+        free(log);
+}
+
 static inline void daemon_rebind(void);
 
 static inline void
@@ -297,6 +311,7 @@ daemon_spawn(const char *server_extra, const char *sections_extra, bool wait_rea
                 ck_assert_msg(waitpid(d.pid, &status, WNOHANG) == 0, "slhookd exited at start-up");
                 usleep(10000);
         }
+        log_tail("slhookd did not get ready in 10 s");
         ck_abort_msg("slhookd did not get ready in 10 s");
 }
 
@@ -312,16 +327,12 @@ daemon_reap(void)
                 ck_assert_int_eq(waitpid(d.pid, &status, 0), d.pid);
                 d.pid = 0;
                 if (status != 0) {
-                        size_t n = 0;
-                        char *log = t_slurp(d.log, &n), *tail = log;
+                        char *why = xasprintf("slhookd ended with status %d (%s %d)", status,
+                                              WIFSIGNALED(status) ? "signal" : "exit",
+                                              WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
 
-                        if (log && n > 4000 && (tail = strchr(log + n - 4000, '\n')) == NULL)
-                                tail = log + n - 4000;
-                        fprintf(stderr, "slhookd ended with status %d (%s %d); the end of its log:\n%s\n", status,
-                                WIFSIGNALED(status) ? "signal" : "exit",
-                                WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
-                                tail ? tail : "(none)");
-                        free(log);
+                        log_tail(why);
+                        free(why);
                 }
         }
         return status;
