@@ -9,9 +9,9 @@
  *                                      before it arrives), and print the rate:
  *                                      what the writer sustains
  *
- * DB is an SQLite file, or a PostgreSQL database: a URI (postgresql://...) or
- * a libpq connection string ("host=... dbname=..."); the same writer then
- * stores through PostgreSQL (bench/README.md: the writer alone).
+ * DB is an SQLite file, or a PostgreSQL database as a postgresql:// URI, as
+ * slhookctl -d takes it; the same writer then stores through PostgreSQL
+ * (bench/README.md: the writer alone).
  *
  * Deterministic (a fixed seed per run label), so rounds are comparable. */
 #include "config.h"
@@ -309,24 +309,17 @@ main(int argc, char **argv)
         struct store *s = NULL;
         char *err = NULL;
         bool is_fill = argc == 6 && strcmp(argv[2], "fill") == 0;
-        struct db_conf c = { .backend = DB_SQLITE };
-        size_t kw;
         int r;
 
         if (!is_fill && !((argc == 4 || argc == 5) && strcmp(argv[2], "rate") == 0)) {
-                fprintf(stderr, "usage: fill DB fill EVENTS MESSAGES DAYS\n       fill DB rate EVENTS [IN_FLIGHT]\n(DB: an SQLite file, or a PostgreSQL URI or connection string: host=... dbname=...)\n");
+                fprintf(stderr, "usage: fill DB fill EVENTS MESSAGES DAYS\n       fill DB rate EVENTS [IN_FLIGHT]\n(DB: an SQLite file, or a postgresql:// URI)\n");
                 return 2;
         }
         malloc_keep();          /* as slhookd's main does */
         log_setup(LOG_FORMAT_TEXT, LOG_WARNING);
-        /* DB: an SQLite file, or PostgreSQL: a URI or a libpq connection string ("host=... dbname=..."). */
-        kw = strspn(argv[1], "abcdefghijklmnopqrstuvwxyz_");
-        if (strncmp(argv[1], "postgresql://", 13) == 0 || strncmp(argv[1], "postgres://", 11) == 0 ||
-            (kw > 0 && argv[1][kw] == '='))
-                c.backend = DB_POSTGRESQL;
-        c.path = c.dsn = argv[1];
-        c.synchronous_full = !is_fill;
-        if (store_open(&c, &s, &err) < 0 || store_start(s, 4096, 0) < 0) {
+        if (store_open(&(struct db_conf) { .backend = db_is_uri(argv[1]) ? DB_POSTGRESQL : DB_SQLITE,
+                                           .path = argv[1], .dsn = argv[1], .synchronous_full = !is_fill },
+                       &s, &err) < 0 || store_start(s, 4096, 0) < 0) {
                 fprintf(stderr, "fill: %s\n", err ? err : "cannot start the writer");
                 free(err);
                 if (s)

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "db-backend.h"
 #include "util.h"
@@ -70,6 +71,12 @@ db_set_conflict(struct db *db, const char *msg)
 {
         db_set_error(db, msg);
         db->conflict = true;
+}
+
+bool
+db_is_uri(const char *s)
+{
+        return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
 }
 
 enum db_backend db_backend(const struct db *db) { return db->backend; }

@@ -15,6 +15,10 @@ enum db_backend { DB_SQLITE, DB_POSTGRESQL };
  * past it (a long reader holds the checkpoint back). */
 #define DB_SQLITE_WAL_LIMIT (32 * 1024 * 1024)
 
+/* Whether a database named on a command line is PostgreSQL: a
+ * postgresql:// (or postgres://) URI; anything else is a SQLite file. */
+bool db_is_uri(const char *s);
+
 /* Where the database is. */
 struct db_conf {
         enum db_backend backend;

@@ -437,12 +437,6 @@ struct target {
         struct cfg *cfg;
 };
 
-static bool
-is_uri(const char *s)
-{
-        return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
-}
-
 /* Whether path starts as a SQLite database does. */
 static bool
 is_sqlite_file(const char *path)
@@ -465,7 +459,7 @@ target_load(struct target *t)
 
         memset(t, 0, sizeof(*t));
         if (arg_database) {
-                if (is_uri(arg_database))
+                if (db_is_uri(arg_database))
                         t->conf = (struct db_conf) { .backend = DB_POSTGRESQL, .dsn = arg_database };
                 else
                         t->conf = (struct db_conf) { .backend = DB_SQLITE, .path = arg_database,

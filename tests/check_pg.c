@@ -1107,41 +1107,6 @@ START_TEST(test_ctl_same)
 }
 END_TEST
 
-/* bench/fill takes a PostgreSQL connection string for its DB (bench/README.md:
- * the writer alone): the same generated traffic stored through either store
- * gives the same events, message states and counts. */
-START_TEST(test_fill)
-{
-        static const char *const qs[] = {
-                "SELECT count(*) FROM events",
-                "SELECT count(*) FROM messages",
-                "SELECT count(*) FROM messages WHERE state = 'Sent'",
-                "SELECT count(*) FROM messages WHERE state = 'Failed'",
-                "SELECT count(*) FROM messages WHERE state = 'Deferred'",
-                "SELECT count(*) FROM messages WHERE sent_at IS NOT NULL AND failed_at IS NOT NULL",
-                "SELECT sum(open_count) + 1000 * sum(click_count) + 1000000 * sum(deferred_count) FROM messages",
-                "SELECT sum(events) FROM event_counts",
-        };
-        char *dir = t_tmpdir(), *lite = xasprintf("%s/fill.db", dir), *cmd;
-        size_t i;
-
-        cmd = xasprintf("%s '%s' rate 3000 32 >/dev/null", FILL_BIN, dsn);
-        ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
-        free(cmd);
-        cmd = xasprintf("%s %s rate 3000 32 >/dev/null", FILL_BIN, lite);
-        ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
-        free(cmd);
-        ck_assert_int_eq(pq(qs[0]), 3000);
-        ck_assert_int_gt(pq(qs[5]), 0);         /* Sent and Failed: an asynchronous bounce */
-        for (i = 0; i < ARRAY_SIZE(qs); i++)
-                ck_assert_msg(pq(qs[i]) == t_query(lite, qs[i]), "%s: %lld on PostgreSQL, %lld on SQLite",
-                              qs[i], pq(qs[i]), t_query(lite, qs[i]));
-        t_rm_rf(dir);
-        free(lite);
-        free(dir);
-}
-END_TEST
-
 /* ---- migrate ---- */
 
 /* The test database as a postgresql:// URI (slhookctl -d takes URIs). */
@@ -1166,6 +1131,42 @@ pg_uri(void)
         PQconninfoFree(o);
         return u;
 }
+
+/* bench/fill takes a postgresql:// URI for its DB (bench/README.md: the
+ * writer alone): the same generated traffic stored through either store
+ * gives the same events, message states and counts. */
+START_TEST(test_fill)
+{
+        static const char *const qs[] = {
+                "SELECT count(*) FROM events",
+                "SELECT count(*) FROM messages",
+                "SELECT count(*) FROM messages WHERE state = 'Sent'",
+                "SELECT count(*) FROM messages WHERE state = 'Failed'",
+                "SELECT count(*) FROM messages WHERE state = 'Deferred'",
+                "SELECT count(*) FROM messages WHERE sent_at IS NOT NULL AND failed_at IS NOT NULL",
+                "SELECT sum(open_count) + 1000 * sum(click_count) + 1000000 * sum(deferred_count) FROM messages",
+                "SELECT sum(events) FROM event_counts",
+        };
+        char *dir = t_tmpdir(), *lite = xasprintf("%s/fill.db", dir), *uri = pg_uri(), *cmd;
+        size_t i;
+
+        cmd = xasprintf("%s '%s' rate 3000 32 >/dev/null", FILL_BIN, uri);
+        ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
+        free(cmd);
+        cmd = xasprintf("%s %s rate 3000 32 >/dev/null", FILL_BIN, lite);
+        ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
+        free(cmd);
+        ck_assert_int_eq(pq(qs[0]), 3000);
+        ck_assert_int_gt(pq(qs[5]), 0);         /* Sent and Failed: an asynchronous bounce */
+        for (i = 0; i < ARRAY_SIZE(qs); i++)
+                ck_assert_msg(pq(qs[i]) == t_query(lite, qs[i]), "%s: %lld on PostgreSQL, %lld on SQLite",
+                              qs[i], pq(qs[i]), t_query(lite, qs[i]));
+        t_rm_rf(dir);
+        free(lite);
+        free(dir);
+        free(uri);
+}
+END_TEST
 
 /* Feed one value (NULL apart from every text) into h. */
 static void
