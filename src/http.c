@@ -318,12 +318,21 @@ process(struct req *r)
         size_t i;
         int rc;
 
+        /* The writer fell behind while the body came in: it could not be
+         * queued, so it is not parsed either (a parse holds about three
+         * times the body until the answer). */
+        if (store_full(h->store)) {
+                r->job.result = -EAGAIN;
+                return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy, retry later");
+        }
         r->counted = true;
         atomic_fetch_add(&h->waiting, 1);
         rc = event_parse(r->body ? r->body : "", r->len, r->form && !looks_like_json(r->body, r->len),
                          &r->batch, &err);
-        if (r->body)
-                explicit_bzero(r->body, r->len);        /* it held the secret */
+        if (r->body) {                          /* it held the secret; the batch has its own copies */
+                freezero(r->body, r->cap + 1);
+                r->body = NULL;
+        }
         if (rc < 0) {
                 enum MHD_Result ret = reply_error(r, MHD_HTTP_BAD_REQUEST, err);
 
