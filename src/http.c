@@ -215,6 +215,14 @@ reply_error(struct req *r, unsigned status, const char *msg)
         return ret;
 }
 
+/* The writer is behind (or the listener stops): 503, Retry-After: 5. */
+static enum MHD_Result
+reply_busy(struct req *r)
+{
+        r->job.result = -EAGAIN;
+        return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy, retry later");
+}
+
 static struct extra *
 extra_find(struct http *h, const char *endpoint)
 {
@@ -318,13 +326,6 @@ process(struct req *r)
         size_t i;
         int rc;
 
-        /* The writer fell behind while the body came in: it could not be
-         * queued, so it is not parsed either (a parse holds about three
-         * times the body until the answer). */
-        if (store_full(h->store)) {
-                r->job.result = -EAGAIN;
-                return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy, retry later");
-        }
         r->counted = true;
         atomic_fetch_add(&h->waiting, 1);
         rc = event_parse(r->body ? r->body : "", r->len, r->form && !looks_like_json(r->body, r->len),
@@ -373,8 +374,7 @@ process(struct req *r)
         if (atomic_load(&r->l->closing)) {
                 atomic_fetch_sub(&r->l->jobs, 1);
                 r->close = true;
-                r->job.result = -EAGAIN;
-                return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy, retry later");
+                return reply_busy(r);
         }
         r->state = REQ_WAITING;
         MHD_suspend_connection(r->conn);
@@ -592,7 +592,6 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
                  * Retry-After. */
                 if (store_full(h->store)) {
                         r->busy = true;
-                        r->job.result = -EAGAIN;
                         return MHD_YES;
                 }
                 ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -636,11 +635,16 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
                 return MHD_YES;
         }
         if (r->state == REQ_READING && r->busy && r->dropped <= r->cfg->max_body)
-                return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy, retry later");
+                return reply_busy(r);
         if (r->state == REQ_READING && r->dropped) {
                 r->close = true;
                 return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "body larger than max_body");
         }
+        /* The writer fell behind while the body came in: it could not be
+         * queued, so it is not parsed either (a parse holds about three
+         * times the body until the answer). */
+        if (r->state == REQ_READING && store_full(h->store))
+                return reply_busy(r);
         if (r->state == REQ_READING)
                 return process(r);
         if (r->state == REQ_WAITING)

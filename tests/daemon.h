@@ -170,8 +170,6 @@ free_port(void)
         return 0;
 }
 
-/* The daemon's folder and its listening socket on 127.0.0.1 (so its port is
- * known before it starts); daemon_start does this when it was not done. */
 /* Print why and the end of the daemon's log (the fixture deletes the log:
  * the cause stays on record). */
 static inline void
@@ -188,6 +186,8 @@ log_tail(const char *why)
 
 static inline void daemon_rebind(void);
 
+/* The daemon's folder and its listening socket on 127.0.0.1 (so its port is
+ * known before it starts); daemon_start does this when it was not done. */
 static inline void
 daemon_listen(void)
 {
